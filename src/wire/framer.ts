@@ -1,0 +1,67 @@
+import { FIXED_HEADER_SIZE, readFixedHeader } from './message.js';
+
+/**
+ * Incremental framing: bytes in, complete messages out. A message is handed out
+ * only when all of its announced bytes have arrived, and its size is checked
+ * against the limits from the fixed header before any body is buffered.
+ *
+ * Chunks are kept as a list and only joined when a message straddles them, so a
+ * chunk holding whole messages is sliced without copying.
+ */
+export class Framer {
+  private chunks: Buffer[] = [];
+  private buffered = 0;
+  /** Total size of the message at the head, once its fixed header was read. */
+  private nextSize = -1;
+
+  /** Appends bytes; returns the complete messages they finish. Throws WireError on bad framing. */
+  push(chunk: Buffer): Buffer[] {
+    if (chunk.length > 0) {
+      this.chunks.push(chunk);
+      this.buffered += chunk.length;
+    }
+    const out: Buffer[] = [];
+    for (;;) {
+      if (this.nextSize < 0) {
+        if (this.buffered < FIXED_HEADER_SIZE) break;
+        const head = this.peek(FIXED_HEADER_SIZE);
+        this.nextSize = readFixedHeader(head).totalSize;
+      }
+      if (this.buffered < this.nextSize) break;
+      out.push(this.take(this.nextSize));
+      this.nextSize = -1;
+    }
+    return out;
+  }
+
+  /** Bytes received that do not yet form a complete message (a handoff carries them over). */
+  pending(): Buffer {
+    if (this.chunks.length === 0) return Buffer.alloc(0);
+    return this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.buffered);
+  }
+
+  get pendingLength(): number {
+    return this.buffered;
+  }
+
+  private peek(n: number): Buffer {
+    const first = this.chunks[0]!;
+    if (first.length >= n) return first;
+    const joined = Buffer.concat(this.chunks, this.buffered);
+    this.chunks = [joined];
+    return joined;
+  }
+
+  private take(n: number): Buffer {
+    let first = this.chunks[0]!;
+    if (first.length < n) {
+      first = Buffer.concat(this.chunks, this.buffered);
+      this.chunks = [first];
+    }
+    const msg = first.subarray(0, n);
+    if (first.length === n) this.chunks.shift();
+    else this.chunks[0] = first.subarray(n);
+    this.buffered -= n;
+    return msg;
+  }
+}

@@ -1,0 +1,325 @@
+import { WireError } from '../util/errors.js';
+import { Writer } from './marshal.js';
+import {
+  isValidBusName,
+  isValidErrorName,
+  isValidInterfaceName,
+  isValidMemberName,
+  isValidUniqueName,
+} from './names.js';
+import { parseSignature } from './signature.js';
+import { Reader, unmarshal } from './unmarshal.js';
+import type { DBusValue } from './values.js';
+
+export const enum MessageType {
+  MethodCall = 1,
+  MethodReturn = 2,
+  Error = 3,
+  Signal = 4,
+}
+
+export const enum MessageFlag {
+  NoReplyExpected = 0x1,
+  NoAutoStart = 0x2,
+  AllowInteractiveAuthorization = 0x4,
+}
+
+const enum Field {
+  Path = 1,
+  Interface = 2,
+  Member = 3,
+  ErrorName = 4,
+  ReplySerial = 5,
+  Destination = 6,
+  Sender = 7,
+  Signature = 8,
+  UnixFds = 9,
+}
+
+/** The signature each known header field must carry in its variant. */
+const FIELD_SIGNATURE: Record<number, string> = {
+  [Field.Path]: 'o',
+  [Field.Interface]: 's',
+  [Field.Member]: 's',
+  [Field.ErrorName]: 's',
+  [Field.ReplySerial]: 'u',
+  [Field.Destination]: 's',
+  [Field.Sender]: 's',
+  [Field.Signature]: 'g',
+  [Field.UnixFds]: 'u',
+};
+
+export const MAX_MESSAGE_SIZE = 128 * 1024 * 1024;
+export const FIXED_HEADER_SIZE = 16;
+
+export interface HeaderFields {
+  path?: string;
+  interface?: string;
+  member?: string;
+  errorName?: string;
+  replySerial?: number;
+  destination?: string;
+  sender?: string;
+  /** '' when the message has no body. */
+  signature: string;
+  unixFds?: number;
+}
+
+export interface Header extends HeaderFields {
+  littleEndian: boolean;
+  type: number;
+  flags: number;
+  serial: number;
+  bodyLength: number;
+  /** Offset of the body: the header, padded to 8. */
+  bodyOffset: number;
+  /** Header fields the specification does not define; they are dropped when forwarding. */
+  hasUnknownFields: boolean;
+}
+
+/** A message as received: its bytes verbatim, and its header parsed once. */
+export interface Message {
+  readonly bytes: Buffer;
+  readonly header: Header;
+}
+
+function invalid(why: string): never {
+  throw new WireError('InvalidMessage', why);
+}
+
+const align8 = (n: number) => (n + 7) & ~7;
+
+/**
+ * Reads the 16 fixed bytes: what a framer needs to know a message's total size before
+ * buffering it. Throws on a bad endian mark, protocol version or size.
+ */
+export function readFixedHeader(buf: Buffer, offset = 0): { littleEndian: boolean; totalSize: number } {
+  const endian = buf[offset];
+  if (endian !== 0x6c && endian !== 0x42) invalid(`bad endianness mark 0x${(endian ?? 0).toString(16)}`);
+  const littleEndian = endian === 0x6c;
+  if (buf[offset + 3] !== 1) invalid(`unsupported protocol version ${buf[offset + 3]}`);
+  const bodyLength = littleEndian ? buf.readUInt32LE(offset + 4) : buf.readUInt32BE(offset + 4);
+  const fieldsLength = littleEndian ? buf.readUInt32LE(offset + 12) : buf.readUInt32BE(offset + 12);
+  const totalSize = align8(FIXED_HEADER_SIZE + fieldsLength) + bodyLength;
+  if (fieldsLength > MAX_MESSAGE_SIZE || totalSize > MAX_MESSAGE_SIZE) {
+    invalid(`message of ${totalSize} bytes exceeds the 128 MiB limit`);
+  }
+  return { littleEndian, totalSize };
+}
+
+/**
+ * Parses and validates the header of one complete message. The body is not
+ * parsed: the bus forwards it as bytes.
+ */
+export function parseMessage(bytes: Buffer): Message {
+  const { littleEndian, totalSize } = readFixedHeader(bytes);
+  if (totalSize !== bytes.length) invalid(`message is ${bytes.length} bytes, header announces ${totalSize}`);
+  const type = bytes[1]!;
+  const flags = bytes[2]!;
+  const bodyLength = littleEndian ? bytes.readUInt32LE(4) : bytes.readUInt32BE(4);
+  const serial = littleEndian ? bytes.readUInt32LE(8) : bytes.readUInt32BE(8);
+  if (type === 0) invalid('message type 0 is invalid');
+  if (serial === 0) invalid('serial 0 is invalid');
+
+  const r = new Reader(bytes, littleEndian, 12, bytes.length);
+  const fieldsLength = r.u32();
+  const fieldsEnd = FIXED_HEADER_SIZE + fieldsLength;
+  const header: Header = {
+    littleEndian,
+    type,
+    flags,
+    serial,
+    bodyLength,
+    bodyOffset: align8(fieldsEnd),
+    signature: '',
+    hasUnknownFields: false,
+  };
+  const seen = new Set<number>();
+  let hasSignature = false;
+  const fieldReader = new Reader(bytes, littleEndian, FIXED_HEADER_SIZE, fieldsEnd);
+  while (fieldReader.pos < fieldsEnd) {
+    fieldReader.align(8);
+    const code = fieldReader.u8();
+    const sig = fieldReader.signature();
+    const expected = FIELD_SIGNATURE[code];
+    if (expected === undefined || code === 0) {
+      if (code === 0) invalid('header field code 0 is invalid');
+      header.hasUnknownFields = true;
+      skipValue(fieldReader, sig);
+      continue;
+    }
+    if (sig !== expected) invalid(`header field ${code} has type "${sig}", expected "${expected}"`);
+    if (seen.has(code)) invalid(`header field ${code} appears twice`);
+    seen.add(code);
+    switch (code) {
+      case Field.Path: header.path = fieldReader.objectPath(); break;
+      case Field.Interface: header.interface = checked(fieldReader.string(), isValidInterfaceName, 'interface'); break;
+      case Field.Member: header.member = checked(fieldReader.string(), isValidMemberName, 'member'); break;
+      case Field.ErrorName: header.errorName = checked(fieldReader.string(), isValidErrorName, 'error'); break;
+      case Field.ReplySerial:
+        header.replySerial = fieldReader.u32();
+        if (header.replySerial === 0) invalid('reply serial 0 is invalid');
+        break;
+      case Field.Destination: header.destination = checked(fieldReader.string(), isValidBusName, 'destination'); break;
+      case Field.Sender: header.sender = checked(fieldReader.string(), isValidBusName, 'sender'); break;
+      case Field.Signature:
+        header.signature = fieldReader.signature();
+        parseSignature(header.signature);
+        hasSignature = true;
+        break;
+      case Field.UnixFds: header.unixFds = fieldReader.u32(); break;
+    }
+  }
+  if (fieldReader.pos !== fieldsEnd) invalid('header fields overrun their array');
+  for (let i = fieldsEnd; i < header.bodyOffset; i++) if (bytes[i] !== 0) invalid('non-zero header padding');
+  if (!hasSignature && bodyLength > 0) invalid('message has a body but no signature');
+  requireFields(header);
+  return { bytes, header };
+}
+
+function checked(value: string, valid: (s: string) => boolean, what: string): string {
+  if (!valid(value)) invalid(`invalid ${what} name "${value}"`);
+  return value;
+}
+
+/** Unknown header fields are validated like any value, then dropped when forwarding. */
+function skipValue(r: Reader, sig: string): void {
+  if (parseSignature(sig).length !== 1) invalid('header field variant must hold one complete type');
+  r.pos = unmarshal(sig, r.buf, { littleEndian: r.littleEndian, start: r.pos, end: r.end, origin: 0, partial: true }).end;
+}
+
+function requireFields(h: Header): void {
+  switch (h.type) {
+    case MessageType.MethodCall:
+      if (h.path === undefined || h.member === undefined) invalid('method call without path or member');
+      break;
+    case MessageType.Signal:
+      if (h.path === undefined || h.interface === undefined || h.member === undefined) {
+        invalid('signal without path, interface or member');
+      }
+      break;
+    case MessageType.Error:
+      if (h.errorName === undefined || h.replySerial === undefined) invalid('error without error name or reply serial');
+      break;
+    case MessageType.MethodReturn:
+      if (h.replySerial === undefined) invalid('method return without reply serial');
+      break;
+  }
+}
+
+/** Unmarshals the body of a message (for the driver and argN match rules). */
+export function readBody(msg: Message): DBusValue[] {
+  const { header, bytes } = msg;
+  return unmarshal(header.signature, bytes, {
+    littleEndian: header.littleEndian,
+    start: header.bodyOffset,
+    end: bytes.length,
+    origin: 0,
+  }).values;
+}
+
+function writeFields(w: Writer, f: HeaderFields): void {
+  const field = (code: number, sig: string, write: () => void) => {
+    w.align(8);
+    w.u8(code);
+    w.signature(sig);
+    write();
+  };
+  if (f.path !== undefined) field(Field.Path, 'o', () => w.string(f.path!));
+  if (f.interface !== undefined) field(Field.Interface, 's', () => w.string(f.interface!));
+  if (f.member !== undefined) field(Field.Member, 's', () => w.string(f.member!));
+  if (f.errorName !== undefined) field(Field.ErrorName, 's', () => w.string(f.errorName!));
+  if (f.replySerial !== undefined) field(Field.ReplySerial, 'u', () => w.u32(f.replySerial!));
+  if (f.destination !== undefined) field(Field.Destination, 's', () => w.string(f.destination!));
+  if (f.sender !== undefined) field(Field.Sender, 's', () => w.string(f.sender!));
+  if (f.signature !== '') field(Field.Signature, 'g', () => w.signature(f.signature));
+  if (f.unixFds !== undefined) field(Field.UnixFds, 'u', () => w.u32(f.unixFds!));
+}
+
+function encodeHeader(
+  littleEndian: boolean,
+  type: number,
+  flags: number,
+  serial: number,
+  bodyLength: number,
+  fields: HeaderFields,
+): Writer {
+  const w = new Writer(128, 0, littleEndian);
+  w.u8(littleEndian ? 0x6c : 0x42);
+  w.u8(type);
+  w.u8(flags);
+  w.u8(1);
+  w.u32(bodyLength);
+  w.u32(serial);
+  const lengthAt = w.placeholder32();
+  writeFields(w, fields);
+  w.patch32(lengthAt, w.length - FIXED_HEADER_SIZE);
+  w.align(8);
+  return w;
+}
+
+export interface NewMessage extends Partial<HeaderFields> {
+  type: MessageType;
+  flags?: number;
+  serial: number;
+  /** Already marshalled body (little-endian), or empty. */
+  body?: Buffer;
+}
+
+/** Builds a new little-endian message (the bus driver's own messages). */
+export function encodeMessage(m: NewMessage): Buffer {
+  const body = m.body ?? Buffer.alloc(0);
+  const fields: HeaderFields = { ...m, signature: m.signature ?? '' };
+  const w = encodeHeader(true, m.type, m.flags ?? 0, m.serial, body.length, fields);
+  if (body.length === 0) return Buffer.from(w.finish());
+  return Buffer.concat([w.finish(), body]);
+}
+
+const senderFieldCache = new Map<string, Buffer>();
+
+/** The encoded SENDER header field (code, signature, string) for appending at an 8-aligned offset. */
+function senderField(sender: string, littleEndian: boolean): Buffer {
+  const key = (littleEndian ? 'l' : 'B') + sender;
+  let hit = senderFieldCache.get(key);
+  if (!hit) {
+    const w = new Writer(64, 0, littleEndian);
+    w.u8(Field.Sender);
+    w.signature('s');
+    w.string(sender);
+    hit = Buffer.from(w.finish());
+    if (senderFieldCache.size > 65536) senderFieldCache.clear();
+    senderFieldCache.set(key, hit);
+  }
+  return hit;
+}
+
+/**
+ * The bytes to forward: the message with SENDER set to `sender`. A client-supplied
+ * SENDER is never trusted, and unknown header fields are dropped. The body is
+ * copied as bytes, never re-marshalled.
+ */
+export function stitchSender(msg: Message, sender: string): Buffer {
+  const { header, bytes } = msg;
+  if (header.sender === undefined && !header.hasUnknownFields) {
+    // Fast path: append one field to the end of the header array (fields start 8-aligned).
+    const fieldsLength = (header.littleEndian ? bytes.readUInt32LE(12) : bytes.readUInt32BE(12));
+    const field = senderField(sender, header.littleEndian);
+    const oldEnd = header.bodyOffset; // fields padded to 8
+    const newFieldsLength = (oldEnd - FIXED_HEADER_SIZE) + field.length;
+    const newBodyOffset = align8(FIXED_HEADER_SIZE + newFieldsLength);
+    const out = Buffer.allocUnsafe(newBodyOffset + header.bodyLength);
+    bytes.copy(out, 0, 0, FIXED_HEADER_SIZE + fieldsLength);
+    out.fill(0, FIXED_HEADER_SIZE + fieldsLength, oldEnd);
+    if (header.littleEndian) out.writeUInt32LE(newFieldsLength, 12);
+    else out.writeUInt32BE(newFieldsLength, 12);
+    field.copy(out, oldEnd);
+    out.fill(0, oldEnd + field.length, newBodyOffset);
+    bytes.copy(out, newBodyOffset, header.bodyOffset);
+    return out;
+  }
+  const w = encodeHeader(header.littleEndian, header.type, header.flags, header.serial, header.bodyLength, {
+    ...header,
+    sender,
+  });
+  return Buffer.concat([w.finish(), bytes.subarray(header.bodyOffset)]);
+}
