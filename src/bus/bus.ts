@@ -1,0 +1,405 @@
+import { encodeMessage, MessageFlag, MessageType, parseMessage, stitchSender, type Message, type NewMessage } from '../wire/message.js';
+import { marshal } from '../wire/marshal.js';
+import type { DBusValue } from '../wire/values.js';
+import { Driver, type DriverMethod } from './driver.js';
+import { BusError, DBusErrorName } from './errors.js';
+import { matchRuleMatches, type MatchRule } from './match-rule.js';
+import { NameRegistry, type NameOwnerChange } from './name-registry.js';
+import { Peer, type Credentials } from './peer.js';
+import { ReplyRegistry } from './reply-registry.js';
+import { RoutedMessage } from './routed-message.js';
+
+export const BUS_NAME = 'org.freedesktop.DBus';
+export const BUS_PATH = '/org/freedesktop/DBus';
+const LOCAL_PATH = '/org/freedesktop/DBus/Local';
+const LOCAL_INTERFACE = 'org.freedesktop.DBus.Local';
+
+/** Where the core's decisions take effect; implemented by the transport. */
+export interface BusSink {
+  /** Queues bytes for a peer; false when its outbound quota would be exceeded (nothing queued). */
+  send(peer: Peer, bytes: Buffer): boolean;
+  /** Closes a peer's connection; the transport then calls Bus#detach. */
+  disconnect(peer: Peer, reason: string): void;
+}
+
+export type BusLog = (event: string, message: string, fields?: Record<string, unknown>) => void;
+
+export interface BusLimits {
+  maxMatchRulesPerConnection: number;
+  maxNamesPerConnection: number;
+  maxRepliesPerConnection: number;
+  maxConnectionsPerUser: number;
+}
+
+/** dbus-daemon's session.conf defaults, which fit a system bus too. */
+export const DEFAULT_LIMITS: BusLimits = {
+  maxMatchRulesPerConnection: 50000,
+  maxNamesPerConnection: 50000,
+  maxRepliesPerConnection: 50000,
+  maxConnectionsPerUser: 100000,
+};
+
+export interface BusOptions {
+  /** 32 hex digits, returned by GetId and sent in the SASL OK. */
+  guid: string;
+  machineId: string;
+  kind: 'session' | 'system' | string;
+  /** The bus process's own credentials (answers about org.freedesktop.DBus). */
+  self: Credentials;
+  limits?: Partial<BusLimits>;
+  log?: BusLog;
+  /** Extra driver methods, e.g. the supervisor's. */
+  extraMethods?: readonly DriverMethod[];
+}
+
+/**
+ * The broker core: peers, names, match rules and routing. It never touches a
+ * socket: bytes leave through the BusSink, and the transport feeds messages in.
+ */
+export class Bus {
+  readonly names = new NameRegistry();
+  readonly replies = new ReplyRegistry();
+  readonly peers = new Map<number, Peer>();
+  readonly limits: BusLimits;
+  private readonly byUniqueName = new Map<string, Peer>();
+  private readonly monitors = new Set<Peer>();
+  /** Peers holding at least one eavesdrop=true rule: they see unicast traffic too. */
+  private readonly eavesdroppers = new Set<Peer>();
+  /** Peers holding at least one match rule: the only candidates for broadcasts. */
+  private readonly subscribers = new Set<Peer>();
+  private readonly driver: Driver;
+  private nextPeerId = 1;
+  /** Never reused, also across handoffs: `:1.N`. */
+  nextUniqueId = 1;
+  private driverSerial = 1;
+  readonly log: BusLog;
+  private readonly ownerCheck = (sender: string, name: string) => this.names.owner(name)?.uniqueName === sender;
+
+  constructor(
+    readonly sink: BusSink,
+    readonly options: BusOptions,
+  ) {
+    this.limits = { ...DEFAULT_LIMITS, ...options.limits };
+    this.log = options.log ?? (() => {});
+    this.driver = new Driver(this, options.extraMethods ?? []);
+  }
+
+  // ---- connection lifecycle -------------------------------------------------
+
+  /** A connection finished authentication. Throws BusError when the user has too many. */
+  attach(credentials: Credentials, id = this.nextPeerId++): Peer {
+    let sameUser = 0;
+    for (const p of this.peers.values()) if (p.credentials.uid === credentials.uid) sameUser++;
+    if (sameUser >= this.limits.maxConnectionsPerUser) {
+      throw new BusError(DBusErrorName.LimitsExceeded, `uid ${credentials.uid} has too many connections`);
+    }
+    if (id >= this.nextPeerId) this.nextPeerId = id + 1;
+    const peer = new Peer(id, credentials);
+    this.peers.set(id, peer);
+    return peer;
+  }
+
+  /** A connection is gone: release everything it held and tell whoever cares. */
+  detach(peer: Peer): void {
+    if (!this.peers.delete(peer.id)) return;
+    this.monitors.delete(peer);
+    this.subscribers.delete(peer);
+    this.eavesdroppers.delete(peer);
+    this.replies.dropCaller(peer);
+    for (const { caller, serial } of this.replies.dropCallee(peer)) {
+      this.sendError(caller, serial, DBusErrorName.NoReply, 'Message recipient disconnected from message bus without replying');
+    }
+    const unique = peer.uniqueName;
+    if (unique === undefined) return;
+    this.applyNameChanges(this.names.releaseAll(peer), peer);
+    if (!peer.isMonitor) {
+      this.byUniqueName.delete(unique);
+      this.emitNameOwnerChanged(unique, unique, '');
+    }
+  }
+
+  /** Hello: give the peer its unique name. The announcement follows the reply. */
+  register(peer: Peer): string {
+    const name = `:1.${this.nextUniqueId++}`;
+    peer.uniqueName = name;
+    this.byUniqueName.set(name, peer);
+    return name;
+  }
+
+  announceUniqueName(peer: Peer): void {
+    const name = peer.uniqueName!;
+    this.emitNameOwnerChanged(name, '', name);
+    this.sendSignal(peer, 'NameAcquired', 's', [name]);
+  }
+
+  /** Restore-time registration (handoff): the name was given out by an earlier generation. */
+  adoptUniqueName(peer: Peer, name: string): void {
+    peer.uniqueName = name;
+    this.byUniqueName.set(name, peer);
+  }
+
+  peerByUniqueName(name: string): Peer | undefined {
+    return this.byUniqueName.get(name);
+  }
+
+  /** The connection that currently answers to a unique or well-known name. */
+  resolve(name: string): Peer | undefined {
+    return name.startsWith(':') ? this.byUniqueName.get(name) : this.names.owner(name);
+  }
+
+  // ---- match rules and monitors --------------------------------------------
+
+  addMatch(peer: Peer, rule: MatchRule): void {
+    if (peer.matches.length >= this.limits.maxMatchRulesPerConnection) {
+      throw new BusError(DBusErrorName.LimitsExceeded, `connection ${peer.label} has too many match rules`);
+    }
+    peer.matches.push(rule);
+    this.subscribers.add(peer);
+    if (rule.eavesdrop) this.eavesdroppers.add(peer);
+  }
+
+  removeMatch(peer: Peer, rule: MatchRule): void {
+    const at = peer.matches.findIndex((r) => r.canonical === rule.canonical);
+    if (at < 0) throw new BusError(DBusErrorName.MatchRuleNotFound, 'The given match rule wasn\'t found and can\'t be removed');
+    peer.matches.splice(at, 1);
+    if (peer.matches.length === 0) this.subscribers.delete(peer);
+    if (!peer.matches.some((r) => r.eavesdrop)) this.eavesdroppers.delete(peer);
+  }
+
+  /** BecomeMonitor: the peer gives up its names and from now on only listens. */
+  becomeMonitor(peer: Peer, rules: MatchRule[]): void {
+    const unique = peer.uniqueName!;
+    this.applyNameChanges(this.names.releaseAll(peer), peer);
+    peer.matches.length = 0;
+    this.subscribers.delete(peer);
+    this.eavesdroppers.delete(peer);
+    this.byUniqueName.delete(unique);
+    this.emitNameOwnerChanged(unique, unique, '');
+    this.sendSignal(peer, 'NameLost', 's', [unique]);
+    peer.monitorRules = rules;
+    this.monitors.add(peer);
+  }
+
+  /** Restore-time: a peer that was a monitor in the previous generation. */
+  restoreMonitor(peer: Peer, rules: MatchRule[]): void {
+    peer.monitorRules = rules;
+    this.monitors.add(peer);
+  }
+
+  // ---- names ---------------------------------------------------------------
+
+  /** Turns registry change records into NameOwnerChanged, NameLost and NameAcquired. */
+  applyNameChanges(changes: readonly NameOwnerChange[], departing?: Peer): void {
+    for (const c of changes) {
+      if (c.oldOwner && c.oldOwner !== departing) this.sendSignal(c.oldOwner, 'NameLost', 's', [c.name]);
+      this.emitNameOwnerChanged(c.name, c.oldOwner?.uniqueName ?? '', c.newOwner?.uniqueName ?? '');
+      if (c.newOwner) this.sendSignal(c.newOwner, 'NameAcquired', 's', [c.name]);
+    }
+  }
+
+  private emitNameOwnerChanged(name: string, oldOwner: string, newOwner: string): void {
+    this.driverEmit({
+      type: MessageType.Signal,
+      serial: 0,
+      path: BUS_PATH,
+      interface: BUS_NAME,
+      member: 'NameOwnerChanged',
+      signature: 'sss',
+      body: marshal('sss', [name, oldOwner, newOwner]),
+    });
+  }
+
+  private sendSignal(to: Peer, member: string, signature: string, body: DBusValue[]): void {
+    if (!to.uniqueName) return;
+    this.driverEmit({
+      type: MessageType.Signal,
+      serial: 0,
+      path: BUS_PATH,
+      interface: BUS_NAME,
+      member,
+      destination: to.uniqueName,
+      signature,
+      body: marshal(signature, body),
+    });
+  }
+
+  // ---- the driver's own messages -------------------------------------------
+
+  /** Sends a message from org.freedesktop.DBus (serial assigned here). */
+  driverEmit(m: NewMessage): void {
+    m.serial = this.driverSerial++;
+    if (this.driverSerial > 0xffffffff) this.driverSerial = 1;
+    m.sender = BUS_NAME;
+    const bytes = encodeMessage(m);
+    const routed = new RoutedMessage(parseMessage(bytes), BUS_NAME, bytes, this.ownerCheck);
+    if (m.destination !== undefined) {
+      const to = this.resolve(m.destination);
+      this.toMonitors(routed);
+      if (to) {
+        this.toEavesdroppers(routed, to);
+        this.deliver(to, routed);
+      }
+    } else {
+      this.broadcast(routed);
+    }
+  }
+
+  replyTo(caller: Peer, call: Message, signature: string, values: DBusValue[]): void {
+    if ((call.header.flags & MessageFlag.NoReplyExpected) !== 0) return;
+    this.driverEmit({
+      type: MessageType.MethodReturn,
+      serial: 0,
+      replySerial: call.header.serial,
+      destination: caller.uniqueName,
+      signature,
+      body: signature === '' ? undefined : marshal(signature, values),
+    });
+  }
+
+  sendError(caller: Peer, replySerial: number, name: string, text: string): void {
+    if (!caller.uniqueName || !this.peers.has(caller.id)) return;
+    this.driverEmit({
+      type: MessageType.Error,
+      serial: 0,
+      replySerial,
+      errorName: name,
+      destination: caller.uniqueName,
+      signature: 's',
+      body: marshal('s', [text]),
+    });
+  }
+
+  private errorForCall(caller: Peer, call: Message, name: string, text: string): void {
+    if (call.header.type !== MessageType.MethodCall) return;
+    if ((call.header.flags & MessageFlag.NoReplyExpected) !== 0) return;
+    this.sendError(caller, call.header.serial, name, text);
+  }
+
+  // ---- routing --------------------------------------------------------------
+
+  /** Routes one complete message received from `peer`. */
+  receive(peer: Peer, msg: Message): void {
+    const h = msg.header;
+    if (peer.isMonitor) return this.sink.disconnect(peer, 'monitors may not send messages');
+    if (h.unixFds) return this.sink.disconnect(peer, 'sent unix fds without negotiating them');
+    if (h.path === LOCAL_PATH || h.interface === LOCAL_INTERFACE) {
+      return this.sink.disconnect(peer, 'sent a message with the reserved local path or interface');
+    }
+    if (h.type < MessageType.MethodCall || h.type > MessageType.Signal) return; // unknown types are ignored
+    if (!peer.registered) {
+      if (h.type === MessageType.MethodCall && h.destination === BUS_NAME && h.member === 'Hello' &&
+          (h.interface === undefined || h.interface === BUS_NAME)) {
+        return this.driver.dispatch(peer, msg, undefined);
+      }
+      return this.sink.disconnect(peer, 'sent a message other than Hello without being registered');
+    }
+    const sender = peer.uniqueName!;
+    const routed = new RoutedMessage(msg, sender, stitchSender(msg, sender), this.ownerCheck);
+
+    const destination = h.destination;
+    if (destination === undefined) {
+      this.broadcast(routed);
+      return;
+    }
+    if (destination === BUS_NAME) {
+      this.toMonitors(routed);
+      this.toEavesdroppers(routed, undefined);
+      if (h.type === MethodCallType) this.driver.dispatch(peer, msg, routed);
+      return;
+    }
+    const to = this.resolve(destination);
+    if (h.type === MessageType.MethodReturn || h.type === MessageType.Error) {
+      // Replies travel only when they answer a call the bus saw.
+      if (!to || !this.replies.consume(peer, to, h.replySerial!)) {
+        this.log('reply-dropped', 'dropped a reply nobody asked for', { from: sender, to: destination });
+        return;
+      }
+      this.toMonitors(routed);
+      this.toEavesdroppers(routed, to);
+      this.deliver(to, routed);
+      return;
+    }
+    if (!to) {
+      this.toMonitors(routed);
+      this.errorForCall(
+        peer,
+        msg,
+        (h.flags & MessageFlag.NoAutoStart) !== 0 ? DBusErrorName.NameHasNoOwner : DBusErrorName.ServiceUnknown,
+        (h.flags & MessageFlag.NoAutoStart) !== 0
+          ? `Name "${destination}" does not exist`
+          : `The name ${destination} was not provided by any .service files`,
+      );
+      return;
+    }
+    const expectsReply = h.type === MessageType.MethodCall && (h.flags & MessageFlag.NoReplyExpected) === 0;
+    if (expectsReply && peer.pendingCalls >= this.limits.maxRepliesPerConnection) {
+      this.errorForCall(peer, msg, DBusErrorName.LimitsExceeded,
+        `The maximum number of pending replies for "${sender}" (${this.limits.maxRepliesPerConnection}) has been reached`);
+      return;
+    }
+    this.toMonitors(routed);
+    this.toEavesdroppers(routed, to);
+    if (!this.deliver(to, routed)) {
+      this.errorForCall(peer, msg, DBusErrorName.LimitsExceeded,
+        `The destination ${destination} has too many bytes queued; the message was not delivered`);
+      return;
+    }
+    if (expectsReply) this.replies.expect(peer, h.serial, to);
+  }
+
+  private deliver(to: Peer, routed: RoutedMessage): boolean {
+    if (this.sink.send(to, routed.bytes)) return true;
+    this.log('quota-drop', 'a message was not queued: the receiver has too many bytes queued', {
+      receiver: to.label,
+      sender: routed.sender,
+      type: routed.type,
+    });
+    return false;
+  }
+
+  private wants(peer: Peer, routed: RoutedMessage): boolean {
+    for (const rule of peer.matches) if (matchRuleMatches(rule, routed)) return true;
+    return false;
+  }
+
+  private broadcast(routed: RoutedMessage): void {
+    this.toMonitors(routed);
+    for (const peer of this.subscribers) if (this.wants(peer, routed)) this.deliver(peer, routed);
+  }
+
+  private toEavesdroppers(routed: RoutedMessage, destination: Peer | undefined): void {
+    if (this.eavesdroppers.size === 0) return;
+    for (const peer of this.eavesdroppers) {
+      if (peer === destination) continue;
+      for (const rule of peer.matches) {
+        if (rule.eavesdrop && matchRuleMatches(rule, routed)) {
+          this.deliver(peer, routed);
+          break;
+        }
+      }
+    }
+  }
+
+  private toMonitors(routed: RoutedMessage): void {
+    if (this.monitors.size === 0) return;
+    for (const monitor of this.monitors) {
+      const rules = monitor.monitorRules!;
+      if (rules.length === 0 || rules.some((r) => matchRuleMatches(r, routed))) this.deliver(monitor, routed);
+    }
+  }
+
+  /** Names visible in ListNames: the bus itself, unique names, owned well-known names. */
+  listNames(): string[] {
+    return [BUS_NAME, ...this.byUniqueName.keys(), ...this.names.ownedNames()];
+  }
+
+  nextDriverSerial(): number {
+    return this.driverSerial;
+  }
+
+  setDriverSerial(serial: number): void {
+    this.driverSerial = serial;
+  }
+}
+
+const MethodCallType = MessageType.MethodCall;

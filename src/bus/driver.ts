@@ -1,0 +1,318 @@
+import { WireError } from '../util/errors.js';
+import { readBody, type Message } from '../wire/message.js';
+import { isValidBusName, isValidUniqueName, isValidWellKnownName } from '../wire/names.js';
+import { Variant, type DBusValue } from '../wire/values.js';
+import type { Bus } from './bus.js';
+import { BusError, DBusErrorName } from './errors.js';
+import { DRIVER_INTROSPECTION } from './introspection.js';
+import { parseMatchRule } from './match-rule.js';
+import type { Peer } from './peer.js';
+import type { RoutedMessage } from './routed-message.js';
+
+const DBUS = 'org.freedesktop.DBus';
+const MONITORING = 'org.freedesktop.DBus.Monitoring';
+const INTROSPECTABLE = 'org.freedesktop.DBus.Introspectable';
+const PEER = 'org.freedesktop.DBus.Peer';
+const PROPERTIES = 'org.freedesktop.DBus.Properties';
+
+/** One call to the driver, as a handler sees it. */
+export interface DriverCall {
+  bus: Bus;
+  caller: Peer;
+  message: Message;
+  args: DBusValue[];
+  /** Work that must follow the reply on the wire (Hello's announcements). */
+  afterReply(fn: () => void): void;
+}
+
+/** One row of the driver table: checked before the handler runs. */
+export interface DriverMethod {
+  interface: string;
+  member: string;
+  in: string;
+  out: string;
+  /** Only Hello may be called before Hello. */
+  beforeHello?: boolean;
+  handler(call: DriverCall): DBusValue[];
+}
+
+const PROPERTY_VALUES: Record<string, () => Variant> = {
+  // The bus drops header fields it does not know when forwarding (stitchSender).
+  Features: () => new Variant('as', ['HeaderFiltering']),
+  Interfaces: () => new Variant('as', [MONITORING]),
+};
+
+function nameArg(call: DriverCall): string {
+  return call.args[0] as string;
+}
+
+function lookup(call: DriverCall, what: string): Peer | 'bus' {
+  const name = nameArg(call);
+  if (name === DBUS) return 'bus';
+  const peer = isValidBusName(name) ? call.bus.resolve(name) : undefined;
+  if (!peer) throw new BusError(DBusErrorName.NameHasNoOwner, `Could not get ${what} of name '${name}': no such name`);
+  return peer;
+}
+
+function credentialsOf(call: DriverCall, what: string) {
+  const target = lookup(call, what);
+  return target === 'bus' ? call.bus.options.self : target.credentials;
+}
+
+function checkOwnableName(name: string, verb: string): void {
+  if (!isValidBusName(name)) throw new BusError(DBusErrorName.InvalidArgs, `Requested bus name "${name}" is not valid`);
+  if (isValidUniqueName(name)) {
+    throw new BusError(DBusErrorName.InvalidArgs, `Cannot ${verb} a service starting with ':' such as "${name}"`);
+  }
+  if (name === DBUS) {
+    throw new BusError(DBusErrorName.InvalidArgs, `Connection is not allowed to ${verb} the service "${DBUS}" because it is reserved for D-Bus' use only`);
+  }
+}
+
+const METHODS: DriverMethod[] = [
+  {
+    interface: DBUS, member: 'Hello', in: '', out: 's', beforeHello: true,
+    handler(call) {
+      if (call.caller.registered) throw new BusError(DBusErrorName.Failed, 'Already handled an Hello message');
+      const name = call.bus.register(call.caller);
+      call.afterReply(() => call.bus.announceUniqueName(call.caller));
+      return [name];
+    },
+  },
+  {
+    interface: DBUS, member: 'RequestName', in: 'su', out: 'u',
+    handler(call) {
+      const [name, flags] = call.args as [string, number];
+      checkOwnableName(name, 'acquire');
+      const peer = call.caller;
+      if (!peer.names.has(name) && peer.names.size >= call.bus.limits.maxNamesPerConnection) {
+        throw new BusError(DBusErrorName.LimitsExceeded, `Connection "${peer.label}" is not allowed to own more services (increase limits in configuration file if required)`);
+      }
+      const { reply, changes } = call.bus.names.request(peer, name, flags);
+      call.bus.applyNameChanges(changes);
+      return [reply];
+    },
+  },
+  {
+    interface: DBUS, member: 'ReleaseName', in: 's', out: 'u',
+    handler(call) {
+      const name = nameArg(call);
+      checkOwnableName(name, 'release');
+      const { reply, changes } = call.bus.names.release(call.caller, name);
+      call.bus.applyNameChanges(changes);
+      return [reply];
+    },
+  },
+  {
+    interface: DBUS, member: 'StartServiceByName', in: 'su', out: 'u',
+    handler(call) {
+      const name = nameArg(call);
+      if (call.bus.resolve(name)) return [2]; // DBUS_START_REPLY_ALREADY_RUNNING
+      throw new BusError(DBusErrorName.ServiceUnknown, `The name ${name} was not provided by any .service files`);
+    },
+  },
+  {
+    interface: DBUS, member: 'UpdateActivationEnvironment', in: 'a{ss}', out: '',
+    handler(call) {
+      const { bus, caller } = call;
+      if (bus.options.kind === 'system') {
+        throw new BusError(DBusErrorName.AccessDenied, 'Cannot change activation environment on a system bus.');
+      }
+      if (caller.credentials.uid !== bus.options.self.uid) {
+        throw new BusError(DBusErrorName.AccessDenied, 'Cannot change activation environment: uid does not match the bus owner');
+      }
+      // Nothing is activated yet; the environment is accepted as dbus-daemon does.
+      return [];
+    },
+  },
+  {
+    interface: DBUS, member: 'NameHasOwner', in: 's', out: 'b',
+    handler(call) {
+      const name = nameArg(call);
+      return [name === DBUS || (isValidBusName(name) && call.bus.resolve(name) !== undefined)];
+    },
+  },
+  { interface: DBUS, member: 'ListNames', in: '', out: 'as', handler: (call) => [call.bus.listNames()] },
+  { interface: DBUS, member: 'ListActivatableNames', in: '', out: 'as', handler: () => [[DBUS]] },
+  {
+    interface: DBUS, member: 'AddMatch', in: 's', out: '',
+    handler(call) {
+      call.bus.addMatch(call.caller, parseMatchRule(nameArg(call)));
+      return [];
+    },
+  },
+  {
+    interface: DBUS, member: 'RemoveMatch', in: 's', out: '',
+    handler(call) {
+      call.bus.removeMatch(call.caller, parseMatchRule(nameArg(call)));
+      return [];
+    },
+  },
+  {
+    interface: DBUS, member: 'GetNameOwner', in: 's', out: 's',
+    handler(call) {
+      const name = nameArg(call);
+      if (name === DBUS) return [DBUS];
+      const owner = isValidBusName(name) ? call.bus.resolve(name) : undefined;
+      if (!owner) throw new BusError(DBusErrorName.NameHasNoOwner, `Could not get owner of name '${name}': no such name`);
+      return [owner.uniqueName!];
+    },
+  },
+  {
+    interface: DBUS, member: 'ListQueuedOwners', in: 's', out: 'as',
+    handler(call) {
+      const name = nameArg(call);
+      if (name === DBUS) return [[DBUS]];
+      if (isValidUniqueName(name)) {
+        const peer = call.bus.peerByUniqueName(name);
+        if (peer) return [[name]];
+      } else if (isValidWellKnownName(name)) {
+        const queue = call.bus.names.queue(name);
+        if (queue.length > 0) return [queue.map((o) => o.peer.uniqueName!)];
+      }
+      throw new BusError(DBusErrorName.NameHasNoOwner, `Could not get owners of name '${name}': no such name`);
+    },
+  },
+  {
+    interface: DBUS, member: 'GetConnectionUnixUser', in: 's', out: 'u',
+    handler: (call) => [credentialsOf(call, 'UID').uid],
+  },
+  {
+    interface: DBUS, member: 'GetConnectionUnixProcessID', in: 's', out: 'u',
+    handler: (call) => [credentialsOf(call, 'PID').pid],
+  },
+  {
+    interface: DBUS, member: 'GetConnectionCredentials', in: 's', out: 'a{sv}',
+    handler(call) {
+      const c = credentialsOf(call, 'credentials');
+      const out = new Map<DBusValue, DBusValue>([
+        ['UnixUserID', new Variant('u', c.uid)],
+        ['UnixGroupIDs', new Variant('au', c.groups)],
+        ['ProcessID', new Variant('u', c.pid)],
+      ]);
+      if (c.securityLabel !== undefined) {
+        out.set('LinuxSecurityLabel', new Variant('ay', Buffer.from(c.securityLabel + '\0')));
+      }
+      return [out];
+    },
+  },
+  {
+    interface: DBUS, member: 'GetAdtAuditSessionData', in: 's', out: 'ay',
+    handler(call) {
+      lookup(call, 'audit session data');
+      throw new BusError(DBusErrorName.AdtAuditDataUnknown, `Could not determine audit session data for '${nameArg(call)}'`);
+    },
+  },
+  {
+    interface: DBUS, member: 'GetConnectionSELinuxSecurityContext', in: 's', out: 'ay',
+    handler(call) {
+      lookup(call, 'security context');
+      throw new BusError(DBusErrorName.SELinuxSecurityContextUnknown, `Could not determine security context for '${nameArg(call)}'`);
+    },
+  },
+  { interface: DBUS, member: 'ReloadConfig', in: '', out: '', handler: () => [] },
+  { interface: DBUS, member: 'GetId', in: '', out: 's', handler: (call) => [call.bus.options.guid] },
+  {
+    interface: MONITORING, member: 'BecomeMonitor', in: 'asu', out: '',
+    handler(call) {
+      const [ruleTexts, flags] = call.args as [string[], number];
+      const { bus, caller } = call;
+      if (caller.credentials.uid !== 0 && caller.credentials.uid !== bus.options.self.uid) {
+        throw new BusError(DBusErrorName.AccessDenied, 'Only the bus owner or root may become a monitor');
+      }
+      if (flags !== 0) throw new BusError(DBusErrorName.InvalidArgs, 'BecomeMonitor flags must be 0');
+      const rules = ruleTexts.map(parseMatchRule);
+      call.afterReply(() => bus.becomeMonitor(caller, rules));
+      return [];
+    },
+  },
+  { interface: INTROSPECTABLE, member: 'Introspect', in: '', out: 's', handler: () => [DRIVER_INTROSPECTION] },
+  { interface: PEER, member: 'Ping', in: '', out: '', handler: () => [] },
+  { interface: PEER, member: 'GetMachineId', in: '', out: 's', handler: (call) => [call.bus.options.machineId] },
+  {
+    interface: PROPERTIES, member: 'Get', in: 'ss', out: 'v',
+    handler(call) {
+      const [iface, prop] = call.args as [string, string];
+      if (iface !== DBUS) throw new BusError(DBusErrorName.UnknownInterface, `Interface "${iface}" has no properties`);
+      const get = PROPERTY_VALUES[prop];
+      if (!get) throw new BusError(DBusErrorName.UnknownProperty, `Property "${prop}" is not known`);
+      return [get()];
+    },
+  },
+  {
+    interface: PROPERTIES, member: 'GetAll', in: 's', out: 'a{sv}',
+    handler(call) {
+      const iface = nameArg(call);
+      const out = new Map<DBusValue, DBusValue>();
+      if (iface === DBUS || iface === '') for (const [k, get] of Object.entries(PROPERTY_VALUES)) out.set(k, get());
+      else throw new BusError(DBusErrorName.UnknownInterface, `Interface "${iface}" has no properties`);
+      return [out];
+    },
+  },
+  {
+    interface: PROPERTIES, member: 'Set', in: 'ssv', out: '',
+    handler(call) {
+      const [iface, prop] = call.args as [string, string];
+      if (iface !== DBUS) throw new BusError(DBusErrorName.UnknownInterface, `Interface "${iface}" has no properties`);
+      if (!(prop in PROPERTY_VALUES)) throw new BusError(DBusErrorName.UnknownProperty, `Property "${prop}" is not known`);
+      throw new BusError(DBusErrorName.PropertyReadOnly, `Property "${prop}" is read-only`);
+    },
+  },
+];
+
+/**
+ * The org.freedesktop.DBus driver: a table of methods. Signatures and the Hello
+ * rule are checked here, before any handler runs; handlers only decide.
+ */
+export class Driver {
+  private readonly byKey = new Map<string, DriverMethod>();
+  private readonly byMember = new Map<string, DriverMethod>();
+  private readonly interfaces = new Set<string>();
+
+  constructor(
+    private readonly bus: Bus,
+    extra: readonly DriverMethod[],
+  ) {
+    for (const m of [...METHODS, ...extra]) {
+      this.byKey.set(`${m.interface}.${m.member}`, m);
+      if (!this.byMember.has(m.member)) this.byMember.set(m.member, m);
+      this.interfaces.add(m.interface);
+    }
+  }
+
+  dispatch(caller: Peer, message: Message, _routed: RoutedMessage | undefined): void {
+    const h = message.header;
+    const member = h.member!;
+    const method = h.interface === undefined ? this.byMember.get(member) : this.byKey.get(`${h.interface}.${member}`);
+    const after: Array<() => void> = [];
+    try {
+      if (!method) {
+        if (h.interface !== undefined && !this.interfaces.has(h.interface)) {
+          throw new BusError(DBusErrorName.UnknownInterface, `org.freedesktop.DBus does not understand interface ${h.interface}`);
+        }
+        throw new BusError(DBusErrorName.UnknownMethod, `org.freedesktop.DBus does not understand message ${member}`);
+      }
+      if (h.signature !== method.in) {
+        throw new BusError(DBusErrorName.InvalidArgs, `Call to ${member} has wrong args (${h.signature}, expected ${method.in})`);
+      }
+      const args = method.in === '' ? [] : readBody(message);
+      const out = method.handler({ bus: this.bus, caller, message, args, afterReply: (fn) => after.push(fn) });
+      this.bus.replyTo(caller, message, method.out, out);
+    } catch (err) {
+      if (err instanceof BusError) {
+        this.replyError(caller, message, err.dbusName, err.message);
+      } else if (err instanceof WireError) {
+        this.replyError(caller, message, DBusErrorName.InvalidArgs, `Call to ${member} has a malformed body: ${err.message}`);
+      } else {
+        this.bus.log('driver-failure', 'a driver method failed unexpectedly', { member, error: String(err) });
+        this.replyError(caller, message, DBusErrorName.Failed, `Internal error in ${member}`);
+      }
+    }
+    for (const fn of after) fn();
+  }
+
+  private replyError(caller: Peer, message: Message, name: string, text: string): void {
+    if ((message.header.flags & 0x1) !== 0) return;
+    this.bus.sendError(caller, message.header.serial, name, text);
+  }
+}

@@ -1,0 +1,210 @@
+import { isValidBusName, isValidInterfaceName, isValidMemberName, isValidObjectPath } from '../wire/names.js';
+import { BusError, DBusErrorName } from './errors.js';
+
+/**
+ * Match rules ("Match Rules" in the D-Bus specification): parsed once on AddMatch,
+ * evaluated against each routed message. Evaluation needs the body only for argN
+ * keys, and gets it lazily through the MatchTarget.
+ */
+export interface MatchRule {
+  /** The rule as the client sent it; RemoveMatch compares canonical forms. */
+  readonly text: string;
+  readonly canonical: string;
+  readonly type?: number;
+  readonly sender?: string;
+  readonly interface?: string;
+  readonly member?: string;
+  readonly path?: string;
+  readonly pathNamespace?: string;
+  readonly destination?: string;
+  readonly args: ReadonlyArray<{ index: number; value: string; path: boolean }>;
+  readonly arg0namespace?: string;
+  readonly eavesdrop: boolean;
+}
+
+/** What a rule is evaluated against. */
+export interface MatchTarget {
+  type: number;
+  /** Unique name of the sender, or org.freedesktop.DBus. */
+  sender: string;
+  interface?: string;
+  member?: string;
+  path?: string;
+  destination?: string;
+  /** True when the sender is the primary owner of this well-known name. */
+  senderOwns(name: string): boolean;
+  /** Body argument N when it is a string ('s') or object path ('o'), else undefined. */
+  textArg(index: number): { value: string; code: 's' | 'o' } | undefined;
+}
+
+const TYPES: Record<string, number> = { method_call: 1, method_return: 2, error: 3, signal: 4 };
+export const MAX_MATCH_RULE_LENGTH = 1024;
+const MAX_ARG_INDEX = 63;
+
+function invalid(rule: string, why: string): never {
+  throw new BusError(DBusErrorName.MatchRuleInvalid, `invalid match rule "${rule}": ${why}`);
+}
+
+/** Splits `key='value',key2=value2` per the specification's quoting rules. */
+function tokenize(rule: string): Array<[string, string]> {
+  const pairs: Array<[string, string]> = [];
+  let i = 0;
+  while (i < rule.length) {
+    while (rule[i] === ' ' || rule[i] === '\t') i++;
+    if (i >= rule.length) break;
+    const eq = rule.indexOf('=', i);
+    if (eq < 0) invalid(rule, 'expected key=value');
+    const key = rule.slice(i, eq).trim();
+    if (key === '') invalid(rule, 'empty key');
+    i = eq + 1;
+    let value = '';
+    let quoted = false;
+    for (; i < rule.length; i++) {
+      const c = rule[i]!;
+      if (quoted) {
+        if (c === "'") quoted = false;
+        else value += c;
+      } else if (c === "'") quoted = true;
+      else if (c === '\\' && rule[i + 1] === "'") {
+        value += "'";
+        i++;
+      } else if (c === ',') break;
+      else value += c;
+    }
+    if (quoted) invalid(rule, 'unterminated quote');
+    pairs.push([key, value]);
+    if (rule[i] === ',') {
+      i++;
+      if (i >= rule.length) invalid(rule, 'trailing comma');
+    }
+  }
+  return pairs;
+}
+
+function quote(value: string): string {
+  return `'${value.replace(/'/g, `'\\''`)}'`;
+}
+
+export function parseMatchRule(text: string): MatchRule {
+  if (text.length > MAX_MATCH_RULE_LENGTH) invalid(text.slice(0, 64) + '…', 'rule too long');
+  const rule: {
+    -readonly [K in keyof MatchRule]: MatchRule[K];
+  } = { text, canonical: '', args: [], eavesdrop: false };
+  const args: Array<{ index: number; value: string; path: boolean }> = [];
+  const seen = new Set<string>();
+  for (const [key, value] of tokenize(text)) {
+    if (seen.has(key)) invalid(text, `key "${key}" appears twice`);
+    seen.add(key);
+    switch (key) {
+      case 'type':
+        if (!(value in TYPES)) invalid(text, `unknown message type "${value}"`);
+        rule.type = TYPES[value];
+        break;
+      case 'sender':
+        if (!isValidBusName(value) && value !== 'org.freedesktop.DBus') invalid(text, `invalid sender "${value}"`);
+        rule.sender = value;
+        break;
+      case 'interface':
+        if (!isValidInterfaceName(value)) invalid(text, `invalid interface "${value}"`);
+        rule.interface = value;
+        break;
+      case 'member':
+        if (!isValidMemberName(value)) invalid(text, `invalid member "${value}"`);
+        rule.member = value;
+        break;
+      case 'path':
+        if (!isValidObjectPath(value)) invalid(text, `invalid path "${value}"`);
+        rule.path = value;
+        break;
+      case 'path_namespace':
+        if (!isValidObjectPath(value)) invalid(text, `invalid path_namespace "${value}"`);
+        rule.pathNamespace = value;
+        break;
+      case 'destination':
+        if (!isValidBusName(value)) invalid(text, `invalid destination "${value}"`);
+        rule.destination = value;
+        break;
+      case 'arg0namespace':
+        if (!isValidArg0Namespace(value)) invalid(text, `invalid arg0namespace "${value}"`);
+        rule.arg0namespace = value;
+        break;
+      case 'eavesdrop':
+        if (value !== 'true' && value !== 'false') invalid(text, 'eavesdrop must be true or false');
+        rule.eavesdrop = value === 'true';
+        break;
+      default: {
+        const m = /^arg([0-9]{1,2})(path)?$/.exec(key);
+        if (!m) invalid(text, `unknown key "${key}"`);
+        const index = Number(m[1]);
+        if (index > MAX_ARG_INDEX) invalid(text, `arg index ${index} above ${MAX_ARG_INDEX}`);
+        if (args.some((a) => a.index === index)) invalid(text, `arg${index} given twice`);
+        args.push({ index, value, path: m[2] !== undefined });
+      }
+    }
+  }
+  if (rule.path !== undefined && rule.pathNamespace !== undefined) invalid(text, 'path and path_namespace together');
+  if (rule.arg0namespace !== undefined && args.some((a) => a.index === 0)) {
+    invalid(text, 'arg0 and arg0namespace together');
+  }
+  args.sort((a, b) => a.index - b.index);
+  rule.args = args;
+  rule.canonical = canonicalize(rule, args);
+  return rule;
+}
+
+function isValidArg0Namespace(value: string): boolean {
+  // A bus or interface name prefix: dotted elements, a single element allowed.
+  return value.length > 0 && value.length <= 255 && /^[A-Za-z_-][A-Za-z0-9_-]*(\.[A-Za-z_-][A-Za-z0-9_-]*)*$/.test(value);
+}
+
+function canonicalize(rule: Omit<MatchRule, 'canonical' | 'text' | 'args'>, args: MatchRule['args']): string {
+  const parts: string[] = [];
+  const typeName = Object.keys(TYPES).find((k) => TYPES[k] === rule.type);
+  if (typeName) parts.push(`type=${quote(typeName)}`);
+  if (rule.sender !== undefined) parts.push(`sender=${quote(rule.sender)}`);
+  if (rule.interface !== undefined) parts.push(`interface=${quote(rule.interface)}`);
+  if (rule.member !== undefined) parts.push(`member=${quote(rule.member)}`);
+  if (rule.path !== undefined) parts.push(`path=${quote(rule.path)}`);
+  if (rule.pathNamespace !== undefined) parts.push(`path_namespace=${quote(rule.pathNamespace)}`);
+  if (rule.destination !== undefined) parts.push(`destination=${quote(rule.destination)}`);
+  if (rule.arg0namespace !== undefined) parts.push(`arg0namespace=${quote(rule.arg0namespace)}`);
+  for (const a of args) parts.push(`arg${a.index}${a.path ? 'path' : ''}=${quote(a.value)}`);
+  if (rule.eavesdrop) parts.push(`eavesdrop='true'`);
+  return parts.join(',');
+}
+
+/** argNpath: equal, or one is a '/'-terminated prefix of the other. */
+function pathArgMatches(pattern: string, arg: string): boolean {
+  if (pattern === arg) return true;
+  if (pattern.endsWith('/') && arg.startsWith(pattern)) return true;
+  return arg.endsWith('/') && pattern.startsWith(arg);
+}
+
+export function matchRuleMatches(rule: MatchRule, m: MatchTarget): boolean {
+  if (rule.type !== undefined && rule.type !== m.type) return false;
+  if (rule.interface !== undefined && rule.interface !== m.interface) return false;
+  if (rule.member !== undefined && rule.member !== m.member) return false;
+  if (rule.path !== undefined && rule.path !== m.path) return false;
+  if (rule.pathNamespace !== undefined) {
+    const ns = rule.pathNamespace;
+    const p = m.path;
+    if (p === undefined) return false;
+    if (ns !== '/' && p !== ns && !p.startsWith(ns + '/')) return false;
+  }
+  if (rule.destination !== undefined && rule.destination !== m.destination) return false;
+  if (rule.sender !== undefined && rule.sender !== m.sender) {
+    if (rule.sender.startsWith(':') || !m.senderOwns(rule.sender)) return false;
+  }
+  if (rule.arg0namespace !== undefined) {
+    const a = m.textArg(0);
+    const ns = rule.arg0namespace;
+    if (a?.code !== 's' || (a.value !== ns && !a.value.startsWith(ns + '.'))) return false;
+  }
+  for (const arg of rule.args) {
+    const a = m.textArg(arg.index);
+    if (a === undefined) return false;
+    // argN compares strings only; argNpath also accepts object paths.
+    if (arg.path ? !pathArgMatches(arg.value, a.value) : a.code !== 's' || a.value !== arg.value) return false;
+  }
+  return true;
+}

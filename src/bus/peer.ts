@@ -1,0 +1,44 @@
+import type { MatchRule } from './match-rule.js';
+
+/** What the kernel told us about a peer when it connected (SO_PEERCRED & co). */
+export interface Credentials {
+  uid: number;
+  gid: number;
+  pid: number;
+  groups: number[];
+  securityLabel?: string;
+}
+
+/**
+ * One client connection as the bus core sees it. Plain data, so that a handoff
+ * can snapshot and restore it; the socket lives in the transport layer.
+ */
+export class Peer {
+  /** Unique name, set by Hello; undefined until then. */
+  uniqueName: string | undefined;
+  readonly matches: MatchRule[] = [];
+  /** Well-known names this peer owns or waits for, in request order. */
+  readonly names = new Set<string>();
+  /** Non-null once the peer called BecomeMonitor: its rules (empty = everything). */
+  monitorRules: MatchRule[] | null = null;
+  /** Method calls this peer made that still await a reply. */
+  pendingCalls = 0;
+
+  constructor(
+    readonly id: number,
+    readonly credentials: Credentials,
+  ) {}
+
+  get registered(): boolean {
+    return this.uniqueName !== undefined;
+  }
+
+  get isMonitor(): boolean {
+    return this.monitorRules !== null;
+  }
+
+  /** For logs: the unique name when known, else the connection id. */
+  get label(): string {
+    return this.uniqueName ?? `#${this.id}`;
+  }
+}

@@ -1,0 +1,77 @@
+import { readBody, type Header, type Message } from '../wire/message.js';
+import type { MatchTarget } from './match-rule.js';
+
+/**
+ * A message on its way through the router: the header parsed once, the bytes to
+ * forward (sender already stitched in), and body arguments decoded only if a
+ * match rule asks for them.
+ */
+export class RoutedMessage implements MatchTarget {
+  private args: unknown[] | null | undefined;
+
+  constructor(
+    readonly message: Message,
+    /** Unique name of the sender, or org.freedesktop.DBus. */
+    readonly sender: string,
+    /** The bytes every receiver gets. */
+    readonly bytes: Buffer,
+    private readonly owns: (sender: string, name: string) => boolean,
+  ) {}
+
+  get header(): Header {
+    return this.message.header;
+  }
+  get type(): number {
+    return this.message.header.type;
+  }
+  get interface(): string | undefined {
+    return this.message.header.interface;
+  }
+  get member(): string | undefined {
+    return this.message.header.member;
+  }
+  get path(): string | undefined {
+    return this.message.header.path;
+  }
+  get destination(): string | undefined {
+    return this.message.header.destination;
+  }
+
+  senderOwns(name: string): boolean {
+    return this.owns(this.sender, name);
+  }
+
+  textArg(index: number): { value: string; code: 's' | 'o' } | undefined {
+    if (this.args === undefined) {
+      try {
+        this.args = readBody(this.message);
+      } catch {
+        // A body that does not parse matches no argN rule; the bus forwards bodies unchecked.
+        this.args = null;
+      }
+    }
+    const value = this.args?.[index];
+    if (typeof value !== 'string') return undefined;
+    const code = this.message.header.signature[argPosition(this.message.header.signature, index)];
+    return code === 's' || code === 'o' ? { value, code } : undefined;
+  }
+}
+
+/** Index in the signature string where top-level argument `index` starts. */
+function argPosition(sig: string, index: number): number {
+  let pos = 0;
+  for (let arg = 0; arg < index && pos < sig.length; arg++) pos = skipType(sig, pos);
+  return pos;
+}
+
+function skipType(sig: string, pos: number): number {
+  const c = sig[pos];
+  if (c === 'a') return skipType(sig, pos + 1);
+  if (c === '(' || c === '{') {
+    const close = c === '(' ? ')' : '}';
+    pos++;
+    while (sig[pos] !== close && pos < sig.length) pos = skipType(sig, pos);
+    return pos + 1;
+  }
+  return pos + 1;
+}
