@@ -1,0 +1,61 @@
+#!/usr/bin/env node
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { FerryError } from '../util/errors.js';
+import { runDaemonCommand } from './daemon-command.js';
+
+function fail(err: unknown): never {
+  if (err instanceof FerryError) {
+    process.stderr.write(`ferrybus: ${err.message}\n`);
+    process.exit(err.code === 'BadFlag' ? 64 : 1);
+  }
+  const e = err as NodeJS.ErrnoException;
+  if (e && typeof e.code === 'string' && typeof e.message === 'string') {
+    process.stderr.write(`ferrybus: ${e.message}\n`);
+    process.exit(1);
+  }
+  throw err;
+}
+
+await yargs(hideBin(process.argv))
+  .scriptName('ferrybus')
+  .command(
+    'daemon',
+    'run the message bus (accepts the dbus-daemon flags launchers use)',
+    (y) =>
+      y
+        .option('address', { type: 'string', describe: 'listen address, e.g. unix:path=/run/ferrybus/bus (overrides <listen>)' })
+        .option('config-file', { type: 'string', describe: 'dbus-daemon style XML configuration file' })
+        .option('session', { type: 'boolean', describe: 'use the session bus defaults' })
+        .option('system', { type: 'boolean', describe: 'use the system bus defaults (/run/dbus/system_bus_socket)' })
+        .option('print-address', { type: 'string', describe: 'print the address to FD (default 1) once ready' })
+        .option('print-pid', { type: 'string', describe: 'print the pid to FD (default 1) once ready' })
+        .option('nofork', { type: 'boolean', describe: 'stay in the foreground (always the case)' })
+        .option('fork', { type: 'boolean', describe: 'accepted for compatibility; ferrybus never forks' })
+        .option('nopidfile', { type: 'boolean', describe: 'accepted for compatibility; no pid file is written' })
+        .option('syslog', { type: 'boolean', describe: 'accepted for compatibility; logs go to stderr' })
+        .option('nosyslog', { type: 'boolean', describe: 'accepted for compatibility' })
+        .option('syslog-only', { type: 'boolean', describe: 'accepted for compatibility' }),
+    async (argv) => {
+      await runDaemonCommand({
+        address: argv.address,
+        configFile: argv['config-file'],
+        session: argv.session,
+        system: argv.system,
+        printAddress: argv['print-address'] === undefined ? undefined : argv['print-address'] || true,
+        printPid: argv['print-pid'] === undefined ? undefined : argv['print-pid'] || true,
+        fork: argv.fork,
+        nofork: argv.nofork,
+      }).catch(fail);
+    },
+  )
+  .demandCommand(1, 'name a command, e.g. `ferrybus daemon`')
+  .strict()
+  .completion('completion', 'print a shell completion script')
+  .help()
+  .fail((msg, err) => {
+    if (err) fail(err);
+    process.stderr.write(`ferrybus: ${msg}\nRun 'ferrybus --help' for usage.\n`);
+    process.exit(64);
+  })
+  .parseAsync();

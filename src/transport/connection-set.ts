@@ -1,0 +1,88 @@
+import * as net from 'node:net';
+import type { Bus, BusSink } from '../bus/bus.js';
+import type { Credentials, Peer } from '../bus/peer.js';
+import { peerCredentials, peerGroups, peerSecurityLabel, socketFd } from '../sys/libc.js';
+import { Connection, type ConnectionHooks } from './connection.js';
+
+export type TransportLog = (event: string, message: string, fields?: Record<string, unknown>) => void;
+
+/** Outbound quota per connection: dbus-daemon's system.conf max_outgoing_bytes. */
+export const DEFAULT_MAX_OUTGOING_BYTES = 127 * 1024 * 1024;
+
+/**
+ * Every client connection, and the BusSink the bus core writes through.
+ * Writes are coalesced: connections with bytes queued are flushed together
+ * once per event-loop turn (setImmediate runs after the turn's I/O).
+ */
+export class ConnectionSet implements BusSink {
+  private readonly byPeer = new Map<number, Connection>();
+  readonly all = new Set<Connection>();
+  private readonly dirty = new Set<Connection>();
+  private flushScheduled = false;
+  bus!: Bus;
+  private readonly hooks: ConnectionHooks;
+
+  constructor(
+    private readonly log: TransportLog,
+    public maxOutgoingBytes = DEFAULT_MAX_OUTGOING_BYTES,
+  ) {
+    this.hooks = {
+      attached: (conn) => this.byPeer.set(conn.peer!.id, conn),
+      markDirty: (conn) => this.markDirty(conn),
+      closed: (conn) => {
+        this.all.delete(conn);
+        this.dirty.delete(conn);
+        if (conn.peer) this.byPeer.delete(conn.peer.id);
+      },
+      log,
+    };
+  }
+
+  /** Takes a freshly accepted socket: reads its credentials, then starts SASL. */
+  accept(socket: net.Socket): void {
+    let credentials: Credentials;
+    try {
+      const fd = socketFd(socket);
+      const { pid, uid, gid } = peerCredentials(fd);
+      credentials = { pid, uid, gid, groups: peerGroups(fd), securityLabel: peerSecurityLabel(fd) };
+    } catch (err) {
+      this.log('client-refused', 'could not read peer credentials; closing', { error: String(err) });
+      socket.destroy();
+      return;
+    }
+    socket.setNoDelay?.(true);
+    const conn = new Connection(socket, credentials, this.bus, this.hooks, this.maxOutgoingBytes);
+    this.all.add(conn);
+  }
+
+  connectionOf(peer: Peer): Connection | undefined {
+    return this.byPeer.get(peer.id);
+  }
+
+  send(peer: Peer, bytes: Buffer): boolean {
+    const conn = this.byPeer.get(peer.id);
+    return conn ? conn.send(bytes) : true;
+  }
+
+  disconnect(peer: Peer, reason: string): void {
+    this.byPeer.get(peer.id)?.close(reason, true);
+  }
+
+  private markDirty(conn: Connection): void {
+    this.dirty.add(conn);
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => this.flushAll());
+  }
+
+  /** Writes every connection's pending bytes now (also before a handoff snapshot). */
+  flushAll(): void {
+    this.flushScheduled = false;
+    for (const conn of this.dirty) conn.flush();
+    this.dirty.clear();
+  }
+
+  closeAll(reason: string): void {
+    for (const conn of [...this.all]) conn.close(reason);
+  }
+}
