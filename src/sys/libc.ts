@@ -1,0 +1,283 @@
+// Thin, typed koffi bindings to the few libc calls ferrybus needs and Node does not offer:
+// peer credentials of a unix socket, close-on-exec control, chroot/chdir and execve.
+//
+// Ownership and call-once rules:
+// - libc is loaded lazily, once, on the first call. The handoff path must call `loadLibc()`
+//   BEFORE it chroots: after switch-root the old root is empty, so neither libc.so.6 nor koffi
+//   could be opened by path any more. `loadLibc()` resolves every symbol up front.
+// - errno is read with `koffi.errno()` immediately after a failing call, before any other
+//   native call can overwrite it.
+// - This module keeps no state besides the bindings: it never closes, opens or tracks fds.
+//
+// Only Linux is supported (SO_PEERCRED, SO_PEERGROUPS and SO_PEERSEC are Linux options).
+
+import koffi, { type TypeObject } from 'koffi';
+import type * as net from 'node:net';
+import * as os from 'node:os';
+
+const SOL_SOCKET = 1;
+const SO_PEERSEC = 31;
+const SO_PEERCRED = 17;
+const SO_PEERGROUPS = 59;
+const F_GETFD = 1;
+const F_SETFD = 2;
+const FD_CLOEXEC = 1;
+
+/** Growth is bounded: a kernel that keeps answering ERANGE is a bug, not a reason to loop. */
+const MAX_GROW_ATTEMPTS = 8;
+const INITIAL_GROUPS = 32;
+const INITIAL_LABEL_BYTES = 256;
+
+/** A failed system call: `code` is the errno name ('ENOENT'), `errno` the positive number. */
+export class SysError extends Error {
+  readonly code: string;
+  readonly errno: number;
+  readonly syscall: string;
+  readonly path: string | undefined;
+
+  constructor(syscall: string, errno: number, path?: string, detail?: string) {
+    const code = errnoName(errno);
+    const where = path === undefined ? syscall : `${syscall} '${path}'`;
+    super(`${code}: ${where} failed${detail === undefined ? '' : ` (${detail})`}`);
+    this.name = 'SysError';
+    this.code = code;
+    this.errno = errno;
+    this.syscall = syscall;
+    this.path = path;
+  }
+}
+
+export interface PeerCredentials {
+  readonly pid: number;
+  readonly uid: number;
+  readonly gid: number;
+}
+
+// Aliases share a number (EWOULDBLOCK = EAGAIN, EOPNOTSUPP = ENOTSUP, EDEADLOCK = EDEADLK);
+// the first spelling here wins so the name we report is stable whatever order Node lists them.
+const PREFERRED_NAMES = ['EAGAIN', 'ENOTSUP', 'EDEADLK'];
+
+let errnoNames: Map<number, string> | undefined;
+
+function errnoTable(): Map<number, string> {
+  if (errnoNames === undefined) {
+    // Node's table comes from the platform headers it was built with, so the numbers are
+    // right on every Linux architecture (mips and sparc number errno differently).
+    const table = new Map<number, string>();
+    const constants = os.constants.errno as Record<string, number>;
+    for (const name of PREFERRED_NAMES) {
+      const value = constants[name];
+      if (value !== undefined) table.set(value, name);
+    }
+    for (const [name, value] of Object.entries(constants)) {
+      if (!table.has(value)) table.set(value, name);
+    }
+    errnoNames = table;
+  }
+  return errnoNames;
+}
+
+/** The symbolic name of a (positive) errno number, e.g. 2 → 'ENOENT'; 'ERRNO_<n>' if unknown. */
+export function errnoName(errno: number): string {
+  return errnoTable().get(errno) ?? `ERRNO_${errno}`;
+}
+
+type NativeFn = (...args: unknown[]) => number;
+
+interface Bindings {
+  readonly getsockopt: NativeFn;
+  readonly fcntl: NativeFn;
+  readonly execve: NativeFn;
+  readonly chroot: NativeFn;
+  readonly chdir: NativeFn;
+  readonly ucred: TypeObject;
+}
+
+let bindings: Bindings | undefined;
+
+function libc(): Bindings {
+  if (bindings === undefined) {
+    const lib = koffi.load('libc.so.6');
+    // Declaring a function resolves its symbol now, so every binding is usable after chroot.
+    bindings = {
+      getsockopt: lib.func(
+        'int getsockopt(int fd, int level, int name, _Inout_ void *value, _Inout_ uint32_t *length)',
+      ) as NativeFn,
+      // fcntl is variadic in C: the optional third argument is passed as ('int', value).
+      fcntl: lib.func('int fcntl(int fd, int cmd, ...)') as NativeFn,
+      execve: lib.func(
+        'int execve(const char *path, const char **argv, const char **envp)',
+      ) as NativeFn,
+      chroot: lib.func('int chroot(const char *path)') as NativeFn,
+      chdir: lib.func('int chdir(const char *path)') as NativeFn,
+      ucred: koffi.struct({ pid: 'int32_t', uid: 'uint32_t', gid: 'uint32_t' }),
+    };
+  }
+  return bindings;
+}
+
+/**
+ * Loads libc and resolves every binding now (idempotent). Call before chroot: afterwards
+ * nothing can be loaded by path from the old root.
+ */
+export function loadLibc(): void {
+  libc();
+  errnoTable();
+}
+
+function checkFd(syscall: string, fd: number): void {
+  if (!Number.isInteger(fd) || fd < 0 || fd > 0x7fffffff) {
+    throw new SysError(syscall, os.constants.errno.EBADF, undefined, `invalid fd ${String(fd)}`);
+  }
+}
+
+function checkString(syscall: string, value: string, what: string): void {
+  // A C string ends at the first NUL: passing one through would silently truncate.
+  if (value.includes('\0')) {
+    throw new SysError(syscall, os.constants.errno.EINVAL, undefined, `${what} contains a NUL byte`);
+  }
+}
+
+function fail(syscall: string, path?: string): never {
+  throw new SysError(syscall, koffi.errno(), path);
+}
+
+/**
+ * Calls getsockopt(SOL_SOCKET, name) into a buffer that grows while the kernel answers ERANGE
+ * (it then reports the size it needs in `length`). Returns the filled bytes, or the errno.
+ */
+function getsockoptGrowing(
+  fd: number,
+  name: number,
+  initialBytes: number,
+  alloc: (bytes: number) => Uint8Array | Uint32Array,
+): { value: Uint8Array | Uint32Array; length: number } | { errno: number } {
+  const { getsockopt } = libc();
+  let bytes = initialBytes;
+  for (let attempt = 0; attempt < MAX_GROW_ATTEMPTS; attempt++) {
+    const value = alloc(bytes);
+    const length = [value.byteLength];
+    if (getsockopt(fd, SOL_SOCKET, name, value, length) === 0) {
+      return { value, length: length[0]! };
+    }
+    const errno = koffi.errno();
+    if (errno !== os.constants.errno.ERANGE) return { errno };
+    bytes = Math.max(length[0]!, bytes * 2);
+  }
+  return { errno: os.constants.errno.ERANGE };
+}
+
+/** The credentials the kernel recorded for the peer of a connected unix socket (SO_PEERCRED). */
+export function peerCredentials(fd: number): PeerCredentials {
+  checkFd('getsockopt(SO_PEERCRED)', fd);
+  const { getsockopt, ucred } = libc();
+  const value = Buffer.alloc(ucred.size);
+  const length = [value.byteLength];
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, value, length) !== 0) {
+    fail('getsockopt(SO_PEERCRED)');
+  }
+  const cred = koffi.decode(value, ucred) as { pid: number; uid: number; gid: number };
+  return { pid: cred.pid, uid: cred.uid, gid: cred.gid };
+}
+
+/** The peer's supplementary group ids (SO_PEERGROUPS), as the kernel lists them (sorted). */
+export function peerGroups(fd: number): number[] {
+  checkFd('getsockopt(SO_PEERGROUPS)', fd);
+  const result = getsockoptGrowing(fd, SO_PEERGROUPS, INITIAL_GROUPS * 4, (bytes) => {
+    return new Uint32Array(Math.ceil(bytes / 4));
+  });
+  if ('errno' in result) throw new SysError('getsockopt(SO_PEERGROUPS)', result.errno);
+  return Array.from(result.value.subarray(0, Math.floor(result.length / 4)));
+}
+
+/**
+ * The peer's LSM security label (SO_PEERSEC), e.g. an SELinux context or AppArmor profile;
+ * undefined when no LSM provides one (ENOPROTOOPT, ENOTSUP) or the label is empty.
+ */
+export function peerSecurityLabel(fd: number): string | undefined {
+  checkFd('getsockopt(SO_PEERSEC)', fd);
+  const result = getsockoptGrowing(fd, SO_PEERSEC, INITIAL_LABEL_BYTES, (bytes) => {
+    return new Uint8Array(bytes);
+  });
+  if ('errno' in result) {
+    const { ENOPROTOOPT, ENOTSUP, EOPNOTSUPP } = os.constants.errno;
+    if (result.errno === ENOPROTOOPT || result.errno === ENOTSUP || result.errno === EOPNOTSUPP) {
+      return undefined;
+    }
+    throw new SysError('getsockopt(SO_PEERSEC)', result.errno);
+  }
+  let end = Math.min(result.length, result.value.byteLength);
+  // Some LSMs count the terminating NUL in the length, some do not.
+  while (end > 0 && result.value[end - 1] === 0) end--;
+  if (end === 0) return undefined;
+  return Buffer.from(result.value.buffer, result.value.byteOffset, end).toString('utf8');
+}
+
+/** Whether FD_CLOEXEC is set on fd (libuv sets it on every fd it opens). */
+export function getCloexec(fd: number): boolean {
+  checkFd('fcntl(F_GETFD)', fd);
+  const flags = libc().fcntl(fd, F_GETFD);
+  if (flags < 0) fail('fcntl(F_GETFD)');
+  return (flags & FD_CLOEXEC) !== 0;
+}
+
+/** Sets or clears FD_CLOEXEC on fd, keeping any other fd flags. */
+export function setCloexec(fd: number, on: boolean): void {
+  checkFd('fcntl(F_SETFD)', fd);
+  const { fcntl } = libc();
+  const flags = fcntl(fd, F_GETFD);
+  if (flags < 0) fail('fcntl(F_GETFD)');
+  const next = on ? flags | FD_CLOEXEC : flags & ~FD_CLOEXEC;
+  if (next === flags) return;
+  if (fcntl(fd, F_SETFD, 'int', next) < 0) fail('fcntl(F_SETFD)');
+}
+
+/**
+ * Replaces the process image (same PID). Never returns: on success the new image runs, on
+ * failure a SysError is thrown and this process continues unchanged (fds, CLOEXEC flags and
+ * all), so the caller can restore what it changed and keep serving.
+ */
+export function execve(path: string, argv: readonly string[], envp: readonly string[]): never {
+  checkString('execve', path, 'path');
+  for (const arg of argv) checkString('execve', arg, 'an argument');
+  for (const entry of envp) checkString('execve', entry, 'an environment entry');
+  libc().execve(path, [...argv, null], [...envp, null]);
+  // execve only returns on failure.
+  fail('execve', path);
+}
+
+/** chroot(2). Requires CAP_SYS_CHROOT. Does not change the working directory: chdir after. */
+export function chroot(path: string): void {
+  checkString('chroot', path, 'path');
+  if (libc().chroot(path) !== 0) fail('chroot', path);
+}
+
+/**
+ * chdir(2) for the whole process. Unlike process.chdir this also works from worker threads
+ * and after a chroot, and it does not touch Node's cached cwd.
+ */
+export function chdir(path: string): void {
+  checkString('chdir', path, 'path');
+  if (libc().chdir(path) !== 0) fail('chdir', path);
+}
+
+/**
+ * The OS file descriptor behind a connected net.Socket or a listening net.Server (libuv's
+ * handle keeps it in `_handle.fd`, an internal but long-stable field).
+ */
+export function socketFd(socket: net.Socket | net.Server): number {
+  const handle = (socket as unknown as { _handle?: { fd?: unknown } | null })._handle;
+  const fd = handle?.fd;
+  if (typeof fd !== 'number' || !Number.isInteger(fd) || fd < 0) {
+    const what = 'listen' in socket && typeof socket.listen === 'function' ? 'server' : 'socket';
+    throw new SysError(
+      'socketFd',
+      os.constants.errno.EBADF,
+      undefined,
+      handle == null
+        ? `the ${what} has no handle: not yet connected or listening, or already closed`
+        : `the ${what}'s handle exposes no file descriptor`,
+    );
+  }
+  return fd;
+}
