@@ -393,6 +393,18 @@ export class Bus {
     return [BUS_NAME, ...this.byUniqueName.keys(), ...this.names.ownedNames()];
   }
 
+  /** Peer ids at or below this were handed out (ids are never reused). */
+  peerIdHighWater(): number {
+    return this.nextPeerId - 1;
+  }
+
+  /** Restore-time: continue numbering where the previous generation stopped. */
+  restoreCounters(nextUniqueId: number, nextPeerId: number, driverSerial: number): void {
+    this.nextUniqueId = nextUniqueId;
+    this.nextPeerId = nextPeerId;
+    this.driverSerial = driverSerial;
+  }
+
   nextDriverSerial(): number {
     return this.driverSerial;
   }

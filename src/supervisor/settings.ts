@@ -1,3 +1,5 @@
+import type { BusLimits } from '../bus/bus.js';
+import { readConfig, sessionConfig, systemConfig, type BusConfig } from './config.js';
 import type { DaemonSettings } from './daemon.js';
 import type { Logger } from './logger.js';
 
@@ -8,11 +10,50 @@ export interface SettingsSource {
   system?: boolean;
 }
 
-/** Combines --session/--system presets, the config file and --address (which wins). */
-export function settingsFromConfig(args: SettingsSource, _log: Logger): DaemonSettings {
-  const kind = args.system ? 'system' : 'session';
-  const listen: string[] = [];
-  if (args.system && !args.address) listen.push('unix:path=/run/dbus/system_bus_socket');
-  if (args.address) listen.splice(0, listen.length, args.address);
-  return { listen, kind, limits: {} };
+/** dbus-daemon <limit> names that ferrybus enforces, and where they go. */
+const LIMIT_NAMES: Record<string, keyof BusLimits | 'maxOutgoingBytes'> = {
+  max_match_rules_per_connection: 'maxMatchRulesPerConnection',
+  max_names_per_connection: 'maxNamesPerConnection',
+  max_replies_per_connection: 'maxRepliesPerConnection',
+  max_connections_per_user: 'maxConnectionsPerUser',
+  max_outgoing_bytes: 'maxOutgoingBytes',
+};
+
+function loadConfig(args: SettingsSource): BusConfig | undefined {
+  const env = process.env;
+  if (args.configFile) return readConfig(args.configFile);
+  if (args.system) return systemConfig();
+  if (args.session) return sessionConfig({ uid: process.getuid!(), env });
+  return undefined;
+}
+
+/**
+ * Combines the config file (or the --session/--system preset) with --address,
+ * which wins over <listen>. Everything the config asks for that ferrybus does
+ * not do yet is said in a warning, never silently ignored.
+ */
+export function settingsFromConfig(args: SettingsSource, log: Logger): DaemonSettings {
+  const config = loadConfig(args);
+  const kind = config?.type ?? (args.system ? 'system' : 'session');
+  const settings: DaemonSettings = { listen: config ? [...config.listen] : [], kind, limits: {} };
+  if (args.address) settings.listen = [args.address];
+  if (!config) return settings;
+
+  for (const warning of config.warnings) log.warning('config-unsupported', warning);
+  const mechanisms = config.auth.filter((m) => m !== 'EXTERNAL');
+  if (mechanisms.length > 0) {
+    log.warning('config-auth', `auth mechanisms ${mechanisms.join(', ')} are not supported; only EXTERNAL is offered`);
+  }
+  if (config.auth.length > 0 && !config.auth.includes('EXTERNAL')) {
+    log.warning('config-auth', 'the config does not allow EXTERNAL; ferrybus offers EXTERNAL anyway (the only mechanism it has)');
+  }
+  for (const [name, value] of Object.entries(config.limits)) {
+    const key = LIMIT_NAMES[name];
+    if (key) settings.limits[key] = value;
+    else log.debug('config-limit-unused', `limit ${name} is not enforced by ferrybus`, { value });
+  }
+  if (config.policies.length > 0) {
+    log.warning('config-policy', `${config.policies.length} <policy> blocks are read but not enforced yet: every authenticated client may own names and send`);
+  }
+  return settings;
 }

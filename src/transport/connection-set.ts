@@ -20,7 +20,7 @@ export class ConnectionSet implements BusSink {
   private readonly dirty = new Set<Connection>();
   private flushScheduled = false;
   bus!: Bus;
-  private readonly hooks: ConnectionHooks;
+  readonly hooks: ConnectionHooks;
 
   constructor(
     private readonly log: TransportLog,
@@ -53,6 +53,12 @@ export class ConnectionSet implements BusSink {
     socket.setNoDelay?.(true);
     const conn = new Connection(socket, credentials, this.bus, this.hooks, this.maxOutgoingBytes);
     this.all.add(conn);
+  }
+
+  /** Takes a connection rebuilt from a handoff document. */
+  adopt(conn: Connection): void {
+    this.all.add(conn);
+    if (conn.peer) this.byPeer.set(conn.peer.id, conn);
   }
 
   connectionOf(peer: Peer): Connection | undefined {

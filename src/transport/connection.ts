@@ -4,8 +4,16 @@ import type { Credentials, Peer } from '../bus/peer.js';
 import { FerryError, WireError } from '../util/errors.js';
 import { Framer } from '../wire/framer.js';
 import { parseMessage } from '../wire/message.js';
-import { SaslServer } from '../wire/sasl.js';
+import { SaslServer, type SaslState } from '../wire/sasl.js';
 import { OutboundQueue } from './outbound-queue.js';
+
+/** State carried over from an earlier image (handoff). */
+export interface AdoptedState {
+  sasl: SaslState | null;
+  peer: Peer | undefined;
+  inbound: Buffer;
+  outbound: Buffer;
+}
 
 export interface ConnectionHooks {
   /** Called once the client authenticated and has a peer in the bus. */
@@ -27,6 +35,8 @@ export class Connection {
   readonly outbound = new OutboundQueue();
   peer: Peer | undefined;
   private closing = false;
+  /** At most one socket.write is outstanding, so unsent bytes are always known exactly. */
+  private writing = false;
 
   constructor(
     readonly socket: net.Socket,
@@ -34,8 +44,16 @@ export class Connection {
     private readonly bus: Bus,
     private readonly hooks: ConnectionHooks,
     readonly maxOutgoingBytes: number,
+    adopted?: AdoptedState,
   ) {
-    this.sasl = new SaslServer({ peerUid: credentials.uid, guid: bus.options.guid });
+    const saslOptions = { peerUid: credentials.uid, guid: bus.options.guid };
+    if (adopted) {
+      this.sasl = adopted.sasl ? SaslServer.fromState(saslOptions, adopted.sasl) : null;
+      this.peer = adopted.peer;
+      if (adopted.outbound.length > 0) this.send(adopted.outbound, true);
+    } else {
+      this.sasl = new SaslServer(saslOptions);
+    }
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', (err) => this.close(`socket error: ${err.message}`));
     socket.on('close', () => this.close('peer closed the connection'));
@@ -71,20 +89,44 @@ export class Connection {
     }
   }
 
+  /** Feeds bytes received by an earlier image (a handoff) as if they had just arrived. */
+  replayInbound(bytes: Buffer): void {
+    if (bytes.length > 0) this.onData(bytes);
+  }
+
+  /** The SASL conversation, while the client is still authenticating. */
+  saslState(): SaslState | null {
+    return this.sasl?.exportState() ?? null;
+  }
+
   /** Queues bytes for this client; false (and nothing queued) when over its quota. */
-  send(bytes: Buffer): boolean {
+  send(bytes: Buffer, force = false): boolean {
     if (this.closing) return true; // gone: accepted and discarded, like a closed socket
-    if (this.outbound.size + bytes.length > this.maxOutgoingBytes) return false;
+    if (!force && this.outbound.size + bytes.length > this.maxOutgoingBytes) return false;
     const wasIdle = !this.outbound.hasPending;
     this.outbound.push(bytes);
-    if (wasIdle) this.hooks.markDirty(this);
+    if (wasIdle && !this.writing) this.hooks.markDirty(this);
     return true;
   }
 
-  /** Hands this turn's bytes to the socket as one write. */
+  /** Hands this turn's bytes to the socket as one write, unless one is still outstanding. */
   flush(): void {
-    if (this.closing || !this.outbound.hasPending) return;
-    this.socket.write(this.outbound.takePending(), () => this.outbound.written());
+    if (this.closing || this.writing || !this.outbound.hasPending) return;
+    this.writing = true;
+    this.socket.write(this.outbound.takePending(), (err) => {
+      this.writing = false;
+      this.outbound.written();
+      if (!err && this.outbound.hasPending) this.hooks.markDirty(this);
+    });
+  }
+
+  /**
+   * Every byte accepted for this client that the kernel has not taken, in order.
+   * libuv's write queue size is the unsent tail of the one outstanding write.
+   */
+  unsentBytes(): Buffer {
+    const handle = (this.socket as unknown as { _handle?: { writeQueueSize?: number } | null })._handle;
+    return this.outbound.unsent(this.writing ? (handle?.writeQueueSize ?? 0) : 0);
   }
 
   /** Disconnects; the bus releases what the peer held. Safe to call more than once. */

@@ -30,6 +30,14 @@ const MAX_TOTAL = 64 * 1024;
 
 type Phase = 'nul' | 'auth' | 'data' | 'begin' | 'done' | 'failed';
 
+export interface SaslState {
+  phase: string;
+  buffer: string;
+  total: number;
+  rejections: number;
+  uid: number;
+}
+
 export class SaslServer {
   private phase: Phase = 'nul';
   private buffer = '';
@@ -39,6 +47,23 @@ export class SaslServer {
   unixFdsNegotiated = false;
 
   constructor(private readonly opts: SaslOptions) {}
+
+  /** The conversation so far, for a handoff in the middle of authentication. */
+  exportState(): SaslState {
+    return { phase: this.phase, buffer: this.buffer, total: this.total, rejections: this.rejections, uid: this.uid };
+  }
+
+  /** Continues a conversation exported by an earlier image; unknown phases restart it. */
+  static fromState(opts: SaslOptions, state: SaslState): SaslServer {
+    const server = new SaslServer(opts);
+    const phases: readonly string[] = ['nul', 'auth', 'data', 'begin'];
+    server.phase = phases.includes(state.phase) ? (state.phase as Phase) : 'nul';
+    server.buffer = state.buffer.slice(0, MAX_LINE);
+    server.total = Math.min(state.total, MAX_TOTAL);
+    server.rejections = state.rejections;
+    server.uid = state.uid;
+    return server;
+  }
 
   /** Feeds received bytes. The reply (possibly empty) must be written to the peer. */
   feed(chunk: Buffer): SaslResult {
@@ -93,13 +118,15 @@ export class SaslServer {
       case 'auth':
         if (command === 'AUTH') return this.auth(arg);
         if (command === 'BEGIN') return { reply: '', failed: 'BEGIN before authentication' };
-        if (command === 'ERROR' || command === 'CANCEL') return this.rejected();
+        // CANCEL outside an AUTH conversation is an error, not a rejection (spec, WaitingForAuth).
+        if (command === 'ERROR') return this.rejected();
         return { reply: 'ERROR "Unknown command"\r\n' };
       case 'data':
         if (command === 'DATA') return this.external(arg);
         if (command === 'BEGIN') return { reply: '', failed: 'BEGIN before authentication' };
         if (command === 'CANCEL' || command === 'ERROR') return this.rejected();
-        return this.rejected();
+        // Anything else answers ERROR and keeps waiting for DATA (spec, WaitingForData).
+        return { reply: 'ERROR "Unknown command"\r\n' };
       case 'begin':
         if (command === 'BEGIN') {
           this.phase = 'done';

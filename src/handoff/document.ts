@@ -1,0 +1,91 @@
+/**
+ * The handoff document: everything a new image needs to take over the bus
+ * (DESIGN.md §3). Plain JSON, versioned; file descriptors are referred to by
+ * number and checked against what was actually inherited; bytes are base64.
+ */
+export const HANDOFF_FORMAT = 1;
+/** Formats this image can read: the current one and the one before it. */
+export const READABLE_FORMATS: readonly number[] = [HANDOFF_FORMAT];
+/** A document larger than this is refused before parsing (queues are bounded well below). */
+export const MAX_DOCUMENT_BYTES = 1024 * 1024 * 1024;
+
+export interface CredentialsDoc {
+  uid: number;
+  gid: number;
+  pid: number;
+  groups: number[];
+  securityLabel?: string;
+}
+
+export interface SaslDoc {
+  phase: string;
+  buffer: string;
+  total: number;
+  rejections: number;
+  uid: number;
+}
+
+export interface ConnectionDoc {
+  fd: number;
+  peerId: number;
+  credentials: CredentialsDoc;
+  /** Set while the client is still authenticating. */
+  sasl?: SaslDoc;
+  uniqueName?: string;
+  /** Received bytes that do not form a complete message yet (base64). */
+  inbound: string;
+  /** Accepted bytes the kernel has not taken yet, in order (base64). */
+  outbound: string;
+  matches: string[];
+  /** Present when the connection is a monitor: its rules. */
+  monitorRules?: string[];
+}
+
+export interface ListenerDoc {
+  fd: number;
+  /** Socket path ('\0'-prefixed for abstract sockets) and the address clients use. */
+  path: string;
+  address: string;
+}
+
+export interface NameDoc {
+  name: string;
+  /** Primary owner first. */
+  queue: Array<{ peerId: number; flags: number }>;
+}
+
+export interface PendingCallDoc {
+  caller: number;
+  serial: number;
+  callee: number;
+}
+
+export interface HandoffDocument {
+  format: number;
+  /** Random, also given to the new image on its command line: a stale file never matches. */
+  nonce: string;
+  pid: number;
+  /** Generation that wrote the document; the reader is generation + 1. */
+  generation: number;
+  /** CLOCK_MONOTONIC (process.hrtime) in ns when serving stopped, for the pause. */
+  stoppedAtNs: string;
+  writtenAt: string;
+  bus: {
+    guid: string;
+    machineId: string;
+    kind: string;
+    nextUniqueId: number;
+    nextPeerId: number;
+    driverSerial: number;
+    startedAt: string;
+  };
+  settings: unknown;
+  listeners: ListenerDoc[];
+  connections: ConnectionDoc[];
+  names: NameDoc[];
+  pendingCalls: PendingCallDoc[];
+  /** Handoff requests to answer once the new image serves: caller peer id + call serial. */
+  handoffCallers: Array<{ peerId: number; serial: number }>;
+  /** History for the CLI: when handoffs happened and how long they paused. */
+  lastHandoff?: { at: string; pauseUs: number; root: string };
+}

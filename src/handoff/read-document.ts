@@ -1,0 +1,182 @@
+import { FerryError } from '../util/errors.js';
+import {
+  MAX_DOCUMENT_BYTES,
+  READABLE_FORMATS,
+  type ConnectionDoc,
+  type HandoffDocument,
+  type ListenerDoc,
+  type NameDoc,
+  type PendingCallDoc,
+} from './document.js';
+
+/** A document that cannot be used at all: the handoff is refused or the state is dropped. */
+export class HandoffError extends FerryError {}
+
+export interface ReadResult {
+  doc: HandoffDocument;
+  /** Everything that was ignored or dropped, one line each: the caller logs them. */
+  warnings: string[];
+}
+
+type Obj = Record<string, unknown>;
+
+const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isInt = (v: unknown, min = 0, max = Number.MAX_SAFE_INTEGER): v is number =>
+  typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max;
+const isStr = (v: unknown): v is string => typeof v === 'string';
+const isB64 = (v: unknown): v is string => isStr(v) && /^[A-Za-z0-9+/]*={0,2}$/.test(v) && v.length % 4 === 0;
+
+/** Notes keys this reader does not know: logged and ignored, never fatal (newer writers add keys). */
+function unknownKeys(where: string, o: Obj, known: readonly string[], warnings: string[]): void {
+  for (const k of Object.keys(o)) if (!known.includes(k)) warnings.push(`${where}: unknown key "${k}" ignored`);
+}
+
+function fatal(why: string): never {
+  throw new HandoffError('HandoffDocumentInvalid', why);
+}
+
+/**
+ * Parses and checks a handoff document. Top-level damage (not JSON, wrong format,
+ * wrong nonce or pid) throws; a damaged record (one connection, one name) is
+ * dropped with a warning so everyone else's state survives.
+ */
+export function readDocument(
+  text: string,
+  expect: { nonce?: string; pid?: number } = {},
+): ReadResult {
+  if (text.length > MAX_DOCUMENT_BYTES) fatal(`document of ${text.length} bytes exceeds ${MAX_DOCUMENT_BYTES}`);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    fatal(`document is not valid JSON: ${(err as Error).message}`);
+  }
+  if (!isObj(raw)) fatal('document is not a JSON object');
+  const warnings: string[] = [];
+  if (!isInt(raw.format)) fatal('document has no format number');
+  if (!READABLE_FORMATS.includes(raw.format)) {
+    throw new HandoffError(
+      'HandoffFormatUnsupported',
+      `document format ${raw.format} is not readable by this image (reads ${READABLE_FORMATS.join(', ')})`,
+    );
+  }
+  if (!isStr(raw.nonce)) fatal('document has no nonce');
+  if (expect.nonce !== undefined && raw.nonce !== expect.nonce) {
+    fatal('document nonce does not match: it was left by another handoff');
+  }
+  if (!isInt(raw.pid, 1)) fatal('document has no pid');
+  if (expect.pid !== undefined && raw.pid !== expect.pid) {
+    fatal(`document was written by pid ${raw.pid}, not this process (${expect.pid})`);
+  }
+  if (!isInt(raw.generation)) fatal('document has no generation');
+  const bus = raw.bus;
+  if (!isObj(bus) || !isStr(bus.guid) || !/^[0-9a-f]{32}$/.test(bus.guid)) fatal('document has no valid bus guid');
+  if (!isInt(bus.nextUniqueId, 1) || !isInt(bus.nextPeerId, 1) || !isInt(bus.driverSerial, 1, 0xffffffff)) {
+    fatal('document has invalid bus counters');
+  }
+  unknownKeys('bus', bus, ['guid', 'machineId', 'kind', 'nextUniqueId', 'nextPeerId', 'driverSerial', 'startedAt'], warnings);
+  unknownKeys('document', raw, [
+    'format', 'nonce', 'pid', 'generation', 'stoppedAtNs', 'writtenAt', 'bus', 'settings', 'listeners',
+    'connections', 'names', 'pendingCalls', 'handoffCallers', 'lastHandoff',
+  ], warnings);
+
+  const listeners = list(raw.listeners, 'listeners', warnings).filter((l, i): l is ListenerDoc => {
+    const ok = isObj(l) && isInt(l.fd) && isStr(l.path) && isStr(l.address);
+    if (!ok) warnings.push(`listeners[${i}]: malformed, dropped`);
+    else unknownKeys(`listeners[${i}]`, l, ['fd', 'path', 'address'], warnings);
+    return ok;
+  });
+  const usedFds = new Set<number>(listeners.map((l) => l.fd));
+  const peerIds = new Set<number>();
+  const connections: ConnectionDoc[] = [];
+  list(raw.connections, 'connections', warnings).forEach((c, i) => {
+    const why = checkConnection(c);
+    if (why) return warnings.push(`connections[${i}]: ${why}; connection dropped`);
+    const conn = c as unknown as ConnectionDoc;
+    if (usedFds.has(conn.fd)) return warnings.push(`connections[${i}]: fd ${conn.fd} used twice; dropped`);
+    if (peerIds.has(conn.peerId)) return warnings.push(`connections[${i}]: peer id ${conn.peerId} used twice; dropped`);
+    unknownKeys(`connections[${i}]`, c as Obj, [
+      'fd', 'peerId', 'credentials', 'sasl', 'uniqueName', 'inbound', 'outbound', 'matches', 'monitorRules',
+    ], warnings);
+    usedFds.add(conn.fd);
+    peerIds.add(conn.peerId);
+    connections.push(conn);
+  });
+  const names: NameDoc[] = [];
+  list(raw.names, 'names', warnings).forEach((n, i) => {
+    if (!isObj(n) || !isStr(n.name) || !Array.isArray(n.queue)) return warnings.push(`names[${i}]: malformed, dropped`);
+    const queue = n.queue.filter(
+      (o): o is { peerId: number; flags: number } => isObj(o) && isInt(o.peerId) && isInt(o.flags, 0, 7) && peerIds.has(o.peerId),
+    );
+    if (queue.length !== n.queue.length) warnings.push(`names[${i}] (${n.name}): ${n.queue.length - queue.length} unknown owners dropped`);
+    if (queue.length > 0) names.push({ name: n.name, queue });
+  });
+  const pendingCalls = list(raw.pendingCalls, 'pendingCalls', warnings).filter((p): p is PendingCallDoc => {
+    const ok = isObj(p) && isInt(p.caller) && isInt(p.serial, 1, 0xffffffff) && isInt(p.callee) &&
+      peerIds.has(p.caller) && peerIds.has(p.callee);
+    if (!ok) warnings.push('pendingCalls: a malformed or orphaned entry dropped');
+    return ok;
+  });
+  const handoffCallers = list(raw.handoffCallers, 'handoffCallers', warnings).filter(
+    (h): h is { peerId: number; serial: number } => isObj(h) && isInt(h.peerId) && isInt(h.serial, 1, 0xffffffff),
+  );
+  const doc: HandoffDocument = {
+    format: raw.format,
+    nonce: raw.nonce,
+    pid: raw.pid,
+    generation: raw.generation,
+    stoppedAtNs: isStr(raw.stoppedAtNs) && /^[0-9]+$/.test(raw.stoppedAtNs) ? raw.stoppedAtNs : '0',
+    writtenAt: isStr(raw.writtenAt) ? raw.writtenAt : '',
+    bus: {
+      guid: bus.guid,
+      machineId: isStr(bus.machineId) ? bus.machineId : '',
+      kind: isStr(bus.kind) ? bus.kind : 'session',
+      nextUniqueId: bus.nextUniqueId,
+      nextPeerId: bus.nextPeerId,
+      driverSerial: bus.driverSerial,
+      startedAt: isStr(bus.startedAt) ? bus.startedAt : '',
+    },
+    settings: raw.settings,
+    listeners,
+    connections,
+    names,
+    pendingCalls,
+    handoffCallers,
+    lastHandoff: isObj(raw.lastHandoff) ? (raw.lastHandoff as HandoffDocument['lastHandoff']) : undefined,
+  };
+  return { doc, warnings };
+}
+
+function list(v: unknown, where: string, warnings: string[]): unknown[] {
+  if (v === undefined) return [];
+  if (!Array.isArray(v)) {
+    warnings.push(`${where}: not a list, ignored`);
+    return [];
+  }
+  return v;
+}
+
+function checkConnection(c: unknown): string | undefined {
+  if (!isObj(c)) return 'not an object';
+  if (!isInt(c.fd, 0, 1 << 30)) return 'bad fd';
+  if (!isInt(c.peerId, 1)) return 'bad peer id';
+  const cr = c.credentials;
+  if (!isObj(cr) || !isInt(cr.uid, 0, 0xffffffff) || !isInt(cr.gid, 0, 0xffffffff) || !isInt(cr.pid, 0)) {
+    return 'bad credentials';
+  }
+  if (!Array.isArray(cr.groups) || !cr.groups.every((g) => isInt(g, 0, 0xffffffff))) return 'bad groups';
+  if (cr.securityLabel !== undefined && !isStr(cr.securityLabel)) return 'bad security label';
+  if (!isB64(c.inbound) || !isB64(c.outbound)) return 'bad byte fields';
+  if (!Array.isArray(c.matches) || !c.matches.every(isStr)) return 'bad match rules';
+  if (c.monitorRules !== undefined && (!Array.isArray(c.monitorRules) || !c.monitorRules.every(isStr))) {
+    return 'bad monitor rules';
+  }
+  if (c.sasl !== undefined) {
+    const s = c.sasl;
+    if (!isObj(s) || !isStr(s.phase) || !isStr(s.buffer) || !isInt(s.total) || !isInt(s.rejections) || !isInt(s.uid, -1)) {
+      return 'bad authentication state';
+    }
+  }
+  if (c.uniqueName !== undefined && (!isStr(c.uniqueName) || !/^:1\.[0-9]+$/.test(c.uniqueName))) return 'bad unique name';
+  return undefined;
+}

@@ -1,0 +1,121 @@
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import type { Bus } from '../bus/bus.js';
+import { parseMatchRule } from '../bus/match-rule.js';
+import type { NameOwnership } from '../bus/name-registry.js';
+import type { Peer } from '../bus/peer.js';
+import { peerCredentials, setCloexec } from '../sys/libc.js';
+import { Connection } from '../transport/connection.js';
+import type { ConnectionSet } from '../transport/connection-set.js';
+import type { HandoffDocument } from './document.js';
+
+export interface RestoreReport {
+  connections: number;
+  names: number;
+  matches: number;
+  pendingCalls: number;
+  /** What could not be restored, one line each (logged loudly by the caller). */
+  dropped: string[];
+}
+
+/**
+ * Why an inherited fd cannot be the connection the document describes, or
+ * undefined when it checks out. A wrong fd is never touched.
+ */
+function checkInheritedConnection(fd: number, pid: number, uid: number): string | undefined {
+  let stat: fs.Stats;
+  try {
+    stat = fs.fstatSync(fd);
+  } catch {
+    return `fd ${fd} was not inherited`;
+  }
+  if (!stat.isSocket()) return `fd ${fd} is not a socket`;
+  try {
+    const cred = peerCredentials(fd);
+    if (cred.pid !== pid || cred.uid !== uid) return `fd ${fd} belongs to pid ${cred.pid} uid ${cred.uid}, not pid ${pid} uid ${uid}`;
+  } catch (err) {
+    return `fd ${fd}: ${(err as Error).message}`;
+  }
+  return undefined;
+}
+
+/** Rebuilds bus state and client connections from a checked document. */
+export function restore(doc: HandoffDocument, bus: Bus, connections: ConnectionSet): RestoreReport {
+  const report: RestoreReport = { connections: 0, names: 0, matches: 0, pendingCalls: 0, dropped: [] };
+  bus.restoreCounters(doc.bus.nextUniqueId, doc.bus.nextPeerId, doc.bus.driverSerial);
+  const peers = new Map<number, Peer>();
+  const replays: Array<[Connection, Buffer]> = [];
+
+  for (const c of doc.connections) {
+    const who = c.uniqueName ?? `pid ${c.credentials.pid}`;
+    const bad = checkInheritedConnection(c.fd, c.credentials.pid, c.credentials.uid);
+    if (bad) {
+      report.dropped.push(`connection ${who}: ${bad}`);
+      continue;
+    }
+    let peer: Peer | undefined;
+    if (!c.sasl) {
+      peer = bus.attach(c.credentials, c.peerId);
+      if (c.uniqueName) bus.adoptUniqueName(peer, c.uniqueName);
+      for (const text of c.matches) {
+        try {
+          bus.addMatch(peer, parseMatchRule(text));
+          report.matches++;
+        } catch (err) {
+          report.dropped.push(`connection ${who}: match rule "${text}": ${(err as Error).message}`);
+        }
+      }
+      if (c.monitorRules) {
+        const rules = c.monitorRules.flatMap((text) => {
+          try {
+            return [parseMatchRule(text)];
+          } catch {
+            report.dropped.push(`connection ${who}: monitor rule "${text}" dropped`);
+            return [];
+          }
+        });
+        bus.restoreMonitor(peer, rules);
+      }
+      peers.set(c.peerId, peer);
+    }
+    // libuv opened these with close-on-exec; execve kept them because the old image cleared it.
+    setCloexec(c.fd, true);
+    const socket = new net.Socket({ fd: c.fd, readable: true, writable: true });
+    const conn = new Connection(socket, c.credentials, bus, connections.hooks, connections.maxOutgoingBytes, {
+      sasl: c.sasl ?? null,
+      peer,
+      inbound: Buffer.alloc(0),
+      outbound: Buffer.from(c.outbound, 'base64'),
+    });
+    connections.adopt(conn);
+    replays.push([conn, Buffer.from(c.inbound, 'base64')]);
+    report.connections++;
+  }
+
+  for (const n of doc.names) {
+    const queue: NameOwnership[] = [];
+    for (const o of n.queue) {
+      const peer = peers.get(o.peerId);
+      if (peer) queue.push({ peer, flags: o.flags });
+    }
+    if (queue.length === 0) {
+      report.dropped.push(`name ${n.name}: no owner survived`);
+      continue;
+    }
+    bus.names.restore(n.name, queue);
+    report.names++;
+  }
+
+  for (const p of doc.pendingCalls) {
+    const caller = peers.get(p.caller);
+    const callee = peers.get(p.callee);
+    if (caller && callee) {
+      bus.replies.expect(caller, p.serial, callee);
+      report.pendingCalls++;
+    }
+  }
+
+  // Half-received messages continue where they stopped, now that every peer exists.
+  for (const [conn, bytes] of replays) conn.replayInbound(bytes);
+  return report;
+}

@@ -1,0 +1,80 @@
+import type { Bus } from '../bus/bus.js';
+import { socketFd } from '../sys/libc.js';
+import type { ConnectionSet } from '../transport/connection-set.js';
+import type { ListenTarget } from '../transport/address.js';
+import type * as net from 'node:net';
+import { HANDOFF_FORMAT, type ConnectionDoc, type HandoffDocument } from './document.js';
+
+export interface SnapshotInput {
+  bus: Bus;
+  connections: ConnectionSet;
+  servers: net.Server[];
+  targets: ListenTarget[];
+  addresses: string[];
+  settings: unknown;
+  generation: number;
+  startedAt: string;
+  nonce: string;
+  stoppedAtNs: bigint;
+  handoffCallers: Array<{ peerId: number; serial: number }>;
+  lastHandoff?: HandoffDocument['lastHandoff'];
+}
+
+/**
+ * Captures the whole bus into a document. Synchronous on purpose: between this
+ * call and execve no callback runs, so nothing is read or written in between.
+ */
+export function snapshot(input: SnapshotInput): HandoffDocument {
+  const { bus, connections } = input;
+  const conns: ConnectionDoc[] = [];
+  for (const conn of connections.all) {
+    const peer = conn.peer;
+    const sasl = conn.saslState();
+    conns.push({
+      fd: socketFd(conn.socket),
+      peerId: peer?.id ?? 0,
+      credentials: { ...conn.credentials, groups: [...conn.credentials.groups] },
+      ...(sasl ? { sasl } : {}),
+      ...(peer?.uniqueName ? { uniqueName: peer.uniqueName } : {}),
+      inbound: conn.framer.pending().toString('base64'),
+      outbound: conn.unsentBytes().toString('base64'),
+      matches: peer ? peer.matches.map((r) => r.text) : [],
+      ...(peer?.monitorRules ? { monitorRules: peer.monitorRules.map((r) => r.text) } : {}),
+    });
+  }
+  // Connections still authenticating have no peer yet: give them ids the new image will not reuse.
+  let spareId = bus.peerIdHighWater();
+  for (const c of conns) if (c.peerId === 0) c.peerId = ++spareId;
+
+  return {
+    format: HANDOFF_FORMAT,
+    nonce: input.nonce,
+    pid: process.pid,
+    generation: input.generation,
+    stoppedAtNs: input.stoppedAtNs.toString(),
+    writtenAt: new Date().toISOString(),
+    bus: {
+      guid: bus.options.guid,
+      machineId: bus.options.machineId,
+      kind: bus.options.kind,
+      nextUniqueId: bus.nextUniqueId,
+      nextPeerId: spareId + 1,
+      driverSerial: bus.nextDriverSerial(),
+      startedAt: input.startedAt,
+    },
+    settings: input.settings,
+    listeners: input.servers.map((server, i) => ({
+      fd: socketFd(server),
+      path: input.targets[i]!.path,
+      address: input.addresses[i]!,
+    })),
+    connections: conns,
+    names: [...bus.names.entries()].map(([name, queue]) => ({
+      name,
+      queue: queue.map((o) => ({ peerId: o.peer.id, flags: o.flags })),
+    })),
+    pendingCalls: [...bus.replies.all()].map((c) => ({ caller: c.caller.id, serial: c.serial, callee: c.callee.id })),
+    handoffCallers: input.handoffCallers,
+    lastHandoff: input.lastHandoff,
+  };
+}
