@@ -256,6 +256,19 @@ export class Bus {
     });
   }
 
+  /** A reply sent after the fact (a deferred driver method, possibly by a later generation). */
+  sendReply(caller: Peer, replySerial: number, signature: string, values: DBusValue[]): void {
+    if (!caller.uniqueName || !this.peers.has(caller.id)) return;
+    this.driverEmit({
+      type: MessageType.MethodReturn,
+      serial: 0,
+      replySerial,
+      destination: caller.uniqueName,
+      signature,
+      body: signature === '' ? undefined : marshal(signature, values),
+    });
+  }
+
   sendError(caller: Peer, replySerial: number, name: string, text: string): void {
     if (!caller.uniqueName || !this.peers.has(caller.id)) return;
     this.driverEmit({

@@ -33,7 +33,8 @@ export interface DriverMethod {
   out: string;
   /** Only Hello may be called before Hello. */
   beforeHello?: boolean;
-  handler(call: DriverCall): DBusValue[];
+  /** The reply values, or null when the reply is sent later (the supervisor's Handoff). */
+  handler(call: DriverCall): DBusValue[] | null;
 }
 
 const PROPERTY_VALUES: Record<string, () => Variant> = {
@@ -297,7 +298,7 @@ export class Driver {
       }
       const args = method.in === '' ? [] : readBody(message);
       const out = method.handler({ bus: this.bus, caller, message, args, afterReply: (fn) => after.push(fn) });
-      this.bus.replyTo(caller, message, method.out, out);
+      if (out !== null) this.bus.replyTo(caller, message, method.out, out);
     } catch (err) {
       if (err instanceof BusError) {
         this.replyError(caller, message, err.dbusName, err.message);

@@ -1,8 +1,11 @@
 import { defaultAddress } from '../transport/address.js';
 import { FerryError } from '../util/errors.js';
-import { printToFd, startDaemon, type DaemonSettings } from '../supervisor/daemon.js';
+import { adoptDaemon } from '../supervisor/adopt.js';
+import { Daemon, printToFd, type DaemonSettings } from '../supervisor/daemon.js';
+import { HandoffController, type HandoffArgs } from '../supervisor/handoff-controller.js';
 import { createLogger, type Logger } from '../supervisor/logger.js';
 import { settingsFromConfig } from '../supervisor/settings.js';
+import { supervisorMethods } from '../supervisor/supervisor-methods.js';
 
 export interface DaemonArgs {
   address?: string;
@@ -13,6 +16,8 @@ export interface DaemonArgs {
   printPid?: string | boolean;
   fork?: boolean;
   nofork?: boolean;
+  /** Set only by a handoff: the new image's inheritance. */
+  handoff?: HandoffArgs;
 }
 
 /** `--print-address` alone means stdout; `--print-address=FD` a given fd. */
@@ -26,29 +31,43 @@ function fdOf(flag: string | boolean | undefined, name: string): number | undefi
 
 export async function runDaemonCommand(args: DaemonArgs): Promise<void> {
   const log = createLogger();
-  if (args.session && args.system) throw new FerryError('BadFlag', '--session and --system exclude each other');
-  if (args.fork && !args.nofork) {
-    log.warning('fork-ignored', '--fork is not supported: ferrybus stays in the foreground (run it under a service manager)');
+  const controller = new HandoffController(log);
+  let daemon: Daemon | undefined;
+  const methods = supervisorMethods(() => daemon!, controller);
+
+  if (args.handoff) {
+    daemon = adoptDaemon(args.handoff, log, methods);
+  } else {
+    if (args.session && args.system) throw new FerryError('BadFlag', '--session and --system exclude each other');
+    if (args.fork && !args.nofork) {
+      log.warning('fork-ignored', '--fork is not supported: ferrybus stays in the foreground (run it under a service manager)');
+    }
+    const printAddressFd = fdOf(args.printAddress, 'print-address');
+    const printPidFd = fdOf(args.printPid, 'print-pid');
+    const settings: DaemonSettings = settingsFromConfig(args, log);
+    if (settings.listen.length === 0) {
+      settings.listen = [defaultAddress({ uid: process.getuid!(), env: process.env })];
+    }
+    daemon = await Daemon.start(settings, log, methods);
+    // Ready means: listening, then the address printed (launchers wait for this line).
+    if (printAddressFd !== undefined) printToFd(printAddressFd, daemon.addresses[0]!);
+    else if (process.stdout.isTTY) process.stdout.write(`ferrybus listening on ${daemon.addresses.join(';')}\n`);
+    if (printPidFd !== undefined) printToFd(printPidFd, String(process.pid));
   }
-  const printAddressFd = fdOf(args.printAddress, 'print-address');
-  const printPidFd = fdOf(args.printPid, 'print-pid');
-  const settings: DaemonSettings = settingsFromConfig(args, log);
-  if (settings.listen.length === 0) {
-    settings.listen = [defaultAddress({ uid: process.getuid!(), env: process.env })];
-  }
-  const daemon = await startDaemon(settings, log);
-  installSignalHandlers(daemon.stop, log);
-  // Ready means: listening, then the address printed (launchers wait for this line).
-  if (printAddressFd !== undefined) printToFd(printAddressFd, daemon.addresses[0]!);
-  else if (process.stdout.isTTY) process.stdout.write(`ferrybus listening on ${daemon.addresses.join(';')}\n`);
-  if (printPidFd !== undefined) printToFd(printPidFd, String(process.pid));
+  controller.daemon = daemon;
+  installSignalHandlers(daemon, controller, log);
 }
 
-function installSignalHandlers(stop: (reason: string) => Promise<void>, log: Logger): void {
+function installSignalHandlers(daemon: Daemon, controller: HandoffController, log: Logger): void {
   const onSignal = (signal: NodeJS.Signals) => {
-    void stop(`received ${signal}`).finally(() => process.exit(0));
+    void daemon.stop(`received ${signal}`).finally(() => process.exit(0));
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  // The way to ask for a handoff when the bus itself cannot be reached.
+  process.on('SIGUSR1', () => {
+    log.notice('handoff-signal', 'SIGUSR1: handing off in place');
+    controller.request('/');
+  });
   process.on('SIGHUP', () => log.info('reload-ignored', 'SIGHUP received; configuration reload is not implemented yet'));
 }

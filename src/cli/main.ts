@@ -2,7 +2,9 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { FerryError } from '../util/errors.js';
+import { READABLE_FORMATS } from '../handoff/document.js';
 import { runDaemonCommand } from './daemon-command.js';
+import { VERSION } from './version.js';
 
 function fail(err: unknown): never {
   if (err instanceof FerryError) {
@@ -35,7 +37,12 @@ await yargs(hideBin(process.argv))
         .option('nopidfile', { type: 'boolean', describe: 'accepted for compatibility; no pid file is written' })
         .option('syslog', { type: 'boolean', describe: 'accepted for compatibility; logs go to stderr' })
         .option('nosyslog', { type: 'boolean', describe: 'accepted for compatibility' })
-        .option('syslog-only', { type: 'boolean', describe: 'accepted for compatibility' }),
+        .option('syslog-only', { type: 'boolean', describe: 'accepted for compatibility' })
+        .option('handoff-document', { type: 'string', hidden: true })
+        .option('handoff-nonce', { type: 'string', hidden: true })
+        .option('handoff-listen-fds', { type: 'string', hidden: true })
+        .option('handoff-generation', { type: 'number', hidden: true })
+        .option('handoff-next-unique', { type: 'number', hidden: true }),
     async (argv) => {
       await runDaemonCommand({
         address: argv.address,
@@ -46,7 +53,29 @@ await yargs(hideBin(process.argv))
         printPid: argv['print-pid'] === undefined ? undefined : argv['print-pid'] || true,
         fork: argv.fork,
         nofork: argv.nofork,
+        handoff: argv['handoff-document']
+          ? {
+              document: argv['handoff-document'],
+              nonce: argv['handoff-nonce'] ?? '',
+              listenFds: (argv['handoff-listen-fds'] ?? '').split(',').filter(Boolean).map(Number),
+              generation: argv['handoff-generation'] ?? 2,
+              nextUniqueId: argv['handoff-next-unique'] ?? 1,
+            }
+          : undefined,
       }).catch(fail);
+    },
+  )
+  .command(
+    'handoff-check',
+    'tell a running bus whether this image can take over its handoff (used by the preflight)',
+    (y) => y.option('format', { type: 'number', demandOption: true, describe: 'handoff document format to accept' }),
+    (argv) => {
+      const ok = READABLE_FORMATS.includes(argv.format);
+      process.stdout.write(JSON.stringify({ ok, formats: READABLE_FORMATS, version: VERSION }) + '\n');
+      if (!ok) {
+        process.stderr.write(`ferrybus: handoff document format ${argv.format} is not readable by this image\n`);
+        process.exit(1);
+      }
     },
   )
   .demandCommand(1, 'name a command, e.g. `ferrybus daemon`')

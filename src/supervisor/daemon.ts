@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
-import type * as net from 'node:net';
+import * as net from 'node:net';
 import { Bus, type BusLimits } from '../bus/bus.js';
+import type { DriverMethod } from '../bus/driver.js';
 import { FerryError } from '../util/errors.js';
 import { firstListenTarget, formatAddressEntry, type ListenTarget } from '../transport/address.js';
 import { ConnectionSet } from '../transport/connection-set.js';
@@ -15,57 +16,91 @@ export interface DaemonSettings {
   limits: Partial<BusLimits> & { maxOutgoingBytes?: number };
 }
 
-export interface RunningDaemon {
-  bus: Bus;
-  connections: ConnectionSet;
-  servers: net.Server[];
-  targets: ListenTarget[];
-  /** The addresses clients connect to, with the bus guid appended. */
-  addresses: string[];
-  stop(reason: string): Promise<void>;
+/** Identity that stays the same across handoffs. */
+export interface BusIdentity {
+  guid: string;
+  machineId: string;
+  startedAt: string;
 }
 
-/** Starts listening and serving. Resolves once every address accepts connections. */
-export async function startDaemon(settings: DaemonSettings, log: Logger): Promise<RunningDaemon> {
-  const guid = newBusGuid();
-  const machine = readMachineId();
-  if (machine.source === 'random') {
-    log.warning('machine-id-missing', 'no /etc/machine-id; Peer.GetMachineId answers a random id for this boot');
-  }
-  const connections = new ConnectionSet(
-    (event, message, fields) => (event === 'client-dropped' ? log.warning : log.debug)(event, message, fields),
-    settings.limits.maxOutgoingBytes,
-  );
-  const bus = new Bus(connections, {
-    guid,
-    machineId: machine.id,
-    kind: settings.kind,
-    self: { uid: process.getuid!(), gid: process.getgid!(), pid: process.pid, groups: process.getgroups!() },
-    limits: settings.limits,
-    log: (event, message, fields) => log.debug(event, message, fields),
-  });
-  connections.bus = bus;
+/**
+ * The running bus: core, connections and listening sockets, plus what the
+ * supervisor reports about it. Created fresh by `start` or from inherited fds
+ * by the handoff adopter.
+ */
+export class Daemon {
+  generation = 1;
+  lastHandoff: { at: string; pauseUs: number; root: string } | undefined;
+  private stopped = false;
 
-  const targets = settings.listen.map((address) => firstListenTarget(address));
-  const servers: net.Server[] = [];
-  try {
-    for (const target of targets) servers.push(await listen(target, (socket) => connections.accept(socket)));
-  } catch (err) {
-    for (const server of servers) server.close();
-    throw err;
-  }
-  const addresses = targets.map((t) =>
-    formatAddressEntry({ transport: 'unix', params: { ...t.address.params, guid } }),
-  );
-  for (const address of addresses) log.notice('listening', 'bus is listening', { address, kind: settings.kind });
+  constructor(
+    readonly bus: Bus,
+    readonly connections: ConnectionSet,
+    readonly servers: net.Server[],
+    readonly targets: ListenTarget[],
+    readonly addresses: string[],
+    readonly settings: DaemonSettings,
+    readonly identity: BusIdentity,
+    private readonly log: Logger,
+  ) {}
 
-  let stopped = false;
-  const stop = async (reason: string) => {
-    if (stopped) return;
-    stopped = true;
-    log.notice('stopping', 'bus is stopping', { reason });
-    await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
-    for (const target of targets) {
+  /** Builds the bus core and connection set (no sockets yet). */
+  static createCore(
+    settings: DaemonSettings,
+    identity: BusIdentity,
+    log: Logger,
+    extraMethods: readonly DriverMethod[],
+  ): { bus: Bus; connections: ConnectionSet } {
+    const connections = new ConnectionSet(
+      (event, message, fields) => (event === 'client-dropped' ? log.warning : log.debug)(event, message, fields),
+      settings.limits.maxOutgoingBytes,
+    );
+    const bus = new Bus(connections, {
+      guid: identity.guid,
+      machineId: identity.machineId,
+      kind: settings.kind,
+      self: { uid: process.getuid!(), gid: process.getgid!(), pid: process.pid, groups: process.getgroups!() },
+      limits: settings.limits,
+      log: (event, message, fields) => log.debug(event, message, fields),
+      extraMethods,
+    });
+    connections.bus = bus;
+    return { bus, connections };
+  }
+
+  /** Starts listening and serving. Resolves once every address accepts connections. */
+  static async start(settings: DaemonSettings, log: Logger, extraMethods: readonly DriverMethod[]): Promise<Daemon> {
+    const machine = readMachineId();
+    if (machine.source === 'random') {
+      log.warning('machine-id-missing', 'no /etc/machine-id; Peer.GetMachineId answers a random id for this boot');
+    }
+    const identity = { guid: newBusGuid(), machineId: machine.id, startedAt: new Date().toISOString() };
+    const { bus, connections } = Daemon.createCore(settings, identity, log, extraMethods);
+    const targets = settings.listen.map((address) => firstListenTarget(address));
+    const servers: net.Server[] = [];
+    try {
+      for (const target of targets) servers.push(await listen(target, (socket) => connections.accept(socket)));
+    } catch (err) {
+      for (const server of servers) server.close();
+      throw err;
+    }
+    const addresses = targets.map((t) =>
+      formatAddressEntry({ transport: 'unix', params: { ...t.address.params, guid: identity.guid } }),
+    );
+    for (const address of addresses) log.notice('listening', 'bus is listening', { address, kind: settings.kind });
+    return new Daemon(bus, connections, servers, targets, addresses, settings, identity, log);
+  }
+
+  get startedAt(): string {
+    return this.identity.startedAt;
+  }
+
+  async stop(reason: string): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.log.notice('stopping', 'bus is stopping', { reason });
+    await Promise.all(this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+    for (const target of this.targets) {
       if (target.abstract) continue;
       try {
         fs.unlinkSync(target.path);
@@ -73,9 +108,8 @@ export async function startDaemon(settings: DaemonSettings, log: Logger): Promis
         // already gone
       }
     }
-    connections.closeAll('bus is stopping');
-  };
-  return { bus, connections, servers, targets, addresses, stop };
+    this.connections.closeAll('bus is stopping');
+  }
 }
 
 /** Writes the address (or pid) line to an fd, as dbus-daemon's --print-address=FD does. */

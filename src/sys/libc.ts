@@ -19,6 +19,7 @@ const SOL_SOCKET = 1;
 const SO_PEERSEC = 31;
 const SO_PEERCRED = 17;
 const SO_PEERGROUPS = 59;
+const SO_ACCEPTCONN = 30;
 const F_GETFD = 1;
 const F_SETFD = 2;
 const FD_CLOEXEC = 1;
@@ -90,6 +91,7 @@ interface Bindings {
   readonly execve: NativeFn;
   readonly chroot: NativeFn;
   readonly chdir: NativeFn;
+  readonly fchdir: NativeFn;
   readonly ucred: TypeObject;
 }
 
@@ -110,6 +112,7 @@ function libc(): Bindings {
       ) as NativeFn,
       chroot: lib.func('int chroot(const char *path)') as NativeFn,
       chdir: lib.func('int chdir(const char *path)') as NativeFn,
+      fchdir: lib.func('int fchdir(int fd)') as NativeFn,
       ucred: koffi.struct({ pid: 'int32_t', uid: 'uint32_t', gid: 'uint32_t' }),
     };
   }
@@ -259,6 +262,21 @@ export function chroot(path: string): void {
 export function chdir(path: string): void {
   checkString('chdir', path, 'path');
   if (libc().chdir(path) !== 0) fail('chdir', path);
+}
+
+/** fchdir(2): make the directory open on fd the working directory (a way back after chroot). */
+export function fchdir(fd: number): void {
+  checkFd('fchdir', fd);
+  if (libc().fchdir(fd) !== 0) fail('fchdir');
+}
+
+/** Whether fd is a socket in the listening state (SO_ACCEPTCONN). */
+export function isListeningSocket(fd: number): boolean {
+  checkFd('getsockopt(SO_ACCEPTCONN)', fd);
+  const value = new Int32Array(1);
+  const length = [4];
+  if (libc().getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, value, length) !== 0) return false;
+  return value[0] === 1;
 }
 
 /**

@@ -1,0 +1,51 @@
+import { spawn } from 'node:child_process';
+import { FerryError } from '../util/errors.js';
+import { HANDOFF_FORMAT } from './document.js';
+
+/** What a handoff executes: the node binary and ferrybus entry point, by path in the target root. */
+export interface ExecTarget {
+  execPath: string;
+  script: string;
+}
+
+/** The image running now, located by the same paths (the default target in every root). */
+export function currentExecTarget(): ExecTarget {
+  return { execPath: process.execPath, script: process.argv[1]! };
+}
+
+const PREFLIGHT_TIMEOUT_MS = 20_000;
+
+/**
+ * Runs the target's `handoff-check` as a child: proves the binary exists, starts,
+ * and reads this document format. Runs while the bus keeps serving.
+ */
+export function preflight(target: ExecTarget, root: string): Promise<{ version: string }> {
+  return new Promise((resolve, reject) => {
+    const where = root === '/' ? '' : ` in root ${root}`;
+    const child = spawn(target.execPath, [target.script, 'handoff-check', '--format', String(HANDOFF_FORMAT)], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: PREFLIGHT_TIMEOUT_MS,
+    });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    child.on('error', (e) =>
+      reject(new FerryError('HandoffPreflightFailed', `cannot run ${target.execPath}${where}: ${e.message}`)),
+    );
+    child.on('close', (code, signal) => {
+      const last = err.trim().split('\n').slice(-3).join(' | ');
+      if (code !== 0) {
+        return reject(new FerryError('HandoffPreflightFailed',
+          `${target.script}${where} refused the handoff (${signal ?? `exit ${code}`})${last ? `: ${last}` : ''}`));
+      }
+      try {
+        const answer = JSON.parse(out) as { ok?: boolean; version?: string };
+        if (answer.ok !== true) throw new Error('no ok');
+        resolve({ version: String(answer.version ?? 'unknown') });
+      } catch {
+        reject(new FerryError('HandoffPreflightFailed', `${target.script}${where} gave no valid handoff-check answer`));
+      }
+    });
+  });
+}

@@ -1,0 +1,136 @@
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import type { DriverMethod } from '../bus/driver.js';
+import type { HandoffDocument } from '../handoff/document.js';
+import { readDocument } from '../handoff/read-document.js';
+import { restore } from '../handoff/restore.js';
+import { isListeningSocket, setCloexec } from '../sys/libc.js';
+import { formatAddressEntry, type ListenTarget } from '../transport/address.js';
+import { Daemon, type DaemonSettings } from './daemon.js';
+import type { HandoffArgs } from './handoff-controller.js';
+import { newBusGuid, readMachineId } from './identity.js';
+import type { Logger } from './logger.js';
+
+function adoptListener(fd: number, onConnection: (s: net.Socket) => void): net.Server | string {
+  try {
+    if (!fs.fstatSync(fd).isSocket()) return `fd ${fd} is not a socket`;
+  } catch {
+    return `fd ${fd} was not inherited`;
+  }
+  if (!isListeningSocket(fd)) return `fd ${fd} is not a listening socket`;
+  setCloexec(fd, true);
+  const server = net.createServer(onConnection);
+  server.listen({ fd });
+  return server;
+}
+
+function settingsOf(doc: HandoffDocument | undefined): DaemonSettings {
+  const s = doc?.settings as Partial<DaemonSettings> | undefined;
+  return {
+    listen: Array.isArray(s?.listen) ? s.listen.filter((l): l is string => typeof l === 'string') : [],
+    kind: typeof s?.kind === 'string' ? s.kind : (doc?.bus.kind ?? 'session'),
+    limits: typeof s?.limits === 'object' && s.limits !== null ? s.limits : {},
+  };
+}
+
+/** Sockets inherited but not accounted for (a document we could not read): close them so clients see EOF, not a hang. */
+function closeStrays(keep: Set<number>, log: Logger): number {
+  let closed = 0;
+  let fds: string[];
+  try {
+    fds = fs.readdirSync('/proc/self/fd');
+  } catch {
+    return 0;
+  }
+  for (const name of fds) {
+    const fd = Number(name);
+    if (fd <= 2 || keep.has(fd)) continue;
+    try {
+      if (fs.fstatSync(fd).isSocket() && !isListeningSocket(fd)) {
+        fs.closeSync(fd);
+        closed++;
+      }
+    } catch {
+      // the readdir fd itself, or already closed
+    }
+  }
+  if (closed > 0) log.error('handoff-dropped-connections', `closed ${closed} inherited client connections that could not be restored`);
+  return closed;
+}
+
+/**
+ * The new image's side of a handoff: take over the inherited listening sockets
+ * and connections described by the document. A document that cannot be read
+ * still leaves a serving bus: the listeners come from the command line.
+ */
+export function adoptDaemon(args: HandoffArgs, log: Logger, extraMethods: readonly DriverMethod[]): Daemon {
+  let doc: HandoffDocument | undefined;
+  try {
+    const text = fs.readFileSync(args.document, 'utf8');
+    const read = readDocument(text, { nonce: args.nonce, pid: process.pid });
+    doc = read.doc;
+    for (const w of read.warnings) log.warning('handoff-document-warning', w);
+  } catch (err) {
+    log.error('handoff-document-unusable', 'handoff document unusable: every client connection is dropped, the bus keeps listening', {
+      document: args.document,
+      error: (err as Error).message,
+    });
+  } finally {
+    try {
+      fs.unlinkSync(args.document);
+    } catch {
+      // gone already
+    }
+  }
+
+  const settings = settingsOf(doc);
+  const machine = doc?.bus.machineId ? { id: doc.bus.machineId } : readMachineId();
+  const identity = {
+    guid: doc?.bus.guid ?? newBusGuid(),
+    machineId: machine.id,
+    startedAt: doc?.bus.startedAt || new Date().toISOString(),
+  };
+  const { bus, connections } = Daemon.createCore(settings, identity, log, extraMethods);
+  // Unique names are never reused, even when the document is lost.
+  if (!doc) bus.restoreCounters(args.nextUniqueId, 1, 1);
+
+  const listenerDocs = doc?.listeners ?? args.listenFds.map((fd) => ({ fd, path: '', address: '' }));
+  const servers: net.Server[] = [];
+  const targets: ListenTarget[] = [];
+  const addresses: string[] = [];
+  for (const l of listenerDocs) {
+    const server = adoptListener(l.fd, (socket) => connections.accept(socket));
+    if (typeof server === 'string') {
+      log.error('handoff-listener-lost', `listening socket not adopted: ${server}`);
+      continue;
+    }
+    servers.push(server);
+    targets.push({ path: l.path, abstract: l.path.startsWith('\0'), address: { transport: 'unix', params: { path: l.path } } });
+    addresses.push(l.address || formatAddressEntry({ transport: 'unix', params: { guid: identity.guid } }));
+  }
+
+  const daemon = new Daemon(bus, connections, servers, targets, addresses, settings, identity, log);
+  daemon.generation = args.generation;
+  if (!doc) {
+    closeStrays(new Set(args.listenFds), log);
+    return daemon;
+  }
+  const report = restore(doc, bus, connections);
+  for (const line of report.dropped) log.error('handoff-restore-dropped', line);
+  const pauseUs = Number((process.hrtime.bigint() - BigInt(doc.stoppedAtNs)) / 1000n);
+  daemon.lastHandoff = { at: new Date().toISOString(), pauseUs, root: doc.lastHandoff?.root ?? '/' };
+  log.notice('handoff-complete', 'handoff complete: serving as the new generation', {
+    generation: daemon.generation,
+    pauseMs: (pauseUs / 1000).toFixed(1),
+    connections: report.connections,
+    names: report.names,
+    matches: report.matches,
+    pendingCalls: report.pendingCalls,
+    dropped: report.dropped.length,
+  });
+  for (const c of doc.handoffCallers) {
+    const peer = bus.peers.get(c.peerId);
+    if (peer) bus.sendReply(peer, c.serial, 'ut', [daemon.generation, BigInt(pauseUs)]);
+  }
+  return daemon;
+}

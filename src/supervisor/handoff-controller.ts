@@ -1,0 +1,139 @@
+import { randomBytes } from 'node:crypto';
+import * as path from 'node:path';
+import { currentExecTarget, preflight, type ExecTarget } from '../handoff/exec-target.js';
+import { handoffDirectory, removeHandoffFile, writeHandoffFile } from '../handoff/handoff-file.js';
+import { reexec } from '../handoff/reexec.js';
+import { RootSwitch } from '../handoff/root-switch.js';
+import { snapshot } from '../handoff/snapshot.js';
+import { loadLibc } from '../sys/libc.js';
+import { FerryError } from '../util/errors.js';
+import type { Daemon } from './daemon.js';
+import type { Logger } from './logger.js';
+
+export const HANDOFF_ERROR = 'org.ferrybus.Error.HandoffFailed';
+
+export interface HandoffCaller {
+  peerId: number;
+  serial: number;
+}
+
+/** Command-line flags that carry a handoff to the new image (beside the document). */
+export interface HandoffArgs {
+  document: string;
+  nonce: string;
+  listenFds: number[];
+  generation: number;
+  nextUniqueId: number;
+}
+
+export function handoffArgv(a: HandoffArgs): string[] {
+  return [
+    'daemon',
+    `--handoff-document=${a.document}`,
+    `--handoff-nonce=${a.nonce}`,
+    `--handoff-listen-fds=${a.listenFds.join(',')}`,
+    `--handoff-generation=${a.generation}`,
+    `--handoff-next-unique=${a.nextUniqueId}`,
+  ];
+}
+
+/**
+ * Runs handoffs one at a time: preflight while serving, then snapshot, write
+ * and exec in one synchronous step. Every failure before exec leaves this image
+ * serving; callers are told why.
+ */
+export class HandoffController {
+  daemon!: Daemon;
+  private running: { root: string; callers: HandoffCaller[] } | undefined;
+  private readonly target: ExecTarget = currentExecTarget();
+
+  constructor(private readonly log: Logger) {}
+
+  get inProgress(): boolean {
+    return this.running !== undefined;
+  }
+
+  /** Asks for a handoff into `root` ('' or '/' = in place). Failures are answered to the caller. */
+  request(root: string, caller?: HandoffCaller): void {
+    const normalized = root === '' ? '/' : path.resolve(root);
+    if (this.running) {
+      if (this.running.root === normalized) {
+        if (caller) this.running.callers.push(caller);
+        return;
+      }
+      this.fail([caller], new FerryError('HandoffBusy', `a handoff into ${this.running.root} is already running`));
+      return;
+    }
+    this.running = { root: normalized, callers: caller ? [caller] : [] };
+    void this.run(normalized);
+  }
+
+  private async run(root: string): Promise<void> {
+    const started = process.hrtime.bigint();
+    let rootSwitch: RootSwitch | undefined;
+    try {
+      // Everything the exec needs is loaded now: after a root switch nothing can be loaded by path.
+      loadLibc();
+      if (root !== '/') rootSwitch = RootSwitch.enter(root);
+      const checked = await preflight(this.target, root);
+      this.log.info('handoff-preflight', 'target image accepted the handoff', {
+        root, version: checked.version, ms: Number((process.hrtime.bigint() - started) / 1_000_000n),
+      });
+      this.execNow(root);
+    } catch (err) {
+      try {
+        rootSwitch?.back();
+      } catch (backErr) {
+        this.log.error('handoff-root-stuck', 'could not return to the previous root', { error: String(backErr) });
+      }
+      const callers = this.running?.callers ?? [];
+      this.running = undefined;
+      this.log.error('handoff-failed', 'handoff refused; this image keeps serving', { root, error: (err as Error).message });
+      this.fail(callers, err as Error);
+    }
+  }
+
+  /** Snapshot, write, exec: synchronous, so no I/O callback runs in between. Returns only by throwing. */
+  private execNow(root: string): never {
+    const d = this.daemon;
+    const nonce = randomBytes(16).toString('hex');
+    const stoppedAtNs = process.hrtime.bigint();
+    const doc = snapshot({
+      bus: d.bus,
+      connections: d.connections,
+      servers: d.servers,
+      targets: d.targets,
+      addresses: d.addresses,
+      settings: d.settings,
+      generation: d.generation,
+      startedAt: d.startedAt,
+      nonce,
+      stoppedAtNs,
+      handoffCallers: this.running?.callers ?? [],
+      lastHandoff: { at: new Date().toISOString(), pauseUs: 0, root },
+    });
+    const file = writeHandoffFile(handoffDirectory(process.getuid!(), process.env), doc);
+    const listenFds = doc.listeners.map((l) => l.fd);
+    const keep = [0, 1, 2, ...listenFds, ...doc.connections.map((c) => c.fd)];
+    try {
+      reexec(this.target, handoffArgv({
+        document: file,
+        nonce,
+        listenFds,
+        generation: d.generation + 1,
+        nextUniqueId: d.bus.nextUniqueId,
+      }), keep);
+    } catch (err) {
+      removeHandoffFile(file);
+      throw new FerryError('HandoffExecFailed', `exec of ${this.target.execPath} failed: ${(err as Error).message}`);
+    }
+  }
+
+  private fail(callers: Array<HandoffCaller | undefined>, err: Error): void {
+    for (const c of callers) {
+      if (!c) continue;
+      const peer = this.daemon.bus.peers.get(c.peerId);
+      if (peer) this.daemon.bus.sendError(peer, c.serial, HANDOFF_ERROR, err.message);
+    }
+  }
+}
