@@ -3,7 +3,9 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { FerryError } from '../util/errors.js';
 import { READABLE_FORMATS } from '../handoff/document.js';
+import { defaultAddress } from '../transport/address.js';
 import { runDaemonCommand } from './daemon-command.js';
+import { runHandoffCommand } from './handoff-command.js';
 import { VERSION } from './version.js';
 
 function fail(err: unknown): never {
@@ -62,6 +64,22 @@ await yargs(hideBin(process.argv))
               nextUniqueId: argv['handoff-next-unique'] ?? 1,
             }
           : undefined,
+      }).catch(fail);
+    },
+  )
+  .command(
+    'handoff',
+    'hand the running bus off to a new image, in place or into another root (same PID, no client notices)',
+    (y) =>
+      y
+        .option('root', { type: 'string', describe: 'root directory to move into (e.g. /proc/<pid>/root); default: in place' })
+        .option('address', { type: 'string', describe: 'the bus to talk to (default: the default address)' })
+        .option('json', { type: 'boolean', describe: 'print the result as JSON' }),
+    async (argv) => {
+      await runHandoffCommand({
+        address: argv.address ?? defaultAddress({ uid: process.getuid!(), env: process.env }),
+        root: argv.root,
+        json: argv.json,
       }).catch(fail);
     },
   )

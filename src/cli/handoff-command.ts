@@ -1,0 +1,24 @@
+import * as path from 'node:path';
+import { BusClient } from './bus-client.js';
+
+export interface HandoffCommandArgs {
+  address: string;
+  root?: string;
+  json?: boolean;
+}
+
+/** `ferrybus handoff`: asks the daemon to re-execute (into --root) and reports the new generation. */
+export async function runHandoffCommand(args: HandoffCommandArgs): Promise<void> {
+  const client = await BusClient.connect(args.address);
+  try {
+    const root = args.root ? path.resolve(args.root) : '';
+    const [generation, pauseUs] = await client.call(
+      'org.freedesktop.DBus', '/org/ferrybus/Supervisor1', 'org.ferrybus.Supervisor1', 'Handoff', 's', [root], 120_000,
+    );
+    const result = { generation: generation as number, pauseMs: Number(pauseUs as bigint) / 1000, root: root || '/' };
+    if (args.json) process.stdout.write(JSON.stringify(result) + '\n');
+    else process.stdout.write(`handoff complete: generation ${result.generation}, pause ${result.pauseMs.toFixed(1)} ms, root ${result.root}\n`);
+  } finally {
+    client.close();
+  }
+}
