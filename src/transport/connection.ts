@@ -69,8 +69,13 @@ export class Connection {
     try {
       if (this.sasl) {
         const step = this.sasl.feed(chunk);
-        if (step.reply) this.socket.write(step.reply);
-        if (step.state === 'failed') return this.close(`authentication failed: ${step.reason}`, true);
+        if (step.state === 'failed') {
+          // The last word is written directly: the connection is closed right after.
+          if (step.reply) this.socket.write(step.reply);
+          return this.close(`authentication failed: ${step.reason}`, true);
+        }
+        // Through the outbound queue, so a handoff mid-authentication carries unsent replies too.
+        if (step.reply) this.send(Buffer.from(step.reply, 'latin1'), true);
         if (step.state === 'continue') return;
         this.sasl = null;
         this.peer = this.bus.attach(this.credentials);
