@@ -94,16 +94,17 @@ const align8 = (n: number) => (n + 7) & ~7;
  * buffering it. Throws on a bad endian mark, protocol version or size.
  */
 export function readFixedHeader(buf: Buffer, offset = 0): { littleEndian: boolean; totalSize: number } {
+  if (buf.length - offset < FIXED_HEADER_SIZE) invalid(`message shorter than its ${FIXED_HEADER_SIZE}-byte fixed header`);
   const endian = buf[offset];
   if (endian !== 0x6c && endian !== 0x42) invalid(`bad endianness mark 0x${(endian ?? 0).toString(16)}`);
   const littleEndian = endian === 0x6c;
   if (buf[offset + 3] !== 1) invalid(`unsupported protocol version ${buf[offset + 3]}`);
   const bodyLength = littleEndian ? buf.readUInt32LE(offset + 4) : buf.readUInt32BE(offset + 4);
   const fieldsLength = littleEndian ? buf.readUInt32LE(offset + 12) : buf.readUInt32BE(offset + 12);
+  // Checked first: align8 works on 32-bit ints and would wrap for a length near 4 GiB.
+  if (fieldsLength > MAX_MESSAGE_SIZE) invalid(`header fields of ${fieldsLength} bytes exceed the 128 MiB limit`);
   const totalSize = align8(FIXED_HEADER_SIZE + fieldsLength) + bodyLength;
-  if (fieldsLength > MAX_MESSAGE_SIZE || totalSize > MAX_MESSAGE_SIZE) {
-    invalid(`message of ${totalSize} bytes exceeds the 128 MiB limit`);
-  }
+  if (totalSize > MAX_MESSAGE_SIZE) invalid(`message of ${totalSize} bytes exceeds the 128 MiB limit`);
   return { littleEndian, totalSize };
 }
 
@@ -135,7 +136,6 @@ export function parseMessage(bytes: Buffer): Message {
     hasUnknownFields: false,
   };
   const seen = new Set<number>();
-  let hasSignature = false;
   const fieldReader = new Reader(bytes, littleEndian, FIXED_HEADER_SIZE, fieldsEnd);
   while (fieldReader.pos < fieldsEnd) {
     fieldReader.align(8);
@@ -165,14 +165,14 @@ export function parseMessage(bytes: Buffer): Message {
       case Field.Signature:
         header.signature = fieldReader.signature();
         parseSignature(header.signature);
-        hasSignature = true;
         break;
       case Field.UnixFds: header.unixFds = fieldReader.u32(); break;
     }
   }
   if (fieldReader.pos !== fieldsEnd) invalid('header fields overrun their array');
   for (let i = fieldsEnd; i < header.bodyOffset; i++) if (bytes[i] !== 0) invalid('non-zero header padding');
-  if (!hasSignature && bodyLength > 0) invalid('message has a body but no signature');
+  // An empty SIGNATURE field means no body too (and forwarding drops it: it must not hide a body).
+  if (header.signature === '' && bodyLength > 0) invalid('message has a body but no signature');
   requireFields(header);
   return { bytes, header };
 }

@@ -5,7 +5,11 @@ import { isValidObjectPath } from './names.js';
 import { alignmentOf, parseSignature, parseSingleType, type TypeNode } from './signature.js';
 import { Variant, type DBusValue } from './values.js';
 
-/** Total container depth (arrays + structs + variants) a value may reach. */
+/**
+ * Total container depth (arrays, structs, dict entries, variants) a value may reach.
+ * The 32-array and 32-struct limits belong to each signature on its own and are
+ * enforced by parseSignature; only this total spans variants.
+ */
 export const MAX_TOTAL_DEPTH = 64;
 
 function fail(why: string): never {
@@ -124,8 +128,6 @@ export class Reader {
 }
 
 interface Depth {
-  arrays: number;
-  structs: number;
   total: number;
 }
 
@@ -167,7 +169,7 @@ function readValue(r: Reader, node: TypeNode, depth: Depth): DBusValue {
       r.align(elem ? alignmentOf(elem) : 8);
       const end = r.pos + size;
       if (end > r.end) fail('array runs past the end of the message');
-      if (++depth.arrays > 32 || ++depth.total > MAX_TOTAL_DEPTH) fail('arrays nested too deeply');
+      if (++depth.total > MAX_TOTAL_DEPTH) fail('arrays nested too deeply');
       let out: DBusValue;
       if (elem?.kind === 'basic' && elem.code === 'y') {
         out = Buffer.from(r.buf.subarray(r.pos, end));
@@ -179,25 +181,23 @@ function readValue(r: Reader, node: TypeNode, depth: Depth): DBusValue {
       } else {
         const dict = node as Extract<TypeNode, { kind: 'dict' }>;
         const map = new Map<DBusValue, DBusValue>();
-        depth.structs++;
+        if (++depth.total > MAX_TOTAL_DEPTH) fail('dict entries nested too deeply');
         while (r.pos < end) {
           r.align(8);
           const k = readValue(r, dict.key, depth);
           map.set(k, readValue(r, dict.value, depth));
         }
-        depth.structs--;
+        depth.total--;
         out = map;
       }
       if (r.pos !== end) fail('array elements do not fill the announced length');
-      depth.arrays--;
       depth.total--;
       return out;
     }
     case 'struct': {
       r.align(8);
-      if (++depth.structs > 32 || ++depth.total > MAX_TOTAL_DEPTH) fail('structs nested too deeply');
+      if (++depth.total > MAX_TOTAL_DEPTH) fail('structs nested too deeply');
       const fields = node.fields.map((f) => readValue(r, f, depth));
-      depth.structs--;
       depth.total--;
       return fields;
     }
@@ -206,7 +206,7 @@ function readValue(r: Reader, node: TypeNode, depth: Depth): DBusValue {
 }
 
 export function readTypedValue(r: Reader, node: TypeNode): DBusValue {
-  return readValue(r, node, { arrays: 0, structs: 0, total: 0 });
+  return readValue(r, node, { total: 0 });
 }
 
 /**
