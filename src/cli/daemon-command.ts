@@ -4,6 +4,7 @@ import { adoptDaemon } from '../supervisor/adopt.js';
 import { Daemon, printToFd, type DaemonSettings } from '../supervisor/daemon.js';
 import { HandoffController, type HandoffArgs } from '../supervisor/handoff-controller.js';
 import { createLogger, type Logger } from '../supervisor/logger.js';
+import { notifySystemd } from '../supervisor/notify.js';
 import { settingsFromConfig } from '../supervisor/settings.js';
 import { supervisorMethods } from '../supervisor/supervisor-methods.js';
 
@@ -56,6 +57,7 @@ export async function runDaemonCommand(args: DaemonArgs): Promise<void> {
   }
   controller.daemon = daemon;
   installSignalHandlers(daemon, controller, log);
+  notifySystemd({ READY: 1, STATUS: `serving ${daemon.addresses.join(' ')} (generation ${daemon.generation})` }, log);
 }
 
 function installSignalHandlers(daemon: Daemon, controller: HandoffController, log: Logger): void {

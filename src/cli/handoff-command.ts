@@ -11,11 +11,13 @@ export interface HandoffCommandArgs {
 export async function runHandoffCommand(args: HandoffCommandArgs): Promise<void> {
   const client = await BusClient.connect(args.address);
   try {
-    const root = args.root ? path.resolve(args.root) : '';
+    // The daemon resolves paths in its own root, which may differ from ours (initrd, shutdown
+    // root): name our root through /proc so the path means what the caller meant.
+    const root = args.root ? `/proc/${process.pid}/root${path.resolve(args.root)}` : '';
     const [generation, pauseUs] = await client.call(
       'org.freedesktop.DBus', '/org/ferrybus/Supervisor1', 'org.ferrybus.Supervisor1', 'Handoff', 's', [root], 120_000,
     );
-    const result = { generation: generation as number, pauseMs: Number(pauseUs as bigint) / 1000, root: root || '/' };
+    const result = { generation: generation as number, pauseMs: Number(pauseUs as bigint) / 1000, root: args.root ? path.resolve(args.root) : '(in place)' };
     if (args.json) process.stdout.write(JSON.stringify(result) + '\n');
     else process.stdout.write(`handoff complete: generation ${result.generation}, pause ${result.pauseMs.toFixed(1)} ms, root ${result.root}\n`);
   } finally {

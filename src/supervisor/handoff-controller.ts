@@ -9,6 +9,7 @@ import { loadLibc } from '../sys/libc.js';
 import { FerryError } from '../util/errors.js';
 import type { Daemon } from './daemon.js';
 import type { Logger } from './logger.js';
+import { notifySystemd } from './notify.js';
 
 export const HANDOFF_ERROR = 'org.ferrybus.Error.HandoffFailed';
 
@@ -71,6 +72,7 @@ export class HandoffController {
   private async run(root: string): Promise<void> {
     const started = process.hrtime.bigint();
     let rootSwitch: RootSwitch | undefined;
+    notifySystemd({ RELOADING: 1, STATUS: `handing off into ${root}` }, this.log);
     try {
       // Everything the exec needs is loaded now: after a root switch nothing can be loaded by path.
       loadLibc();
@@ -89,6 +91,7 @@ export class HandoffController {
       const callers = this.running?.callers ?? [];
       this.running = undefined;
       this.log.error('handoff-failed', 'handoff refused; this image keeps serving', { root, error: (err as Error).message });
+      notifySystemd({ READY: 1, STATUS: `serving (generation ${this.daemon.generation}); last handoff failed` }, this.log);
       this.fail(callers, err as Error);
     }
   }

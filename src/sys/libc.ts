@@ -92,6 +92,9 @@ interface Bindings {
   readonly chroot: NativeFn;
   readonly chdir: NativeFn;
   readonly fchdir: NativeFn;
+  readonly socket: NativeFn;
+  readonly sendto: NativeFn;
+  readonly close: NativeFn;
   readonly ucred: TypeObject;
 }
 
@@ -113,6 +116,9 @@ function libc(): Bindings {
       chroot: lib.func('int chroot(const char *path)') as NativeFn,
       chdir: lib.func('int chdir(const char *path)') as NativeFn,
       fchdir: lib.func('int fchdir(int fd)') as NativeFn,
+      socket: lib.func('int socket(int domain, int type, int protocol)') as NativeFn,
+      sendto: lib.func('intptr_t sendto(int fd, const void *buf, size_t len, int flags, const void *addr, uint32_t addrlen)') as NativeFn,
+      close: lib.func('int close(int fd)') as NativeFn,
       ucred: koffi.struct({ pid: 'int32_t', uid: 'uint32_t', gid: 'uint32_t' }),
     };
   }
@@ -268,6 +274,29 @@ export function chdir(path: string): void {
 export function fchdir(fd: number): void {
   checkFd('fchdir', fd);
   if (libc().fchdir(fd) !== 0) fail('fchdir');
+}
+
+/**
+ * Sends one datagram to a unix socket path ('@' prefix = abstract), e.g. systemd's
+ * NOTIFY_SOCKET. Node has no unix datagram sockets, hence this binding.
+ */
+export function sendUnixDatagram(socketPath: string, payload: Buffer): void {
+  const { socket, sendto, close } = libc();
+  const AF_UNIX = 1;
+  const SOCK_DGRAM_CLOEXEC = 2 | 0o2000000;
+  const name = Buffer.from(socketPath.startsWith('@') ? '\0' + socketPath.slice(1) : socketPath, 'utf8');
+  if (name.length > 107) throw new SysError('sendto', os.constants.errno.ENAMETOOLONG, socketPath);
+  const addr = Buffer.alloc(2 + name.length + (socketPath.startsWith('@') ? 0 : 1));
+  addr.writeUInt16LE(AF_UNIX, 0);
+  name.copy(addr, 2);
+  const fd = socket(AF_UNIX, SOCK_DGRAM_CLOEXEC, 0);
+  if (fd < 0) fail('socket');
+  try {
+    const MSG_NOSIGNAL = 0x4000;
+    if (Number(sendto(fd, payload, payload.length, MSG_NOSIGNAL, addr, addr.length)) < 0) fail('sendto', socketPath);
+  } finally {
+    close(fd);
+  }
 }
 
 /** Whether fd is a socket in the listening state (SO_ACCEPTCONN). */
