@@ -87,6 +87,8 @@ export class Connection {
         this.bus.receive(this.peer!, parseMessage(bytes));
         if (this.closing) return;
       }
+      // Messages before bad framing in the same chunk were routed; now the error counts.
+      this.framer.throwIfFailed();
     } catch (err) {
       if (err instanceof WireError) return this.close(`malformed input: ${err.message}`, true);
       if (err instanceof FerryError) return this.close(err.message, true);

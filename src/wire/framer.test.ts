@@ -253,3 +253,14 @@ describe('Framer', () => {
     );
   });
 });
+
+describe('Framer with bad bytes after good messages', () => {
+  it('hands out the complete messages first, then reports the bad framing', () => {
+    const framer = new Framer();
+    const garbage = Buffer.alloc(16, 0x99);
+    const out = framer.push(Buffer.concat([FIXTURES[0]!, FIXTURES[3]!, garbage]));
+    expect(hexes(out)).toEqual(hexes([FIXTURES[0]!, FIXTURES[3]!]));
+    expect(() => framer.throwIfFailed()).toThrow(WireError);
+    expect(() => framer.push(Buffer.alloc(0))).toThrow(WireError);
+  });
+});

@@ -14,24 +14,41 @@ export class Framer {
   /** Total size of the message at the head, once its fixed header was read. */
   private nextSize = -1;
 
-  /** Appends bytes; returns the complete messages they finish. Throws WireError on bad framing. */
+  /** Set when bad framing followed complete messages in the same chunk; thrown on the next call. */
+  private failure: unknown;
+
+  /**
+   * Appends bytes; returns the complete messages they finish. Throws WireError on bad
+   * framing — unless complete messages came first in this chunk: those are returned,
+   * and the error is thrown by the next push() or throwIfFailed().
+   */
   push(chunk: Buffer): Buffer[] {
+    this.throwIfFailed();
     if (chunk.length > 0) {
       this.chunks.push(chunk);
       this.buffered += chunk.length;
     }
     const out: Buffer[] = [];
-    for (;;) {
-      if (this.nextSize < 0) {
-        if (this.buffered < FIXED_HEADER_SIZE) break;
-        const head = this.peek(FIXED_HEADER_SIZE);
-        this.nextSize = readFixedHeader(head).totalSize;
+    try {
+      for (;;) {
+        if (this.nextSize < 0) {
+          if (this.buffered < FIXED_HEADER_SIZE) break;
+          const head = this.peek(FIXED_HEADER_SIZE);
+          this.nextSize = readFixedHeader(head).totalSize;
+        }
+        if (this.buffered < this.nextSize) break;
+        out.push(this.take(this.nextSize));
+        this.nextSize = -1;
       }
-      if (this.buffered < this.nextSize) break;
-      out.push(this.take(this.nextSize));
-      this.nextSize = -1;
+    } catch (err) {
+      if (out.length === 0) throw err;
+      this.failure = err;
     }
     return out;
+  }
+
+  throwIfFailed(): void {
+    if (this.failure !== undefined) throw this.failure;
   }
 
   /** Bytes received that do not yet form a complete message (a handoff carries them over). */
