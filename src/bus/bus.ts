@@ -166,16 +166,20 @@ export class Bus {
     if (!peer.matches.some((r) => r.eavesdrop)) this.eavesdroppers.delete(peer);
   }
 
-  /** BecomeMonitor: the peer gives up its names and from now on only listens. */
+  /**
+   * BecomeMonitor: the peer gives up its names and from now on only listens. As in
+   * dbus-daemon, each name (the unique one last) is released like a ReleaseName: the
+   * peer gets NameLost for it while it can still be addressed.
+   */
   becomeMonitor(peer: Peer, rules: MatchRule[]): void {
     const unique = peer.uniqueName!;
-    this.applyNameChanges(this.names.releaseAll(peer), peer);
+    this.applyNameChanges(this.names.releaseAll(peer));
+    this.sendSignal(peer, 'NameLost', 's', [unique]);
+    this.emitNameOwnerChanged(unique, unique, '');
+    this.byUniqueName.delete(unique);
     peer.matches.length = 0;
     this.subscribers.delete(peer);
     this.eavesdroppers.delete(peer);
-    this.byUniqueName.delete(unique);
-    this.emitNameOwnerChanged(unique, unique, '');
-    this.sendSignal(peer, 'NameLost', 's', [unique]);
     peer.monitorRules = rules;
     this.monitors.add(peer);
   }
@@ -234,6 +238,7 @@ export class Bus {
     const routed = new RoutedMessage(parseMessage(bytes), BUS_NAME, bytes, this.ownerCheck);
     if (m.destination !== undefined) {
       const to = this.resolve(m.destination);
+      routed.recipient = to;
       this.toMonitors(routed);
       if (to) {
         this.toEavesdroppers(routed, to);
@@ -311,7 +316,11 @@ export class Bus {
 
     const destination = h.destination;
     if (destination === undefined) {
-      this.broadcast(routed);
+      if (h.type === MessageType.Signal) return this.broadcast(routed);
+      this.toMonitors(routed);
+      // Only signals are broadcast. A call without destination is for the bus connection
+      // as a peer (dbus-daemon, dbus-broker); a reply without destination goes nowhere.
+      if (h.type === MethodCallType) this.driver.dispatchPeer(peer, msg);
       return;
     }
     if (destination === BUS_NAME) {
@@ -321,6 +330,7 @@ export class Bus {
       return;
     }
     const to = this.resolve(destination);
+    routed.recipient = to;
     if (h.type === MessageType.MethodReturn || h.type === MessageType.Error) {
       // Replies travel only when they answer a call the bus saw.
       if (!to || !this.replies.consume(peer, to, h.replySerial!)) {

@@ -14,6 +14,7 @@ const MONITORING = 'org.freedesktop.DBus.Monitoring';
 const INTROSPECTABLE = 'org.freedesktop.DBus.Introspectable';
 const PEER = 'org.freedesktop.DBus.Peer';
 const PROPERTIES = 'org.freedesktop.DBus.Properties';
+const DBUS_PATH = '/org/freedesktop/DBus';
 
 /** One call to the driver, as a handler sees it. */
 export interface DriverCall {
@@ -33,15 +34,43 @@ export interface DriverMethod {
   out: string;
   /** Only Hello may be called before Hello. */
   beforeHello?: boolean;
+  /**
+   * Served only at /org/freedesktop/DBus: the specification lets methods older than its
+   * version 0.26 work at any path and asks that newer or sensitive ones do not (as dbus-daemon does).
+   */
+  canonicalPathOnly?: boolean;
   /** The reply values, or null when the reply is sent later (the supervisor's Handoff). */
   handler(call: DriverCall): DBusValue[] | null;
 }
 
-const PROPERTY_VALUES: Record<string, () => Variant> = {
+/** Properties of the org.freedesktop.DBus interface; the other driver interfaces have none. */
+const PROPERTY_VALUES = new Map<string, () => Variant>([
   // The bus drops header fields it does not know when forwarding (stitchSender).
-  Features: () => new Variant('as', ['HeaderFiltering']),
-  Interfaces: () => new Variant('as', [MONITORING]),
-};
+  ['Features', () => new Variant('as', ['HeaderFiltering'])],
+  ['Interfaces', () => new Variant('as', [MONITORING])],
+]);
+const DRIVER_INTERFACES = new Set([DBUS, MONITORING, INTROSPECTABLE, PEER, PROPERTIES]);
+
+/** The properties of a driver interface, or UnknownInterface (dbus-daemon's bus_driver_find_interface). */
+function propertiesOf(iface: string): ReadonlyMap<string, () => Variant> {
+  if (iface === DBUS) return PROPERTY_VALUES;
+  if (DRIVER_INTERFACES.has(iface)) return new Map();
+  throw new BusError(DBusErrorName.UnknownInterface, `Interface "${iface}" not found`);
+}
+
+function property(iface: string, prop: string): () => Variant {
+  const get = propertiesOf(iface).get(prop);
+  if (!get) throw new BusError(DBusErrorName.UnknownProperty, `Property "${iface}.${prop}" not found`);
+  return get;
+}
+
+/** dbus-daemon's second line of defence for dangerous methods: the bus's own user or root. */
+function requirePrivileged(call: DriverCall): void {
+  const uid = call.caller.credentials.uid;
+  if (uid !== 0 && uid !== call.bus.options.self.uid) {
+    throw new BusError(DBusErrorName.AccessDenied, `Connection ${call.caller.label} (uid ${uid}) may not call ${call.message.header.member}`);
+  }
+}
 
 function nameArg(call: DriverCall): string {
   return call.args[0] as string;
@@ -108,19 +137,16 @@ const METHODS: DriverMethod[] = [
     interface: DBUS, member: 'StartServiceByName', in: 'su', out: 'u',
     handler(call) {
       const name = nameArg(call);
-      if (call.bus.resolve(name)) return [2]; // DBUS_START_REPLY_ALREADY_RUNNING
+      if (name === DBUS || call.bus.resolve(name)) return [2]; // DBUS_START_REPLY_ALREADY_RUNNING
       throw new BusError(DBusErrorName.ServiceUnknown, `The name ${name} was not provided by any .service files`);
     },
   },
   {
-    interface: DBUS, member: 'UpdateActivationEnvironment', in: 'a{ss}', out: '',
+    interface: DBUS, member: 'UpdateActivationEnvironment', in: 'a{ss}', out: '', canonicalPathOnly: true,
     handler(call) {
-      const { bus, caller } = call;
-      if (bus.options.kind === 'system') {
+      requirePrivileged(call);
+      if (call.bus.options.kind === 'system') {
         throw new BusError(DBusErrorName.AccessDenied, 'Cannot change activation environment on a system bus.');
-      }
-      if (caller.credentials.uid !== bus.options.self.uid) {
-        throw new BusError(DBusErrorName.AccessDenied, 'Cannot change activation environment: uid does not match the bus owner');
       }
       // Nothing is activated yet; the environment is accepted as dbus-daemon does.
       return [];
@@ -138,7 +164,9 @@ const METHODS: DriverMethod[] = [
   {
     interface: DBUS, member: 'AddMatch', in: 's', out: '',
     handler(call) {
-      call.bus.addMatch(call.caller, parseMatchRule(nameArg(call)));
+      const rule = parseMatchRule(nameArg(call));
+      if (rule.eavesdrop) requirePrivileged(call);
+      call.bus.addMatch(call.caller, rule);
       return [];
     },
   },
@@ -214,13 +242,11 @@ const METHODS: DriverMethod[] = [
   { interface: DBUS, member: 'ReloadConfig', in: '', out: '', handler: () => [] },
   { interface: DBUS, member: 'GetId', in: '', out: 's', handler: (call) => [call.bus.options.guid] },
   {
-    interface: MONITORING, member: 'BecomeMonitor', in: 'asu', out: '',
+    interface: MONITORING, member: 'BecomeMonitor', in: 'asu', out: '', canonicalPathOnly: true,
     handler(call) {
       const [ruleTexts, flags] = call.args as [string[], number];
       const { bus, caller } = call;
-      if (caller.credentials.uid !== 0 && caller.credentials.uid !== bus.options.self.uid) {
-        throw new BusError(DBusErrorName.AccessDenied, 'Only the bus owner or root may become a monitor');
-      }
+      requirePrivileged(call);
       if (flags !== 0) throw new BusError(DBusErrorName.InvalidArgs, 'BecomeMonitor flags must be 0');
       const rules = ruleTexts.map(parseMatchRule);
       call.afterReply(() => bus.becomeMonitor(caller, rules));
@@ -231,32 +257,27 @@ const METHODS: DriverMethod[] = [
   { interface: PEER, member: 'Ping', in: '', out: '', handler: () => [] },
   { interface: PEER, member: 'GetMachineId', in: '', out: 's', handler: (call) => [call.bus.options.machineId] },
   {
-    interface: PROPERTIES, member: 'Get', in: 'ss', out: 'v',
+    interface: PROPERTIES, member: 'Get', in: 'ss', out: 'v', canonicalPathOnly: true,
     handler(call) {
       const [iface, prop] = call.args as [string, string];
-      if (iface !== DBUS) throw new BusError(DBusErrorName.UnknownInterface, `Interface "${iface}" has no properties`);
-      const get = PROPERTY_VALUES[prop];
-      if (!get) throw new BusError(DBusErrorName.UnknownProperty, `Property "${prop}" is not known`);
-      return [get()];
+      return [property(iface, prop)()];
     },
   },
   {
-    interface: PROPERTIES, member: 'GetAll', in: 's', out: 'a{sv}',
+    interface: PROPERTIES, member: 'GetAll', in: 's', out: 'a{sv}', canonicalPathOnly: true,
     handler(call) {
       const iface = nameArg(call);
       const out = new Map<DBusValue, DBusValue>();
-      if (iface === DBUS || iface === '') for (const [k, get] of Object.entries(PROPERTY_VALUES)) out.set(k, get());
-      else throw new BusError(DBusErrorName.UnknownInterface, `Interface "${iface}" has no properties`);
+      for (const [k, get] of propertiesOf(iface === '' ? DBUS : iface)) out.set(k, get());
       return [out];
     },
   },
   {
-    interface: PROPERTIES, member: 'Set', in: 'ssv', out: '',
+    interface: PROPERTIES, member: 'Set', in: 'ssv', out: '', canonicalPathOnly: true,
     handler(call) {
       const [iface, prop] = call.args as [string, string];
-      if (iface !== DBUS) throw new BusError(DBusErrorName.UnknownInterface, `Interface "${iface}" has no properties`);
-      if (!(prop in PROPERTY_VALUES)) throw new BusError(DBusErrorName.UnknownProperty, `Property "${prop}" is not known`);
-      throw new BusError(DBusErrorName.PropertyReadOnly, `Property "${prop}" is read-only`);
+      property(iface, prop);
+      throw new BusError(DBusErrorName.PropertyReadOnly, `Property '${iface}.${prop}' cannot be set`);
     },
   },
 ];
@@ -284,14 +305,39 @@ export class Driver {
   dispatch(caller: Peer, message: Message, _routed: RoutedMessage | undefined): void {
     const h = message.header;
     const member = h.member!;
-    const method = h.interface === undefined ? this.byMember.get(member) : this.byKey.get(`${h.interface}.${member}`);
+    this.run(caller, message, () => {
+      const method = h.interface === undefined ? this.byMember.get(member) : this.byKey.get(`${h.interface}.${member}`);
+      if (method) return method;
+      if (h.interface !== undefined && !this.interfaces.has(h.interface)) {
+        throw new BusError(DBusErrorName.UnknownInterface, `org.freedesktop.DBus does not understand interface ${h.interface}`);
+      }
+      throw new BusError(DBusErrorName.UnknownMethod, `org.freedesktop.DBus does not understand message ${member}`);
+    });
+  }
+
+  /**
+   * A method call without destination is for the bus connection itself as a peer: as in
+   * dbus-daemon (libdbus's built-in handler) and dbus-broker, only org.freedesktop.DBus.Peer answers.
+   */
+  dispatchPeer(caller: Peer, message: Message): void {
+    const h = message.header;
+    this.run(caller, message, () => {
+      const method = h.interface === undefined || h.interface === PEER ? this.byKey.get(`${PEER}.${h.member}`) : undefined;
+      if (method) return method;
+      throw new BusError(DBusErrorName.UnknownMethod,
+        `Method "${h.member}" with signature "${h.signature}" on interface "${h.interface ?? '(null)'}" doesn't exist`);
+    });
+  }
+
+  /** Finds the method, checks its signature, runs it and replies; BusErrors become error replies. */
+  private run(caller: Peer, message: Message, find: () => DriverMethod): void {
+    const h = message.header;
+    const member = h.member!;
     const after: Array<() => void> = [];
     try {
-      if (!method) {
-        if (h.interface !== undefined && !this.interfaces.has(h.interface)) {
-          throw new BusError(DBusErrorName.UnknownInterface, `org.freedesktop.DBus does not understand interface ${h.interface}`);
-        }
-        throw new BusError(DBusErrorName.UnknownMethod, `org.freedesktop.DBus does not understand message ${member}`);
+      const method = find();
+      if (method.canonicalPathOnly && h.path !== DBUS_PATH) {
+        throw new BusError(DBusErrorName.AccessDenied, `Method '${member}' is only available at the canonical object path '${DBUS_PATH}'`);
       }
       if (h.signature !== method.in) {
         throw new BusError(DBusErrorName.InvalidArgs, `Call to ${member} has wrong args (${h.signature}, expected ${method.in})`);

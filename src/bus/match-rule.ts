@@ -33,11 +33,21 @@ export interface MatchTarget {
   destination?: string;
   /** True when the sender is the primary owner of this well-known name. */
   senderOwns(name: string): boolean;
+  /**
+   * True when `name` denotes the addressed recipient: its unique name or a name it owns
+   * (dbus-daemon's rule); the destination as written when no peer receives it (the driver).
+   */
+  addressedTo(name: string): boolean;
   /** Body argument N when it is a string ('s') or object path ('o'), else undefined. */
   textArg(index: number): { value: string; code: 's' | 'o' } | undefined;
 }
 
-const TYPES: Record<string, number> = { method_call: 1, method_return: 2, error: 3, signal: 4 };
+const TYPES = new Map([
+  ['method_call', 1],
+  ['method_return', 2],
+  ['error', 3],
+  ['signal', 4],
+]);
 export const MAX_MATCH_RULE_LENGTH = 1024;
 const MAX_ARG_INDEX = 63;
 
@@ -50,7 +60,7 @@ function tokenize(rule: string): Array<[string, string]> {
   const pairs: Array<[string, string]> = [];
   let i = 0;
   while (i < rule.length) {
-    while (rule[i] === ' ' || rule[i] === '\t') i++;
+    while (i < rule.length && ' \t\r\n'.includes(rule[i]!)) i++;
     if (i >= rule.length) break;
     const eq = rule.indexOf('=', i);
     if (eq < 0) invalid(rule, 'expected key=value');
@@ -73,10 +83,7 @@ function tokenize(rule: string): Array<[string, string]> {
     }
     if (quoted) invalid(rule, 'unterminated quote');
     pairs.push([key, value]);
-    if (rule[i] === ',') {
-      i++;
-      if (i >= rule.length) invalid(rule, 'trailing comma');
-    }
+    if (rule[i] === ',') i++; // a trailing comma is accepted, as dbus-daemon does
   }
   return pairs;
 }
@@ -86,19 +93,23 @@ function quote(value: string): string {
 }
 
 export function parseMatchRule(text: string): MatchRule {
-  if (text.length > MAX_MATCH_RULE_LENGTH) invalid(text.slice(0, 64) + '…', 'rule too long');
+  if (Buffer.byteLength(text) > MAX_MATCH_RULE_LENGTH) {
+    // dbus-daemon reports an over-long rule as a limit, not as a malformed rule.
+    throw new BusError(DBusErrorName.LimitsExceeded, `match rule is over ${MAX_MATCH_RULE_LENGTH} bytes`);
+  }
   const rule: {
     -readonly [K in keyof MatchRule]: MatchRule[K];
   } = { text, canonical: '', args: [], eavesdrop: false };
   const args: Array<{ index: number; value: string; path: boolean }> = [];
   const seen = new Set<string>();
   for (const [key, value] of tokenize(text)) {
-    if (seen.has(key)) invalid(text, `key "${key}" appears twice`);
+    // eavesdrop may repeat (the last wins): tools such as dbus-monitor append it to rules they are given.
+    if (seen.has(key) && key !== 'eavesdrop') invalid(text, `key "${key}" appears twice`);
     seen.add(key);
     switch (key) {
       case 'type':
-        if (!(value in TYPES)) invalid(text, `unknown message type "${value}"`);
-        rule.type = TYPES[value];
+        rule.type = TYPES.get(value);
+        if (rule.type === undefined) invalid(text, `unknown message type "${value}"`);
         break;
       case 'sender':
         if (!isValidBusName(value) && value !== 'org.freedesktop.DBus') invalid(text, `invalid sender "${value}"`);
@@ -159,7 +170,7 @@ function isValidArg0Namespace(value: string): boolean {
 
 function canonicalize(rule: Omit<MatchRule, 'canonical' | 'text' | 'args'>, args: MatchRule['args']): string {
   const parts: string[] = [];
-  const typeName = Object.keys(TYPES).find((k) => TYPES[k] === rule.type);
+  const typeName = [...TYPES].find(([, t]) => t === rule.type)?.[0];
   if (typeName) parts.push(`type=${quote(typeName)}`);
   if (rule.sender !== undefined) parts.push(`sender=${quote(rule.sender)}`);
   if (rule.interface !== undefined) parts.push(`interface=${quote(rule.interface)}`);
@@ -191,7 +202,7 @@ export function matchRuleMatches(rule: MatchRule, m: MatchTarget): boolean {
     if (p === undefined) return false;
     if (ns !== '/' && p !== ns && !p.startsWith(ns + '/')) return false;
   }
-  if (rule.destination !== undefined && rule.destination !== m.destination) return false;
+  if (rule.destination !== undefined && (m.destination === undefined || !m.addressedTo(rule.destination))) return false;
   if (rule.sender !== undefined && rule.sender !== m.sender) {
     if (rule.sender.startsWith(':') || !m.senderOwns(rule.sender)) return false;
   }

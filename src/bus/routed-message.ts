@@ -1,5 +1,6 @@
 import { readBody, type Header, type Message } from '../wire/message.js';
 import type { MatchTarget } from './match-rule.js';
+import type { Peer } from './peer.js';
 
 /**
  * A message on its way through the router: the header parsed once, the bytes to
@@ -8,6 +9,8 @@ import type { MatchTarget } from './match-rule.js';
  */
 export class RoutedMessage implements MatchTarget {
   private args: unknown[] | null | undefined;
+  /** The peer the destination resolved to; set by the router before any rule is evaluated. */
+  recipient: Peer | undefined;
 
   constructor(
     readonly message: Message,
@@ -39,6 +42,12 @@ export class RoutedMessage implements MatchTarget {
 
   senderOwns(name: string): boolean {
     return this.owns(this.sender, name);
+  }
+
+  addressedTo(name: string): boolean {
+    const to = this.recipient?.uniqueName;
+    if (to === undefined) return name === this.destination;
+    return name === to || this.owns(to, name);
   }
 
   textArg(index: number): { value: string; code: 's' | 'o' } | undefined {

@@ -1,0 +1,304 @@
+import { describe, expect, it } from 'vitest';
+import { BusError, DBusErrorName } from './errors.js';
+import { matchRuleMatches, parseMatchRule, type MatchTarget } from './match-rule.js';
+
+type Arg = string | { o: string } | number;
+
+/** A message as a rule sees it. `owners` maps well-known names to unique names; `recipient` is the addressed peer. */
+function msg(m: {
+  type?: number;
+  sender?: string;
+  interface?: string;
+  member?: string;
+  path?: string;
+  destination?: string;
+  recipient?: string;
+  owners?: Record<string, string>;
+  args?: Arg[];
+}): MatchTarget {
+  const owners = m.owners ?? {};
+  const names = (unique: string | undefined, name: string) => unique !== undefined && (name === unique || owners[name] === unique);
+  return {
+    type: m.type ?? 4,
+    sender: m.sender ?? ':1.1',
+    interface: 'interface' in m ? m.interface : 'com.example.Iface',
+    member: 'member' in m ? m.member : 'Frobated',
+    path: 'path' in m ? m.path : '/com/example',
+    destination: m.destination,
+    senderOwns: (name) => owners[name] === (m.sender ?? ':1.1'),
+    addressedTo: (name) => (m.recipient === undefined ? name === m.destination : names(m.recipient, name)),
+    textArg(i) {
+      const a = m.args?.[i];
+      if (typeof a === 'string') return { value: a, code: 's' };
+      if (typeof a === 'object') return { value: a.o, code: 'o' };
+      return undefined;
+    },
+  };
+}
+
+const matches = (rule: string, m: MatchTarget) => matchRuleMatches(parseMatchRule(rule), m);
+
+function parseError(rule: string): BusError {
+  try {
+    parseMatchRule(rule);
+  } catch (err) {
+    if (err instanceof BusError) return err;
+    throw err;
+  }
+  throw new Error(`"${rule}" parsed but should not have`);
+}
+
+describe('parseMatchRule: keys', () => {
+  it('parses every plain key', () => {
+    const r = parseMatchRule(
+      "type='signal',sender='org.freedesktop.DBusSender',interface='org.freedesktop.DBusInterface',member='Foo',path='/bar/foo',destination=':452345.34'",
+    );
+    expect(r).toMatchObject({
+      type: 4,
+      sender: 'org.freedesktop.DBusSender',
+      interface: 'org.freedesktop.DBusInterface',
+      member: 'Foo',
+      path: '/bar/foo',
+      destination: ':452345.34',
+      eavesdrop: false,
+      args: [],
+    });
+  });
+
+  it.each([
+    ['method_call', 1],
+    ['method_return', 2],
+    ['error', 3],
+    ['signal', 4],
+  ])('maps type=%s to message type %i', (name, type) => {
+    expect(parseMatchRule(`type='${name}'`).type).toBe(type);
+  });
+
+  it('parses path_namespace, arg0..arg63, argNpath, arg0namespace and eavesdrop', () => {
+    expect(parseMatchRule("path_namespace='/foo/bar'").pathNamespace).toBe('/foo/bar');
+    expect(parseMatchRule("arg0='foo'").args).toEqual([{ index: 0, value: 'foo', path: false }]);
+    expect(parseMatchRule("arg40='foo'").args).toEqual([{ index: 40, value: 'foo', path: false }]);
+    expect(parseMatchRule("arg63='foo'").args).toEqual([{ index: 63, value: 'foo', path: false }]);
+    expect(parseMatchRule("arg7path='/foo'").args).toEqual([{ index: 7, value: '/foo', path: true }]);
+    expect(parseMatchRule("arg0namespace='foo'").arg0namespace).toBe('foo');
+    expect(parseMatchRule("arg0namespace='foo.bar'").arg0namespace).toBe('foo.bar');
+    expect(parseMatchRule("eavesdrop='true'").eavesdrop).toBe(true);
+    expect(parseMatchRule("eavesdrop='false'").eavesdrop).toBe(false);
+  });
+
+  it('accepts an argNpath value that is no valid object path (a trailing slash is its point)', () => {
+    expect(parseMatchRule("arg1path='/aa/bb/'").args).toEqual([{ index: 1, value: '/aa/bb/', path: true }]);
+  });
+
+  it('keeps args ordered by index whatever the rule order', () => {
+    expect(parseMatchRule("arg3='c',arg1='a',arg2path='/b'").args.map((a) => a.index)).toEqual([1, 2, 3]);
+  });
+
+  it('accepts the empty rule and an all-whitespace rule, which match everything', () => {
+    for (const text of ['', '    \t']) {
+      const r = parseMatchRule(text);
+      expect(r.canonical).toBe('');
+      expect(matchRuleMatches(r, msg({ type: 1 }))).toBe(true);
+    }
+  });
+
+  it('lets eavesdrop appear twice, the last one winning (dbus-monitor appends it)', () => {
+    expect(parseMatchRule("eavesdrop='true',type='signal',eavesdrop='false'").eavesdrop).toBe(false);
+    expect(parseMatchRule("eavesdrop='false',eavesdrop='true'").eavesdrop).toBe(true);
+  });
+});
+
+describe('parseMatchRule: quoting', () => {
+  it('ignores whitespace around pairs and empty quoted runs', () => {
+    const a = parseMatchRule(
+      "    type='signal',  \tsender='org.freedes''ktop.DBusSender',   interface='org.freedesktop.DBusInterface''''', \tmember='Foo',path='/bar/foo',destination=':452345.34'''''",
+    );
+    expect(a).toMatchObject({ sender: 'org.freedesktop.DBusSender', interface: 'org.freedesktop.DBusInterface', destination: ':452345.34' });
+  });
+
+  // Pairs the reference implementation considers equal (dbus bus/signals.c).
+  it.each([
+    ["type='signal'", "type='signal'"],
+    ["type='signal',interface='foo.bar'", "interface='foo.bar',type='signal'"],
+    ["type='method_call',sender=':1.0'", "sender=':1.0',type='method_call'"],
+    ["type='method_call',destination=':1.0'", "destination=':1.0',type='method_call'"],
+    ["type='method_call',arg0='blah',arg1='baz'", "arg0='blah',arg1='baz',type='method_call'"],
+    ["arg0namespace='fool'", "arg0namespace='fool'"],
+    ['member=escape', "member='escape'"],
+    ['member=icecream', "member=ice'cream'"],
+    ["arg0='comma,type=comma',type=signal", "type=signal,arg0='comma,type=comma'"],
+    ['arg0=escap\\e', "arg0='escap\\e'"],
+    ["arg0=Time: 8 o\\'clock", "arg0='Time: 8 o'\\''clock'"],
+  ])('%s equals %s', (a, b) => {
+    expect(parseMatchRule(a).canonical).toBe(parseMatchRule(b).canonical);
+    // The canonical form parses back to itself.
+    const canon = parseMatchRule(a).canonical;
+    expect(parseMatchRule(canon).canonical).toBe(canon);
+  });
+
+  it("unescapes \\' outside quotes only; inside quotes a backslash is literal", () => {
+    expect(parseMatchRule("arg0=it\\'s").args[0]!.value).toBe("it's");
+    expect(parseMatchRule("arg0='a\\b'").args[0]!.value).toBe('a\\b');
+    expect(parseMatchRule("arg0='a\\'b").args[0]!.value).toBe('a\\b');
+    expect(parseError("arg0='a\\'b'").dbusName).toBe(DBusErrorName.MatchRuleInvalid);
+    expect(parseMatchRule("arg0='x',arg1=y\\").args[1]!.value).toBe('y\\');
+  });
+
+  it('keeps commas inside quotes and allows empty values', () => {
+    expect(parseMatchRule("arg0='a,b',arg1=''").args.map((a) => a.value)).toEqual(['a,b', '']);
+  });
+
+  it('accepts a trailing comma, as dbus-daemon does', () => {
+    expect(parseMatchRule("type='signal',").type).toBe(4);
+  });
+});
+
+describe('parseMatchRule: invalid rules', () => {
+  it.each([
+    ['unknown key', "blah='signal'"],
+    ['pre-spec key', "service='youpi'"],
+    ['bad type', "type='chouin'"],
+    ['inherited property name as type', "type='constructor'"],
+    ['inherited property name as type', "type='toString'"],
+    ['bad interface', "interface='abc@def++'"],
+    ['single-element interface', "interface='abc'"],
+    ['bad member', "member='a.b'"],
+    ['bad path', "path='foo'"],
+    ['trailing slash in path', "path='/foo/'"],
+    ['trailing slash in path_namespace', "path_namespace='/foo/'"],
+    ['bad sender', "sender='1abc.def'"],
+    ['bad destination', "destination='no'"],
+    ['bad eavesdrop', "eavesdrop='yes'"],
+    ['duplicate key', "type='signal',type='method_call'"],
+    ['duplicate member', "member='A',member='B'"],
+    ['duplicate arg', "arg0='foo',arg0='bar'"],
+    ['duplicate arg30', "arg30='foo',arg30='bar'"],
+    ['argN and argNpath', "arg3='foo',arg3path='/bar'"],
+    ['arg0 and arg0namespace', "arg0='foo',arg0namespace='foo'"],
+    ['path and path_namespace', "path='/foo',path_namespace='/foo'"],
+    ['arg64', "arg64='foo'"],
+    ['arg300', "arg300='foo'"],
+    ['arg without number', "arg='foo'"],
+    ['argv', "argv='foo'"],
+    ['junk after arg number', "arg3junk='foo'"],
+    ['argument', "argument='foo'"],
+    ['arg1namespace', "arg1namespace='foo'"],
+    ['empty arg0namespace', "arg0namespace=''"],
+    ['trailing dot in arg0namespace', "arg0namespace='foo.'"],
+    ['double dot in arg0namespace', "arg0namespace='foo..'"],
+    ['digit-led arg0namespace', "arg0namespace='1foo'"],
+    ['unbalanced quote', "type='signal"],
+    ['key without =', 'type'],
+  ])('rejects %s: %s', (_why, rule) => {
+    expect(parseError(rule).dbusName).toBe(DBusErrorName.MatchRuleInvalid);
+  });
+
+  it('rejects a rule over 1024 bytes with LimitsExceeded, as dbus-daemon does', () => {
+    expect(parseError(`arg0='${'x'.repeat(1020)}'`).dbusName).toBe(DBusErrorName.LimitsExceeded);
+    expect(() => parseMatchRule(`arg0='${'x'.repeat(1016)}'`)).not.toThrow();
+    // Bytes, not UTF-16 units.
+    expect(parseError(`arg0='${'é'.repeat(510)}'`).dbusName).toBe(DBusErrorName.LimitsExceeded);
+  });
+});
+
+describe('matchRuleMatches: header keys', () => {
+  it('compares type, interface, member and path exactly', () => {
+    const m = msg({});
+    expect(matches("type='signal',interface='com.example.Iface',member='Frobated',path='/com/example'", m)).toBe(true);
+    expect(matches("type='method_call'", m)).toBe(false);
+    expect(matches("interface='com.example.Other'", m)).toBe(false);
+    expect(matches("member='Oopsed'", m)).toBe(false);
+    expect(matches("path='/com'", m)).toBe(false);
+  });
+
+  it('does not match a key the message lacks', () => {
+    const reply = msg({ type: 2, interface: undefined, member: undefined, path: undefined });
+    expect(matches("interface='com.example.Iface'", reply)).toBe(false);
+    expect(matches("member='Frobated'", reply)).toBe(false);
+    expect(matches("path='/com/example'", reply)).toBe(false);
+    expect(matches("path_namespace='/'", reply)).toBe(false);
+    expect(matches("type='method_return'", reply)).toBe(true);
+  });
+
+  it('matches path_namespace on whole path elements', () => {
+    const at = (path: string) => msg({ path });
+    expect(matches("path_namespace='/com/example'", at('/com/example'))).toBe(true);
+    expect(matches("path_namespace='/com/example'", at('/com/example/a/b'))).toBe(true);
+    expect(matches("path_namespace='/com/example'", at('/com/examples'))).toBe(false);
+    expect(matches("path_namespace='/com/example'", at('/com'))).toBe(false);
+  });
+
+  it("matches every path with path_namespace='/'", () => {
+    for (const path of ['/', '/a', '/a/b/c']) expect(matches("path_namespace='/'", msg({ path }))).toBe(true);
+  });
+
+  it('matches sender by unique name, by the well-known name the sender owns, and the bus itself', () => {
+    const m = msg({ sender: ':1.7', owners: { 'com.example.Service': ':1.7', 'com.example.Other': ':1.8' } });
+    expect(matches("sender=':1.7'", m)).toBe(true);
+    expect(matches("sender=':1.8'", m)).toBe(false);
+    expect(matches("sender='com.example.Service'", m)).toBe(true);
+    expect(matches("sender='com.example.Other'", m)).toBe(false);
+    expect(matches("sender='com.example.Nobody'", m)).toBe(false);
+    expect(matches("sender='org.freedesktop.DBus'", msg({ sender: 'org.freedesktop.DBus' }))).toBe(true);
+  });
+
+  it('never matches a destination rule against a broadcast', () => {
+    expect(matches("destination=':1.3'", msg({}))).toBe(false);
+  });
+
+  it('matches destination against the addressed recipient and the names it owns', () => {
+    const m = msg({ destination: 'com.example.Service', recipient: ':1.3', owners: { 'com.example.Service': ':1.3', 'com.example.Alias': ':1.3' } });
+    expect(matches("destination='com.example.Service'", m)).toBe(true);
+    expect(matches("destination=':1.3'", m)).toBe(true);
+    expect(matches("destination='com.example.Alias'", m)).toBe(true);
+    expect(matches("destination=':1.4'", m)).toBe(false);
+    // Without a resolved recipient (the driver), the destination is compared as written.
+    expect(matches("destination='org.freedesktop.DBus'", msg({ destination: 'org.freedesktop.DBus' }))).toBe(true);
+  });
+});
+
+describe('matchRuleMatches: arguments', () => {
+  it('compares argN with string arguments only', () => {
+    expect(matches("arg0='foobar'", msg({ args: ['foobar'] }))).toBe(true);
+    expect(matches("arg0='foobar'", msg({ args: ['foobaz'] }))).toBe(false);
+    expect(matches("arg0='/foo'", msg({ args: [{ o: '/foo' }] }))).toBe(false);
+    expect(matches("arg0='1'", msg({ args: [1] }))).toBe(false);
+    expect(matches("arg1='x'", msg({ args: ['x'] }))).toBe(false);
+    expect(matches("arg0='a',arg2='c'", msg({ args: ['a', 7, 'c'] }))).toBe(true);
+    expect(matches("arg0=''", msg({ args: [''] }))).toBe(true);
+  });
+
+  // The specification's example for arg0path='/aa/bb/'.
+  it.each([
+    ['/', true],
+    ['/aa/', true],
+    ['/aa/bb/', true],
+    ['/aa/bb/cc/', true],
+    ['/aa/bb/cc', true],
+    ['/aa/b', false],
+    ['/aa', false],
+    ['/aa/bb', false],
+  ])("arg0path='/aa/bb/' against %s → %s", (arg, expected) => {
+    expect(matches("arg0path='/aa/bb/'", msg({ args: [arg] }))).toBe(expected);
+    expect(matches("arg0path='/aa/bb/'", msg({ args: [{ o: arg }] }))).toBe(expected);
+  });
+
+  it('matches argNpath exactly equal arguments even when they are not paths', () => {
+    expect(matches("arg0path='foobar'", msg({ args: ['foobar'] }))).toBe(true);
+    expect(matches("arg0path='/aa/bb'", msg({ args: ['/aa/bb/cc'] }))).toBe(false);
+    expect(matches("arg0path='/aa/bb'", msg({ args: ['/aa/'] }))).toBe(true);
+    expect(matches("arg0path='/aa/bb'", msg({ args: [5] }))).toBe(false);
+  });
+
+  it('matches arg0namespace on whole dotted elements of a string argument', () => {
+    const ns = "arg0namespace='com.example.Foo'";
+    expect(matches(ns, msg({ args: ['com.example.Foo'] }))).toBe(true);
+    expect(matches(ns, msg({ args: ['com.example.Foo.Bar'] }))).toBe(true);
+    expect(matches(ns, msg({ args: ['com.example.Foo.Bar.Baz'] }))).toBe(true);
+    expect(matches(ns, msg({ args: ['com.example.Foobar'] }))).toBe(false);
+    expect(matches(ns, msg({ args: ['com.example'] }))).toBe(false);
+    expect(matches(ns, msg({ args: [{ o: '/com/example/Foo' }] }))).toBe(false);
+    expect(matches(ns, msg({ args: [] }))).toBe(false);
+    expect(matches("arg0namespace='com'", msg({ args: ['com.example'] }))).toBe(true);
+  });
+});
