@@ -62,6 +62,8 @@ export class Bus {
   readonly peers = new Map<number, Peer>();
   readonly limits: BusLimits;
   private readonly byUniqueName = new Map<string, Peer>();
+  /** Charged on attach, released on detach: max_connections_per_user without a scan. */
+  private readonly connectionsPerUid = new Map<number, number>();
   private readonly monitors = new Set<Peer>();
   /** Peers holding at least one eavesdrop=true rule: they see unicast traffic too. */
   private readonly eavesdroppers = new Set<Peer>();
@@ -88,11 +90,11 @@ export class Bus {
 
   /** A connection finished authentication. Throws BusError when the user has too many. */
   attach(credentials: Credentials, id = this.nextPeerId++): Peer {
-    let sameUser = 0;
-    for (const p of this.peers.values()) if (p.credentials.uid === credentials.uid) sameUser++;
+    const sameUser = this.connectionsPerUid.get(credentials.uid) ?? 0;
     if (sameUser >= this.limits.maxConnectionsPerUser) {
       throw new BusError(DBusErrorName.LimitsExceeded, `uid ${credentials.uid} has too many connections`);
     }
+    this.connectionsPerUid.set(credentials.uid, sameUser + 1);
     if (id >= this.nextPeerId) this.nextPeerId = id + 1;
     const peer = new Peer(id, credentials);
     this.peers.set(id, peer);
@@ -102,6 +104,10 @@ export class Bus {
   /** A connection is gone: release everything it held and tell whoever cares. */
   detach(peer: Peer): void {
     if (!this.peers.delete(peer.id)) return;
+    const uid = peer.credentials.uid;
+    const left = (this.connectionsPerUid.get(uid) ?? 1) - 1;
+    if (left > 0) this.connectionsPerUid.set(uid, left);
+    else this.connectionsPerUid.delete(uid);
     this.monitors.delete(peer);
     this.subscribers.delete(peer);
     this.eavesdroppers.delete(peer);
