@@ -44,7 +44,9 @@ export class ConnectionSet implements BusSink {
     try {
       const fd = socketFd(socket);
       const { pid, uid, gid } = peerCredentials(fd);
-      credentials = { pid, uid, gid, groups: peerGroups(fd), securityLabel: peerSecurityLabel(fd) };
+      // SO_PEERGROUPS lists supplementary groups only; clients expect the primary gid too.
+      const groups = [...new Set([gid, ...peerGroups(fd)])];
+      credentials = { pid, uid, gid, groups, securityLabel: peerSecurityLabel(fd) };
     } catch (err) {
       this.log('client-refused', 'could not read peer credentials; closing', { error: String(err) });
       socket.destroy();
