@@ -10,6 +10,7 @@ import { Daemon, type DaemonSettings } from './daemon.js';
 import type { HandoffArgs } from './handoff-controller.js';
 import { newBusGuid, readMachineId } from './identity.js';
 import type { Logger } from './logger.js';
+import { rereadSettings } from './settings.js';
 
 function adoptListener(fd: number, onConnection: (s: net.Socket) => void): net.Server | string {
   try {
@@ -30,6 +31,7 @@ function settingsOf(doc: HandoffDocument | undefined): DaemonSettings {
     listen: Array.isArray(s?.listen) ? s.listen.filter((l): l is string => typeof l === 'string') : [],
     kind: typeof s?.kind === 'string' ? s.kind : (doc?.bus.kind ?? 'session'),
     limits: typeof s?.limits === 'object' && s.limits !== null ? s.limits : {},
+    source: typeof s?.source === 'object' && s.source !== null ? s.source : undefined,
   };
 }
 
@@ -83,7 +85,7 @@ export function adoptDaemon(args: HandoffArgs, log: Logger, extraMethods: readon
     }
   }
 
-  const settings = settingsOf(doc);
+  const settings = rereadSettings(settingsOf(doc), log);
   const machine = doc?.bus.machineId ? { id: doc.bus.machineId } : readMachineId();
   const identity = {
     guid: doc?.bus.guid ?? newBusGuid(),

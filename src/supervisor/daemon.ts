@@ -14,6 +14,8 @@ export interface DaemonSettings {
   listen: string[];
   kind: 'session' | 'system' | string;
   limits: Partial<BusLimits> & { maxOutgoingBytes?: number };
+  /** Where the settings came from (flags, config file): a new image re-reads it. */
+  source?: { address?: string; configFile?: string; session?: boolean; system?: boolean };
 }
 
 /** Identity that stays the same across handoffs. */

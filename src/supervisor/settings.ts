@@ -35,7 +35,7 @@ function loadConfig(args: SettingsSource): BusConfig | undefined {
 export function settingsFromConfig(args: SettingsSource, log: Logger): DaemonSettings {
   const config = loadConfig(args);
   const kind = config?.type ?? (args.system ? 'system' : 'session');
-  const settings: DaemonSettings = { listen: config ? [...config.listen] : [], kind, limits: {} };
+  const settings: DaemonSettings = { listen: config ? [...config.listen] : [], kind, limits: {}, source: { ...args } };
   if (args.address) settings.listen = [args.address];
   if (!config) return settings;
 
@@ -56,4 +56,33 @@ export function settingsFromConfig(args: SettingsSource, log: Logger): DaemonSet
     log.warning('config-policy', `${config.policies.length} <policy> blocks are read but not enforced yet: every authenticated client may own names and send`);
   }
   return settings;
+}
+
+/**
+ * A new image re-reads the configuration its predecessor was started with and
+ * keeps what it can apply live (limits); listening sockets are inherited, so a
+ * changed <listen> is reported, not applied.
+ */
+export function rereadSettings(inherited: DaemonSettings, log: Logger): DaemonSettings {
+  if (!inherited.source?.configFile) return inherited;
+  let fresh: DaemonSettings;
+  try {
+    fresh = settingsFromConfig(inherited.source, log);
+  } catch (err) {
+    log.warning('config-reread-failed', 'could not re-read the configuration; keeping the one in force', {
+      file: inherited.source.configFile,
+      error: (err as Error).message,
+    });
+    return inherited;
+  }
+  if (inherited.source.address === undefined && JSON.stringify(fresh.listen) !== JSON.stringify(inherited.listen)) {
+    log.warning('config-listen-changed', 'listen addresses changed in the configuration; the inherited sockets stay until a restart', {
+      inForce: inherited.listen.join(' '),
+      configured: fresh.listen.join(' '),
+    });
+  }
+  if (JSON.stringify(fresh.limits) !== JSON.stringify(inherited.limits)) {
+    log.notice('config-limits-changed', 'limits changed in the configuration; applying them', { limits: fresh.limits });
+  }
+  return { ...fresh, listen: inherited.listen };
 }

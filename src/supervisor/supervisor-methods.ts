@@ -1,6 +1,7 @@
 import type { DriverCall, DriverMethod } from '../bus/driver.js';
 import { BusError, DBusErrorName } from '../bus/errors.js';
 import { Variant, type DBusValue } from '../wire/values.js';
+import { connectionRows, nameRows, pendingCallRows, totals } from './bus-report.js';
 import type { Daemon } from './daemon.js';
 import type { HandoffController } from './handoff-controller.js';
 
@@ -10,13 +11,14 @@ export const SUPERVISOR_INTERFACE = 'org.ferrybus.Supervisor1';
 function requirePrivileged(call: DriverCall, what: string): void {
   const uid = call.caller.credentials.uid;
   if (uid !== 0 && uid !== call.bus.options.self.uid) {
-    throw new BusError(DBusErrorName.AccessDenied, `${what} is allowed to uid 0 only (caller is uid ${uid})`);
+    const self = call.bus.options.self.uid;
+    const allowed = self === 0 ? 'uid 0' : `uid 0 and uid ${self} (the bus's own user)`;
+    throw new BusError(DBusErrorName.AccessDenied, `${what} is allowed to ${allowed} only (caller is uid ${uid})`);
   }
 }
 
 function status(daemon: Daemon): Map<DBusValue, DBusValue> {
-  let queuedBytes = 0;
-  for (const conn of daemon.connections.all) queuedBytes += conn.outbound.size;
+  const { queuedBytes, monitors, pendingCalls, authenticating } = totals(daemon);
   const s = new Map<DBusValue, DBusValue>([
     ['Pid', new Variant('u', process.pid)],
     ['Generation', new Variant('u', daemon.generation)],
@@ -26,6 +28,12 @@ function status(daemon: Daemon): Map<DBusValue, DBusValue> {
     ['Connections', new Variant('u', daemon.connections.all.size)],
     ['Names', new Variant('u', [...daemon.bus.names.ownedNames()].length)],
     ['QueuedBytes', new Variant('t', BigInt(queuedBytes))],
+    ['Monitors', new Variant('u', monitors)],
+    ['Authenticating', new Variant('u', authenticating)],
+    ['PendingCalls', new Variant('u', pendingCalls)],
+    ['MaxOutgoingBytes', new Variant('t', BigInt(daemon.connections.maxOutgoingBytes))],
+    ['Guid', new Variant('s', daemon.identity.guid)],
+    ['Kind', new Variant('s', daemon.settings.kind)],
   ]);
   if (daemon.lastHandoff) {
     s.set('LastHandoffAt', new Variant('s', daemon.lastHandoff.at));
@@ -36,8 +44,19 @@ function status(daemon: Daemon): Map<DBusValue, DBusValue> {
 }
 
 /**
- * The supervisor's methods, served by the bus driver on org.freedesktop.DBus:
- * Handoff(s root) → (u generation, t pause µs), answered by the new image; Status() → a{sv}.
+ * The supervisor's methods, served by the bus driver on org.freedesktop.DBus (any object path),
+ * interface org.ferrybus.Supervisor1. Every one is privileged: uid 0 or the bus's own uid.
+ *
+ *   Handoff(s root) → (u generation, t pause_us)   answered by the new image
+ *   Status() → a{sv}       Pid u, Generation u, StartedAt s, UptimeSeconds d, Addresses as,
+ *                          Connections u, Names u, QueuedBytes t, Monitors u, Authenticating u,
+ *                          PendingCalls u, MaxOutgoingBytes t, Guid s, Kind s; after a handoff
+ *                          also LastHandoffAt s, LastHandoffPauseUs t, LastHandoffRoot s
+ *   ListConnections() → a(usuuuasasuttub)   see connectionRows in bus-report.ts
+ *   ListNameOwners() → a(sa(suu))           see nameRows
+ *   ListPendingCalls() → a(sus)             see pendingCallRows
+ *
+ * Keys may be added to Status; the struct signatures change only with a new interface version.
  */
 export function supervisorMethods(daemon: () => Daemon, handoff: HandoffController): DriverMethod[] {
   return [
@@ -54,6 +73,27 @@ export function supervisorMethods(daemon: () => Daemon, handoff: HandoffControll
       handler(call) {
         requirePrivileged(call, 'Status');
         return [status(daemon())];
+      },
+    },
+    {
+      interface: SUPERVISOR_INTERFACE, member: 'ListConnections', in: '', out: 'a(usuuuasasuttub)',
+      handler(call) {
+        requirePrivileged(call, 'ListConnections');
+        return [connectionRows(daemon())];
+      },
+    },
+    {
+      interface: SUPERVISOR_INTERFACE, member: 'ListNameOwners', in: '', out: 'a(sa(suu))',
+      handler(call) {
+        requirePrivileged(call, 'ListNameOwners');
+        return [nameRows(daemon())];
+      },
+    },
+    {
+      interface: SUPERVISOR_INTERFACE, member: 'ListPendingCalls', in: '', out: 'a(sus)',
+      handler(call) {
+        requirePrivileged(call, 'ListPendingCalls');
+        return [pendingCallRows(daemon())];
       },
     },
   ];
