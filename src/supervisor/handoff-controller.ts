@@ -38,6 +38,20 @@ export function handoffArgv(a: HandoffArgs): string[] {
   ];
 }
 
+/** Reads the flags written by handoffArgv back, or undefined when this is not a handoff start. */
+export function parseHandoffArgv(argv: readonly string[]): HandoffArgs | undefined {
+  const flag = (name: string) => argv.find((a) => a.startsWith(`--handoff-${name}=`))?.slice(name.length + 11);
+  const document = flag('document');
+  if (argv[0] !== 'daemon' || document === undefined) return undefined;
+  return {
+    document,
+    nonce: flag('nonce') ?? '',
+    listenFds: (flag('listen-fds') ?? '').split(',').filter(Boolean).map(Number),
+    generation: Number(flag('generation') ?? 2),
+    nextUniqueId: Number(flag('next-unique') ?? 1),
+  };
+}
+
 /**
  * Runs handoffs one at a time: preflight while serving, then snapshot, write
  * and exec in one synchronous step. Every failure before exec leaves this image
