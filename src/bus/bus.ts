@@ -377,12 +377,19 @@ export class Bus {
   }
 
   private deliver(to: Peer, routed: RoutedMessage): boolean {
-    if (this.sink.send(to, routed.bytes)) return true;
-    this.log('quota-drop', 'a message was not queued: the receiver has too many bytes queued', {
-      receiver: to.label,
-      sender: routed.sender,
-      type: routed.type,
-    });
+    if (this.sink.send(to, routed.bytes)) {
+      to.overQuota = false;
+      return true;
+    }
+    // Logged once per episode: a stuck reader would otherwise flood the log.
+    if (!to.overQuota) {
+      this.log('quota-drop', 'messages are not queued for a receiver over its outbound quota', {
+        receiver: to.label,
+        sender: routed.sender,
+        type: routed.type,
+      });
+    }
+    to.overQuota = true;
     return false;
   }
 

@@ -23,6 +23,8 @@ export class Peer {
   monitorRules: MatchRule[] | null = null;
   /** Method calls this peer made that still await a reply. */
   pendingCalls = 0;
+  /** Set while messages to this peer are refused for its outbound quota (logs once per episode). */
+  overQuota = false;
 
   constructor(
     readonly id: number,

@@ -63,7 +63,7 @@ export class Daemon {
       kind: settings.kind,
       self: { uid: process.getuid!(), gid: process.getgid!(), pid: process.pid, groups: process.getgroups!() },
       limits: settings.limits,
-      log: (event, message, fields) => log.debug(event, message, fields),
+      log: (event, message, fields) => (event === 'quota-drop' ? log.warning : log.debug)(event, message, fields),
       extraMethods,
     });
     connections.bus = bus;
