@@ -61,7 +61,7 @@ describe('a client that never reads', () => {
     await removeTempDir(dir);
   });
 
-  it('gets its queue capped: callers see LimitsExceeded and the bus does not grow', async () => {
+  it('gets its queue capped: callers see LimitsExceeded and the queue stays within max_outgoing_bytes', async () => {
     // The slow reader: authenticates, owns a name, then never reads another byte.
     const slow = net.connect({ path: socketPath });
     await new Promise<void>((resolve) => slow.once('connect', () => resolve()));
