@@ -1,27 +1,77 @@
 #!/usr/bin/env node
-import yargs from 'yargs';
+import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { FerryError } from '../util/errors.js';
 import { READABLE_FORMATS } from '../handoff/document.js';
 import { defaultAddress } from '../transport/address.js';
-import { runDaemonCommand } from './daemon-command.js';
+import { CliError, EXIT_FAILURE, EXIT_USAGE } from './cli-error.js';
+import { runConnectionsCommand } from './connections-command.js';
+import { parseHandoffArgv } from '../supervisor/handoff-controller.js';
 import { runHandoffCommand } from './handoff-command.js';
+import { runInspectCommand } from './inspect-command.js';
+import { runMonitorCommand } from './monitor-command.js';
+import { runNamesCommand } from './names-command.js';
+import { runQueueCommand } from './queue-command.js';
+import { runStatusCommand } from './status-command.js';
+import type { BusArgs } from './supervisor-client.js';
 import { VERSION } from './version.js';
 
+/**
+ * Exit status: 0 success, 1 a runtime failure (EXIT_FAILURE), 64 a usage error (EX_USAGE).
+ * Every failure is one line on stderr that starts with "ferrybus: ".
+ */
 function fail(err: unknown): never {
+  if (err instanceof CliError) {
+    process.stderr.write(`ferrybus: ${err.message}\n`);
+    process.exit(err.exitCode);
+  }
   if (err instanceof FerryError) {
     process.stderr.write(`ferrybus: ${err.message}\n`);
-    process.exit(err.code === 'BadFlag' ? 64 : 1);
+    process.exit(err.code === 'BadFlag' ? EXIT_USAGE : EXIT_FAILURE);
   }
   const e = err as NodeJS.ErrnoException;
   if (e && typeof e.code === 'string' && typeof e.message === 'string') {
     process.stderr.write(`ferrybus: ${e.message}\n`);
-    process.exit(1);
+    process.exit(EXIT_FAILURE);
   }
   throw err;
 }
 
-await yargs(hideBin(process.argv))
+/** Runs a command's work; every failure goes through fail(). */
+async function run(work: () => Promise<void> | void): Promise<void> {
+  try {
+    await work();
+  } catch (err) {
+    fail(err);
+  }
+}
+
+const DEFAULT_ADDRESS = defaultAddress({ uid: process.getuid!(), env: process.env });
+
+/** --address, --json and --timeout: what every command that talks to a running daemon takes. */
+function busOptions<T>(y: Argv<T>) {
+  return y
+    .option('address', { type: 'string', describe: `the bus to talk to (default: ${DEFAULT_ADDRESS})` })
+    .option('json', { type: 'boolean', describe: 'print JSON (one line) instead of a table' })
+    .option('timeout', { type: 'number', default: 10, describe: 'seconds to wait for the daemon before giving up' });
+}
+
+function busArgs(argv: { address?: string; timeout: number }): BusArgs {
+  if (!Number.isFinite(argv.timeout) || argv.timeout <= 0) {
+    throw new CliError(`--timeout takes a positive number of seconds, got "${argv.timeout}"`, EXIT_USAGE);
+  }
+  if (argv.address === '') throw new CliError('--address is empty; name a bus address such as unix:path=/run/ferrybus/bus', EXIT_USAGE);
+  return {
+    address: argv.address ?? DEFAULT_ADDRESS,
+    addressSource: argv.address === undefined ? 'default' : 'flag',
+    timeoutMs: argv.timeout * 1000,
+  };
+}
+
+// A handoff start never goes through the parser: its flags are internal (see ferrybus.ts).
+const inheritance = parseHandoffArgv(process.argv.slice(2));
+if (inheritance) await (await import('./daemon-command.js')).runDaemonCommand({ handoff: inheritance });
+else await yargs(hideBin(process.argv))
   .scriptName('ferrybus')
   .command(
     'daemon',
@@ -39,13 +89,10 @@ await yargs(hideBin(process.argv))
         .option('nopidfile', { type: 'boolean', describe: 'accepted for compatibility; no pid file is written' })
         .option('syslog', { type: 'boolean', describe: 'accepted for compatibility; logs go to stderr' })
         .option('nosyslog', { type: 'boolean', describe: 'accepted for compatibility' })
-        .option('syslog-only', { type: 'boolean', describe: 'accepted for compatibility' })
-        .option('handoff-document', { type: 'string', hidden: true })
-        .option('handoff-nonce', { type: 'string', hidden: true })
-        .option('handoff-listen-fds', { type: 'string', hidden: true })
-        .option('handoff-generation', { type: 'number', hidden: true })
-        .option('handoff-next-unique', { type: 'number', hidden: true }),
+        .option('syslog-only', { type: 'boolean', describe: 'accepted for compatibility' }),
     async (argv) => {
+      // Loaded on demand: the operator commands never need the daemon (or koffi).
+      const { runDaemonCommand } = await import('./daemon-command.js');
       await runDaemonCommand({
         address: argv.address,
         configFile: argv['config-file'],
@@ -55,17 +102,45 @@ await yargs(hideBin(process.argv))
         printPid: argv['print-pid'] === undefined ? undefined : argv['print-pid'] || true,
         fork: argv.fork,
         nofork: argv.nofork,
-        handoff: argv['handoff-document']
-          ? {
-              document: argv['handoff-document'],
-              nonce: argv['handoff-nonce'] ?? '',
-              listenFds: (argv['handoff-listen-fds'] ?? '').split(',').filter(Boolean).map(Number),
-              generation: argv['handoff-generation'] ?? 2,
-              nextUniqueId: argv['handoff-next-unique'] ?? 1,
-            }
-          : undefined,
       }).catch(fail);
     },
+  )
+  .command(
+    'status',
+    'show the running daemon: pid, generation, root, uptime, addresses, connections, names, queued bytes, last handoff',
+    (y) => busOptions(y),
+    (argv) => run(() => runStatusCommand({ ...busArgs(argv), json: argv.json })),
+  )
+  .command(
+    'names',
+    'list well-known names: owner (unique name, pid, command) and queued owners with their flags',
+    (y) => busOptions(y),
+    (argv) => run(() => runNamesCommand({ ...busArgs(argv), json: argv.json })),
+  )
+  .command(
+    'connections',
+    'list client connections: unique name, pid, uid, command, names, match rules, queued bytes, monitor',
+    (y) => busOptions(y),
+    (argv) => run(() => runConnectionsCommand({ ...busArgs(argv), json: argv.json })),
+  )
+  .command(
+    'queue',
+    'show connections with outbound bytes queued (largest first) and method calls awaiting replies',
+    (y) => busOptions(y).option('all', { type: 'boolean', describe: 'list connections with nothing queued too' }),
+    (argv) => run(() => runQueueCommand({ ...busArgs(argv), json: argv.json, all: argv.all })),
+  )
+  .command(
+    'monitor [rules..]',
+    'print every message on the bus, one per line, until Ctrl-C (optionally only those matching RULES)',
+    (y) =>
+      busOptions(y)
+        .positional('rules', { type: 'string', array: true, describe: "match rules, e.g. \"type='signal',interface='org.example.Foo'\"" })
+        .option('body', { type: 'boolean', describe: 'decode and print each message\'s arguments too' })
+        .option('json', { type: 'boolean', describe: 'print one JSON object per message, one per line' }),
+    (argv) =>
+      run(() =>
+        runMonitorCommand({ ...busArgs(argv), rules: (argv.rules ?? []).map(String), json: argv.json, body: argv.body }),
+      ),
   )
   .command(
     'handoff',
@@ -73,15 +148,19 @@ await yargs(hideBin(process.argv))
     (y) =>
       y
         .option('root', { type: 'string', describe: 'root directory to move into (e.g. /proc/<pid>/root); default: in place' })
-        .option('address', { type: 'string', describe: 'the bus to talk to (default: the default address)' })
-        .option('json', { type: 'boolean', describe: 'print the result as JSON' }),
-    async (argv) => {
-      await runHandoffCommand({
-        address: argv.address ?? defaultAddress({ uid: process.getuid!(), env: process.env }),
-        root: argv.root,
-        json: argv.json,
-      }).catch(fail);
-    },
+        .option('address', { type: 'string', describe: `the bus to talk to (default: ${DEFAULT_ADDRESS})` })
+        .option('json', { type: 'boolean', describe: 'print the result as JSON' })
+        .option('timeout', { type: 'number', default: 10, describe: 'seconds to wait for the daemon to answer the connection' }),
+    (argv) => run(() => runHandoffCommand({ ...busArgs(argv), root: argv.root, json: argv.json })),
+  )
+  .command(
+    'inspect <file>',
+    'read a handoff document without a daemon: generation, listeners, connections, names, queues',
+    (y) =>
+      y
+        .positional('file', { type: 'string', demandOption: true, describe: 'the document, e.g. /run/ferrybus/handoff/generation-2.json' })
+        .option('json', { type: 'boolean', describe: 'print JSON (one line) instead of tables' }),
+    (argv) => run(() => runInspectCommand({ file: argv.file, json: argv.json })),
   )
   .command(
     'handoff-check',
@@ -98,11 +177,13 @@ await yargs(hideBin(process.argv))
   )
   .demandCommand(1, 'name a command, e.g. `ferrybus daemon`')
   .strict()
-  .completion('completion', 'print a shell completion script')
+  .completion('completion', 'print a shell completion script (add `source <(ferrybus completion)` to ~/.bashrc)')
+  .version(VERSION)
   .help()
+  .epilog('Exit status: 0 on success, 1 when something failed at run time, 64 for a usage error.')
   .fail((msg, err) => {
     if (err) fail(err);
     process.stderr.write(`ferrybus: ${msg}\nRun 'ferrybus --help' for usage.\n`);
-    process.exit(64);
+    process.exit(EXIT_USAGE);
   })
   .parseAsync();

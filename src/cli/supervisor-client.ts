@@ -1,0 +1,193 @@
+import { FerryError } from '../util/errors.js';
+import { Variant, type DBusValue } from '../wire/values.js';
+import { BusCallError, BusClient } from './bus-client.js';
+import { CliError } from './cli-error.js';
+
+/**
+ * Typed access to org.ferrybus.Supervisor1 (src/supervisor/supervisor-methods.ts documents the
+ * signatures). Every failure becomes a CliError that says what the daemon answered.
+ */
+
+export const SUPERVISOR_DESTINATION = 'org.freedesktop.DBus';
+export const SUPERVISOR_PATH = '/org/ferrybus/Supervisor1';
+export const SUPERVISOR_INTERFACE = 'org.ferrybus.Supervisor1';
+
+/** What every command that talks to the daemon is given. */
+export interface BusArgs {
+  address: string;
+  /** 'default' when nobody named an address, 'flag' for --address. */
+  addressSource: 'default' | 'flag';
+  timeoutMs: number;
+}
+
+export interface DaemonStatus {
+  pid: number;
+  generation: number;
+  startedAt: string;
+  uptimeSeconds: number;
+  addresses: string[];
+  connections: number;
+  names: number;
+  queuedBytes: number;
+  /** Absent from daemons older than this CLI. */
+  monitors?: number;
+  authenticating?: number;
+  pendingCalls?: number;
+  maxOutgoingBytes?: number;
+  guid?: string;
+  kind?: string;
+  lastHandoff: { at: string; pauseUs: number; root: string } | null;
+}
+
+export interface ConnectionInfo {
+  peerId: number;
+  /** null before Hello (still authenticating). */
+  uniqueName: string | null;
+  pid: number;
+  uid: number;
+  gid: number;
+  ownedNames: string[];
+  queuedNames: string[];
+  matchRules: number;
+  outboundBytes: number;
+  inboundBytes: number;
+  pendingCalls: number;
+  monitor: boolean;
+}
+
+export interface NameOwnerInfo {
+  uniqueName: string;
+  pid: number;
+  flags: number;
+}
+
+export interface NameInfo {
+  name: string;
+  /** Primary owner first. */
+  queue: NameOwnerInfo[];
+}
+
+export interface PendingCallInfo {
+  caller: string;
+  serial: number;
+  callee: string;
+}
+
+/** RequestName flags by name, as the D-Bus specification spells them. */
+export function nameFlags(flags: number): string[] {
+  const out: string[] = [];
+  if (flags & 0x1) out.push('allow-replacement');
+  if (flags & 0x2) out.push('replace-existing');
+  if (flags & 0x4) out.push('do-not-queue');
+  return out;
+}
+
+/** Connects, runs `fn`, and always closes the connection. */
+export async function withBus<T>(args: BusArgs, fn: (client: BusClient) => Promise<T>): Promise<T> {
+  const client = await BusClient.connect(args.address, { timeoutMs: args.timeoutMs, source: args.addressSource });
+  try {
+    return await fn(client);
+  } finally {
+    client.close();
+  }
+}
+
+/** Calls a Supervisor1 method and explains every way it can fail. */
+export async function callSupervisor(
+  client: BusClient,
+  member: string,
+  signature = '',
+  args: DBusValue[] = [],
+  timeoutMs = 30_000,
+): Promise<DBusValue[]> {
+  try {
+    return await client.call(SUPERVISOR_DESTINATION, SUPERVISOR_PATH, SUPERVISOR_INTERFACE, member, signature, args, timeoutMs);
+  } catch (err) {
+    throw explainCallError(err, client, `${SUPERVISOR_INTERFACE}.${member}`);
+  }
+}
+
+/** Turns a failed call into a message for the operator. */
+export function explainCallError(err: unknown, client: BusClient, what: string): Error {
+  if (err instanceof BusCallError) {
+    const name = err.errorName;
+    if (name === 'org.freedesktop.DBus.Error.AccessDenied') {
+      return new CliError(`the bus at ${client.where} refused ${what}: ${err.text} (run as root or as the bus's user)`);
+    }
+    if (name === 'org.freedesktop.DBus.Error.UnknownMethod' || name === 'org.freedesktop.DBus.Error.UnknownInterface') {
+      return new CliError(
+        `the bus at ${client.where} does not offer ${what}: it is not ferrybus, or an older ferrybus (${err.text})`,
+      );
+    }
+    return new CliError(`${what} failed at ${client.where}: ${name}: ${err.text}`);
+  }
+  if (err instanceof FerryError) return new CliError(err.message);
+  return err as Error;
+}
+
+function unwrap(v: DBusValue | undefined): DBusValue | undefined {
+  return v instanceof Variant ? v.value : v;
+}
+
+const num = (v: DBusValue | undefined): number => (typeof v === 'bigint' ? Number(v) : typeof v === 'number' ? v : 0);
+const str = (v: DBusValue | undefined): string => (typeof v === 'string' ? v : '');
+const optNum = (m: Map<DBusValue, DBusValue>, k: string): number | undefined => (m.has(k) ? num(unwrap(m.get(k))) : undefined);
+const optStr = (m: Map<DBusValue, DBusValue>, k: string): string | undefined => (m.has(k) ? str(unwrap(m.get(k))) : undefined);
+
+export async function fetchStatus(client: BusClient): Promise<DaemonStatus> {
+  const [raw] = await callSupervisor(client, 'Status');
+  const m = raw as Map<DBusValue, DBusValue>;
+  const get = (k: string) => unwrap(m.get(k));
+  const at = optStr(m, 'LastHandoffAt');
+  return {
+    pid: num(get('Pid')),
+    generation: num(get('Generation')),
+    startedAt: str(get('StartedAt')),
+    uptimeSeconds: num(get('UptimeSeconds')),
+    addresses: (get('Addresses') as string[] | undefined) ?? [],
+    connections: num(get('Connections')),
+    names: num(get('Names')),
+    queuedBytes: num(get('QueuedBytes')),
+    monitors: optNum(m, 'Monitors'),
+    authenticating: optNum(m, 'Authenticating'),
+    pendingCalls: optNum(m, 'PendingCalls'),
+    maxOutgoingBytes: optNum(m, 'MaxOutgoingBytes'),
+    guid: optStr(m, 'Guid'),
+    kind: optStr(m, 'Kind'),
+    lastHandoff: at === undefined ? null : { at, pauseUs: optNum(m, 'LastHandoffPauseUs') ?? 0, root: optStr(m, 'LastHandoffRoot') ?? '' },
+  };
+}
+
+/** ListConnections() → a(usuuuasasuttub). */
+export async function fetchConnections(client: BusClient): Promise<ConnectionInfo[]> {
+  const [rows] = await callSupervisor(client, 'ListConnections');
+  return (rows as DBusValue[][]).map((r) => ({
+    peerId: num(r[0]),
+    uniqueName: str(r[1]) || null,
+    pid: num(r[2]),
+    uid: num(r[3]),
+    gid: num(r[4]),
+    ownedNames: r[5] as string[],
+    queuedNames: r[6] as string[],
+    matchRules: num(r[7]),
+    outboundBytes: num(r[8]),
+    inboundBytes: num(r[9]),
+    pendingCalls: num(r[10]),
+    monitor: r[11] === true,
+  }));
+}
+
+/** ListNameOwners() → a(sa(suu)). */
+export async function fetchNames(client: BusClient): Promise<NameInfo[]> {
+  const [rows] = await callSupervisor(client, 'ListNameOwners');
+  return (rows as DBusValue[][]).map((r) => ({
+    name: str(r[0]),
+    queue: (r[1] as DBusValue[][]).map((o) => ({ uniqueName: str(o[0]), pid: num(o[1]), flags: num(o[2]) })),
+  }));
+}
+
+/** ListPendingCalls() → a(sus). */
+export async function fetchPendingCalls(client: BusClient): Promise<PendingCallInfo[]> {
+  const [rows] = await callSupervisor(client, 'ListPendingCalls');
+  return (rows as DBusValue[][]).map((r) => ({ caller: str(r[0]), serial: num(r[1]), callee: str(r[2]) }));
+}
