@@ -53,7 +53,7 @@ fs.mkdirSync(outdir, { recursive: true });
 
 const outfile = path.join(outdir, 'ferrybus.mjs');
 await build({
-  entryPoints: [path.join(repo, 'src/cli/main.ts')],
+  entryPoints: [path.join(repo, 'src/cli/ferrybus.ts')],
   outfile,
   bundle: true,
   platform: 'node',
