@@ -88,10 +88,14 @@ export class Bus {
 
   // ---- connection lifecycle -------------------------------------------------
 
-  /** A connection finished authentication. Throws BusError when the user has too many. */
-  attach(credentials: Credentials, id = this.nextPeerId++): Peer {
+  /**
+   * A connection finished authentication. Throws BusError when the user has too many, unless
+   * the connection is `inherited` from an earlier image (a handoff): limits govern new
+   * connections, and one lowered in the configuration must not disconnect clients already there.
+   */
+  attach(credentials: Credentials, id = this.nextPeerId++, inherited = false): Peer {
     const sameUser = this.connectionsPerUid.get(credentials.uid) ?? 0;
-    if (sameUser >= this.limits.maxConnectionsPerUser) {
+    if (!inherited && sameUser >= this.limits.maxConnectionsPerUser) {
       throw new BusError(DBusErrorName.LimitsExceeded, `uid ${credentials.uid} has too many connections`);
     }
     this.connectionsPerUid.set(credentials.uid, sameUser + 1);

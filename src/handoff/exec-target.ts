@@ -22,10 +22,13 @@ const PREFLIGHT_TIMEOUT_MS = 20_000;
 export function preflight(target: ExecTarget, root: string): Promise<{ version: string }> {
   return new Promise((resolve, reject) => {
     const where = root === '/' ? '' : ` in root ${root}`;
+    // stdin is a pipe, not 'ignore': that would open /dev/null inside the target root, and a
+    // root without it made the child fail before exec with a misleading "spawn <node> ENOENT".
     const child = spawn(target.execPath, [target.script, 'handoff-check', '--format', String(HANDOFF_FORMAT)], {
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: ['pipe', 'pipe', 'pipe'],
       timeout: PREFLIGHT_TIMEOUT_MS,
     });
+    child.stdin.end();
     let out = '';
     let err = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));

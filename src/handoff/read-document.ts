@@ -1,4 +1,5 @@
 import { FerryError } from '../util/errors.js';
+import { isValidWellKnownName } from '../wire/names.js';
 import {
   MAX_DOCUMENT_BYTES,
   READABLE_FORMATS,
@@ -88,6 +89,8 @@ export function readDocument(
   });
   const usedFds = new Set<number>(listeners.map((l) => l.fd));
   const peerIds = new Set<number>();
+  const uniqueNames = new Set<string>();
+  let nextUniqueId = bus.nextUniqueId;
   const connections: ConnectionDoc[] = [];
   list(raw.connections, 'connections', warnings).forEach((c, i) => {
     const why = checkConnection(c);
@@ -95,21 +98,48 @@ export function readDocument(
     const conn = c as unknown as ConnectionDoc;
     if (usedFds.has(conn.fd)) return warnings.push(`connections[${i}]: fd ${conn.fd} used twice; dropped`);
     if (peerIds.has(conn.peerId)) return warnings.push(`connections[${i}]: peer id ${conn.peerId} used twice; dropped`);
+    // Two peers answering to one unique name would receive each other's messages.
+    if (conn.uniqueName !== undefined && uniqueNames.has(conn.uniqueName)) {
+      return warnings.push(`connections[${i}]: unique name ${conn.uniqueName} used twice; dropped`);
+    }
     unknownKeys(`connections[${i}]`, c as Obj, [
       'fd', 'peerId', 'credentials', 'sasl', 'uniqueName', 'inbound', 'outbound', 'matches', 'monitorRules',
     ], warnings);
     usedFds.add(conn.fd);
     peerIds.add(conn.peerId);
+    if (conn.uniqueName !== undefined) {
+      uniqueNames.add(conn.uniqueName);
+      // A unique name is never handed out twice: the counter must be past every name in use.
+      const n = Number(conn.uniqueName.slice(3));
+      if (n >= nextUniqueId) {
+        warnings.push(`bus: nextUniqueId ${nextUniqueId} is not above ${conn.uniqueName} (a connection's unique name); raised to ${n + 1}`);
+        nextUniqueId = n + 1;
+      }
+    }
     connections.push(conn);
   });
   const names: NameDoc[] = [];
+  const seenNames = new Set<string>();
   list(raw.names, 'names', warnings).forEach((n, i) => {
     if (!isObj(n) || !isStr(n.name) || !Array.isArray(n.queue)) return warnings.push(`names[${i}]: malformed, dropped`);
+    if (!isValidWellKnownName(n.name)) return warnings.push(`names[${i}]: ${JSON.stringify(n.name)} is not a valid well-known name; dropped`);
+    if (seenNames.has(n.name)) return warnings.push(`names[${i}] (${n.name}): listed twice; dropped`);
     const queue = n.queue.filter(
       (o): o is { peerId: number; flags: number } => isObj(o) && isInt(o.peerId) && isInt(o.flags, 0, 7) && peerIds.has(o.peerId),
     );
     if (queue.length !== n.queue.length) warnings.push(`names[${i}] (${n.name}): ${n.queue.length - queue.length} unknown owners dropped`);
-    if (queue.length > 0) names.push({ name: n.name, queue });
+    const queued = new Set<number>();
+    const unique = queue.filter((o) => {
+      if (queued.has(o.peerId)) {
+        warnings.push(`names[${i}] (${n.name}): peer ${o.peerId} queued twice; the later entry dropped`);
+        return false;
+      }
+      queued.add(o.peerId);
+      return true;
+    });
+    if (unique.length === 0) return;
+    seenNames.add(n.name);
+    names.push({ name: n.name, queue: unique });
   });
   const pendingCalls = list(raw.pendingCalls, 'pendingCalls', warnings).filter((p): p is PendingCallDoc => {
     const ok = isObj(p) && isInt(p.caller) && isInt(p.serial, 1, 0xffffffff) && isInt(p.callee) &&
@@ -120,6 +150,11 @@ export function readDocument(
   const handoffCallers = list(raw.handoffCallers, 'handoffCallers', warnings).filter(
     (h): h is { peerId: number; serial: number } => isObj(h) && isInt(h.peerId) && isInt(h.serial, 1, 0xffffffff),
   );
+  const last = raw.lastHandoff;
+  const lastHandoff = isObj(last) && isStr(last.at) && isInt(last.pauseUs) && isStr(last.root)
+    ? { at: last.at, pauseUs: last.pauseUs, root: last.root }
+    : undefined;
+  if (last !== undefined && !lastHandoff) warnings.push('lastHandoff: malformed, dropped');
   const doc: HandoffDocument = {
     format: raw.format,
     nonce: raw.nonce,
@@ -131,7 +166,7 @@ export function readDocument(
       guid: bus.guid,
       machineId: isStr(bus.machineId) ? bus.machineId : '',
       kind: isStr(bus.kind) ? bus.kind : 'session',
-      nextUniqueId: bus.nextUniqueId,
+      nextUniqueId,
       nextPeerId: bus.nextPeerId,
       driverSerial: bus.driverSerial,
       startedAt: isStr(bus.startedAt) ? bus.startedAt : '',
@@ -142,7 +177,7 @@ export function readDocument(
     names,
     pendingCalls,
     handoffCallers,
-    lastHandoff: isObj(raw.lastHandoff) ? (raw.lastHandoff as HandoffDocument['lastHandoff']) : undefined,
+    lastHandoff,
   };
   return { doc, warnings };
 }

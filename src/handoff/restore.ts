@@ -55,7 +55,7 @@ export function restore(doc: HandoffDocument, bus: Bus, connections: ConnectionS
     }
     let peer: Peer | undefined;
     if (!c.sasl) {
-      peer = bus.attach(c.credentials, c.peerId);
+      peer = bus.attach(c.credentials, c.peerId, true);
       if (c.uniqueName) bus.adoptUniqueName(peer, c.uniqueName);
       for (const text of c.matches) {
         try {

@@ -2,9 +2,9 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import type { DriverMethod } from '../bus/driver.js';
 import type { HandoffDocument } from '../handoff/document.js';
-import { readDocument } from '../handoff/read-document.js';
+import { readHandoffFile } from '../handoff/handoff-file.js';
 import { restore } from '../handoff/restore.js';
-import { isListeningSocket, setCloexec } from '../sys/libc.js';
+import { isListeningSocket, setCloexec, socketFd } from '../sys/libc.js';
 import { formatAddressEntry, type ListenTarget } from '../transport/address.js';
 import { Daemon, type DaemonSettings } from './daemon.js';
 import type { HandoffArgs } from './handoff-controller.js';
@@ -68,8 +68,7 @@ function closeStrays(keep: Set<number>, log: Logger): number {
 export function adoptDaemon(args: HandoffArgs, log: Logger, extraMethods: readonly DriverMethod[]): Daemon {
   let doc: HandoffDocument | undefined;
   try {
-    const text = fs.readFileSync(args.document, 'utf8');
-    const read = readDocument(text, { nonce: args.nonce, pid: process.pid });
+    const read = readHandoffFile(args.document, { nonce: args.nonce, pid: process.pid });
     doc = read.doc;
     for (const w of read.warnings) log.warning('handoff-document-warning', w);
   } catch (err) {
@@ -119,6 +118,17 @@ export function adoptDaemon(args: HandoffArgs, log: Logger, extraMethods: readon
   }
   const report = restore(doc, bus, connections);
   for (const line of report.dropped) log.error('handoff-restore-dropped', line);
+  // A client whose record was dropped (damaged, or its fd is not what the record says) would
+  // otherwise wait forever on a socket nobody reads: close it so it sees the end.
+  const adopted = new Set<number>();
+  for (const conn of connections.all) {
+    try {
+      adopted.add(socketFd(conn.socket));
+    } catch {
+      // closed already (its replayed input was malformed): nothing to keep
+    }
+  }
+  closeStrays(adopted, log);
   const pauseUs = Number((process.hrtime.bigint() - BigInt(doc.stoppedAtNs)) / 1000n);
   daemon.lastHandoff = { at: new Date().toISOString(), pauseUs, root: doc.lastHandoff?.root ?? '/' };
   log.notice('handoff-complete', 'handoff complete: serving as the new generation', {
