@@ -1,0 +1,428 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import fc from 'fast-check';
+import { afterAll, describe, expect, it } from 'vitest';
+import { isValidWellKnownName } from '../wire/names.js';
+import { HANDOFF_FORMAT, MAX_DOCUMENT_BYTES, type ConnectionDoc, type HandoffDocument } from './document.js';
+import { readHandoffFile } from './handoff-file.js';
+import { HandoffError, readDocument, type ReadResult } from './read-document.js';
+
+const NONCE = '5f0c1d2e3a4b5c6d7e8f90a1b2c3d4e5';
+const PID = 4242;
+
+function connection(i: number, extra: Partial<ConnectionDoc> = {}): ConnectionDoc {
+  return {
+    fd: 20 + i,
+    peerId: i + 1,
+    credentials: { uid: 1000 + i, gid: 1000, pid: 300 + i, groups: [1000, 27] },
+    uniqueName: `:1.${i + 1}`,
+    inbound: Buffer.from([0x6c, 1, 0, 1]).toString('base64'),
+    outbound: '',
+    matches: ["type='signal',interface='org.example.Changed'"],
+    ...extra,
+  };
+}
+
+/** A document as an old image writes it: three connections, names with queues, a pending call. */
+function validDoc(): HandoffDocument {
+  return {
+    format: HANDOFF_FORMAT,
+    nonce: NONCE,
+    pid: PID,
+    generation: 3,
+    stoppedAtNs: '123456789000',
+    writtenAt: '2026-11-27T10:00:00.000Z',
+    bus: {
+      guid: '0123456789abcdef0123456789abcdef',
+      machineId: 'fedcba9876543210fedcba9876543210',
+      kind: 'system',
+      nextUniqueId: 9,
+      nextPeerId: 9,
+      driverSerial: 77,
+      startedAt: '2026-11-27T09:00:00.000Z',
+    },
+    settings: { listen: ['unix:path=/run/ferrybus/bus'], kind: 'system', limits: {} },
+    listeners: [{ fd: 3, path: '/run/ferrybus/bus', address: 'unix:path=/run/ferrybus/bus,guid=0123456789abcdef0123456789abcdef' }],
+    connections: [
+      connection(0),
+      connection(1, { outbound: Buffer.from('queued').toString('base64'), monitorRules: [] }),
+      // Still authenticating: no unique name yet.
+      (({ uniqueName: _, ...rest }) => rest)(
+        connection(2, { sasl: { phase: 'waiting-for-begin', buffer: '', total: 30, rejections: 0, uid: 1002 }, matches: [] }),
+      ),
+    ],
+    names: [
+      { name: 'org.example.Service', queue: [{ peerId: 1, flags: 1 }, { peerId: 2, flags: 0 }] },
+      { name: 'org.example.Other', queue: [{ peerId: 2, flags: 4 }] },
+    ],
+    pendingCalls: [{ caller: 1, serial: 5, callee: 2 }],
+    handoffCallers: [{ peerId: 1, serial: 9 }],
+    lastHandoff: { at: '2026-11-27T09:30:00.000Z', pauseUs: 250_000, root: '/' },
+  };
+}
+
+const read = (doc: unknown, expect_: { nonce?: string; pid?: number } = { nonce: NONCE, pid: PID }): ReadResult =>
+  readDocument(typeof doc === 'string' ? doc : JSON.stringify(doc), expect_);
+
+function refusal(fn: () => unknown): HandoffError {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(HandoffError);
+    return err as HandoffError;
+  }
+  throw new Error('the document was accepted');
+}
+
+/**
+ * What restore() relies on, whatever the input: every record that comes out is well-formed and
+ * the records agree with each other (no fd or peer used twice, names owned by surviving
+ * connections, unique names never handed out again).
+ */
+function expectConsistent({ doc }: ReadResult): void {
+  const fds = new Set<number>();
+  for (const l of doc.listeners) {
+    expect(Number.isInteger(l.fd)).toBe(true);
+    expect(typeof l.path).toBe('string');
+    expect(typeof l.address).toBe('string');
+    expect(fds.has(l.fd)).toBe(false);
+    fds.add(l.fd);
+  }
+  const peers = new Set<number>();
+  const uniqueNames = new Set<string>();
+  for (const c of doc.connections) {
+    expect(Number.isInteger(c.fd) && c.fd >= 0).toBe(true);
+    expect(fds.has(c.fd), `fd ${c.fd} used twice`).toBe(false);
+    fds.add(c.fd);
+    expect(Number.isInteger(c.peerId) && c.peerId >= 1).toBe(true);
+    expect(peers.has(c.peerId), `peer ${c.peerId} used twice`).toBe(false);
+    peers.add(c.peerId);
+    expect(typeof c.credentials.uid).toBe('number');
+    expect(Array.isArray(c.credentials.groups)).toBe(true);
+    expect(typeof c.inbound).toBe('string');
+    expect(typeof c.outbound).toBe('string');
+    expect(c.matches.every((m) => typeof m === 'string')).toBe(true);
+    if (c.uniqueName !== undefined) {
+      expect(c.uniqueName).toMatch(/^:1\.[0-9]+$/);
+      expect(uniqueNames.has(c.uniqueName), `${c.uniqueName} used twice`).toBe(false);
+      uniqueNames.add(c.uniqueName);
+      expect(Number(c.uniqueName.slice(3)), `${c.uniqueName} would be handed out again`).toBeLessThan(doc.bus.nextUniqueId);
+    }
+  }
+  const names = new Set<string>();
+  for (const n of doc.names) {
+    expect(isValidWellKnownName(n.name), `name ${JSON.stringify(n.name)}`).toBe(true);
+    expect(names.has(n.name), `${n.name} listed twice`).toBe(false);
+    names.add(n.name);
+    expect(n.queue.length).toBeGreaterThan(0);
+    const owners = n.queue.map((o) => o.peerId);
+    expect(new Set(owners).size, `${n.name} queues one peer twice`).toBe(owners.length);
+    for (const o of n.queue) {
+      expect(peers.has(o.peerId)).toBe(true);
+      expect(Number.isInteger(o.flags) && o.flags >= 0 && o.flags <= 7).toBe(true);
+    }
+  }
+  for (const p of doc.pendingCalls) expect(peers.has(p.caller) && peers.has(p.callee)).toBe(true);
+  for (const h of doc.handoffCallers) expect(Number.isInteger(h.peerId) && Number.isInteger(h.serial)).toBe(true);
+  expect(doc.bus.guid).toMatch(/^[0-9a-f]{32}$/);
+  expect(typeof doc.stoppedAtNs).toBe('string');
+  expect(() => BigInt(doc.stoppedAtNs)).not.toThrow();
+  if (doc.lastHandoff !== undefined) {
+    expect(typeof doc.lastHandoff.at).toBe('string');
+    expect(Number.isInteger(doc.lastHandoff.pauseUs) && doc.lastHandoff.pauseUs >= 0).toBe(true);
+    expect(typeof doc.lastHandoff.root).toBe('string');
+  }
+}
+
+describe('readDocument: the current format', () => {
+  it('accepts a document as written, unchanged, without a warning', () => {
+    const result = read(validDoc());
+    expect(result.warnings).toEqual([]);
+    expect(result.doc).toEqual(validDoc());
+    expectConsistent(result);
+  });
+
+  it('accepts it without expectations too (inspect reads documents of other processes)', () => {
+    expect(read(validDoc(), {}).doc.pid).toBe(PID);
+  });
+});
+
+describe('readDocument: keys a newer writer added are logged and ignored', () => {
+  it('at every level, each named in its own warning', () => {
+    const doc = validDoc() as unknown as Record<string, any>;
+    doc.compression = 'none';
+    doc.bus.epoch = 2;
+    doc.listeners[0].backlog = 4096;
+    doc.connections[1].features = ['fd-passing'];
+    const result = read(doc);
+    expect(result.warnings).toEqual([
+      'bus: unknown key "epoch" ignored',
+      'document: unknown key "compression" ignored',
+      'listeners[0]: unknown key "backlog" ignored',
+      'connections[1]: unknown key "features" ignored',
+    ]);
+    // Ignored: restore reads only the keys it knows (the records may still carry the others).
+    expect(result.doc).toMatchObject(validDoc());
+  });
+});
+
+describe('readDocument: refusals (the whole document)', () => {
+  it('an unknown format is HandoffFormatUnsupported, newer or older', () => {
+    for (const format of [HANDOFF_FORMAT + 1, 0, 99]) {
+      const err = refusal(() => read({ ...validDoc(), format }));
+      expect(err.code).toBe('HandoffFormatUnsupported');
+      expect(err.message).toContain(`document format ${format} is not readable by this image`);
+    }
+  });
+
+  it('a nonce from another handoff is refused: a stale file never matches', () => {
+    const err = refusal(() => read(validDoc(), { nonce: 'ffffffffffffffffffffffffffffffff', pid: PID }));
+    expect(err.code).toBe('HandoffDocumentInvalid');
+    expect(err.message).toMatch(/nonce does not match/);
+  });
+
+  it('a document written by another process is refused', () => {
+    const err = refusal(() => read(validDoc(), { nonce: NONCE, pid: PID + 1 }));
+    expect(err.code).toBe('HandoffDocumentInvalid');
+    expect(err.message).toBe(`document was written by pid ${PID}, not this process (${PID + 1})`);
+  });
+
+  it.each([
+    ['not JSON', 'generation: 3'],
+    ['empty', ''],
+    ['an array', '[]'],
+    ['null', 'null'],
+    ['no format', JSON.stringify({ ...validDoc(), format: undefined })],
+    ['a format that is a string', JSON.stringify({ ...validDoc(), format: '1' })],
+    ['no nonce', JSON.stringify({ ...validDoc(), nonce: 7 })],
+    ['no bus', JSON.stringify({ ...validDoc(), bus: undefined })],
+    ['a bad guid', JSON.stringify({ ...validDoc(), bus: { ...validDoc().bus, guid: 'XYZ' } })],
+    ['bad counters', JSON.stringify({ ...validDoc(), bus: { ...validDoc().bus, nextUniqueId: -1 } })],
+    ['"__proto__" as its only key', '{"__proto__":{"format":1}}'],
+    ['nesting a million deep', '['.repeat(1_000_000)],
+  ])('%s is HandoffDocumentInvalid', (_what, text) => {
+    expect(refusal(() => read(text)).code).toBe('HandoffDocumentInvalid');
+  });
+});
+
+describe('readDocument: a damaged record is dropped with a warning, the others survive', () => {
+  it('a connection with bad credentials goes, and with it its place in queues and its pending calls', () => {
+    const doc = validDoc() as unknown as Record<string, any>;
+    doc.connections[1].credentials.uid = -1;
+    const result = read(doc);
+    expect(result.warnings).toEqual([
+      'connections[1]: bad credentials; connection dropped',
+      'names[0] (org.example.Service): 1 unknown owners dropped',
+      'names[1] (org.example.Other): 1 unknown owners dropped',
+      'pendingCalls: a malformed or orphaned entry dropped',
+    ]);
+    expect(result.doc.connections.map((c) => c.peerId)).toEqual([1, 3]);
+    expect(result.doc.names).toEqual([{ name: 'org.example.Service', queue: [{ peerId: 1, flags: 1 }] }]);
+    expect(result.doc.pendingCalls).toEqual([]);
+    expectConsistent(result);
+  });
+
+  it.each([
+    ['an fd that is not a number', (c: any) => (c.fd = '21'), 'bad fd'],
+    ['bytes that are not base64', (c: any) => (c.inbound = 'not base64!'), 'bad byte fields'],
+    ['a match rule that is not a string', (c: any) => (c.matches = [1]), 'bad match rules'],
+    ['a unique name that is not one', (c: any) => (c.uniqueName = 'org.example.Service'), 'bad unique name'],
+    ['groups that are not numbers', (c: any) => (c.credentials.groups = ['wheel']), 'bad groups'],
+    ['a broken authentication state', (c: any) => (c.sasl = { phase: 1 }), 'bad authentication state'],
+  ])('%s', (_what, damage, why) => {
+    const doc = validDoc() as unknown as Record<string, any>;
+    damage(doc.connections[0]);
+    const result = read(doc);
+    expect(result.warnings[0]).toBe(`connections[0]: ${why}; connection dropped`);
+    expect(result.doc.connections.map((c) => c.peerId)).toEqual([2, 3]);
+    expectConsistent(result);
+  });
+
+  it('an fd, a peer id or a unique name used twice keeps the first record only', () => {
+    for (const [key, value] of [['fd', 20], ['peerId', 1], ['uniqueName', ':1.1']] as const) {
+      const doc = validDoc() as unknown as Record<string, any>;
+      doc.connections[1][key] = value;
+      const result = read(doc);
+      expect(result.warnings[0]).toMatch(/^connections\[1\]: .* used twice; dropped$/);
+      expect(result.doc.connections.map((c) => c.peerId)).toEqual([1, 3]);
+      expectConsistent(result);
+    }
+  });
+
+  it('a listener record that is malformed goes, the other listener stays', () => {
+    const doc = validDoc() as unknown as Record<string, any>;
+    doc.listeners.push({ fd: 'four', path: '/run/dbus/system_bus_socket' }, { fd: 5, path: '/run/dbus/system_bus_socket', address: 'unix:path=/run/dbus/system_bus_socket' });
+    const result = read(doc);
+    expect(result.warnings).toEqual(['listeners[1]: malformed, dropped']);
+    expect(result.doc.listeners.map((l) => l.fd)).toEqual([3, 5]);
+  });
+
+  it('a name that is not a valid well-known name, or listed twice, goes; a peer queued twice is queued once', () => {
+    const doc = validDoc() as unknown as Record<string, any>;
+    doc.names.push({ name: 'not a name', queue: [{ peerId: 1, flags: 0 }] });
+    doc.names.push({ name: 'org.example.Other', queue: [{ peerId: 1, flags: 0 }] });
+    doc.names[0].queue.push({ peerId: 1, flags: 0 });
+    const result = read(doc);
+    expect(result.doc.names).toEqual(validDoc().names);
+    expect(result.warnings).toEqual([
+      'names[0] (org.example.Service): peer 1 queued twice; the later entry dropped',
+      'names[2]: "not a name" is not a valid well-known name; dropped',
+      'names[3] (org.example.Other): listed twice; dropped',
+    ]);
+    expectConsistent(result);
+  });
+
+  it('a unique name the counter would hand out again raises the counter', () => {
+    const doc = validDoc();
+    doc.bus.nextUniqueId = 2;
+    const result = read(doc);
+    expect(result.doc.bus.nextUniqueId).toBe(3);
+    expect(result.warnings).toEqual(['bus: nextUniqueId 2 is not above :1.2 (a connection\'s unique name); raised to 3']);
+    expectConsistent(result);
+  });
+
+  it('a malformed handoff history is dropped', () => {
+    const result = read({ ...validDoc(), lastHandoff: { at: 5, pauseUs: 'long', root: {} } });
+    expect(result.doc.lastHandoff).toBeUndefined();
+    expect(result.warnings).toEqual(['lastHandoff: malformed, dropped']);
+  });
+
+  it('lists that are not lists are ignored with a warning', () => {
+    const result = read({ ...validDoc(), names: {}, pendingCalls: 'none' });
+    expect(result.warnings).toEqual(['names: not a list, ignored', 'pendingCalls: not a list, ignored']);
+    expect(result.doc.names).toEqual([]);
+  });
+});
+
+describe('readHandoffFile', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferrybus-read-document-'));
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it('reads a document file', () => {
+    const file = path.join(dir, 'generation-4.json');
+    fs.writeFileSync(file, JSON.stringify(validDoc()));
+    expect(readHandoffFile(file, { nonce: NONCE, pid: PID }).doc).toEqual(validDoc());
+  });
+
+  it('refuses a file larger than the limit by its size, without reading it', () => {
+    const file = path.join(dir, 'giant.json');
+    fs.writeFileSync(file, '{"format":1,');
+    fs.truncateSync(file, MAX_DOCUMENT_BYTES + 1); // sparse
+    const started = process.hrtime.bigint();
+    const err = refusal(() => readHandoffFile(file, {}));
+    expect(err.message).toBe(`document of ${MAX_DOCUMENT_BYTES + 1} bytes exceeds ${MAX_DOCUMENT_BYTES}`);
+    expect(Number(process.hrtime.bigint() - started) / 1e6).toBeLessThan(1000);
+  });
+});
+
+// ---- fuzzing ---------------------------------------------------------------
+
+type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
+
+/** Every path to a value inside a JSON tree (objects and arrays), the root excluded. */
+function paths(v: Json, prefix: Array<string | number> = []): Array<Array<string | number>> {
+  if (v === null || typeof v !== 'object') return [];
+  const keys: Array<string | number> = Array.isArray(v) ? v.map((_, i) => i) : Object.keys(v);
+  return keys.flatMap((k) => [[...prefix, k], ...paths((v as Record<string | number, Json>)[k]!, [...prefix, k])]);
+}
+
+/** Replaces (or, with `undefined`, deletes) the value at `at`. */
+function mutate(root: Json, at: Array<string | number>, value: Json | undefined): Json {
+  const copy = structuredClone(root) as Record<string | number, Json>;
+  let parent = copy;
+  for (const k of at.slice(0, -1)) parent = parent[k] as Record<string | number, Json>;
+  const last = at.at(-1)!;
+  if (value === undefined) {
+    if (Array.isArray(parent)) parent.splice(last as number, 1);
+    else delete parent[last];
+  } else {
+    parent[last] = value;
+  }
+  return copy;
+}
+
+const valid = JSON.parse(JSON.stringify(validDoc())) as Json;
+const validText = JSON.stringify(validDoc());
+const validPaths = paths(valid);
+
+/** Reads `text`: a result that restore can trust, or a HandoffError, quickly; nothing else. */
+function readsSafely(text: string): void {
+  const started = process.hrtime.bigint();
+  let result: ReadResult | undefined;
+  try {
+    result = readDocument(text, { nonce: NONCE, pid: PID });
+  } catch (err) {
+    if (!(err instanceof HandoffError)) throw err;
+  }
+  if (result) expectConsistent(result);
+  expect(Number(process.hrtime.bigint() - started) / 1e6).toBeLessThan(1000);
+}
+
+/** A replacement value: any JSON, or one of the values a real document holds elsewhere. */
+const replacement = fc.oneof(
+  fc.jsonValue() as fc.Arbitrary<Json>,
+  fc.constantFrom<Json>(-1, 0, 1, 2, 3, 9, 2 ** 31, 2 ** 53, 1.5, '', ':1.1', ':1.9', 'org.example.Service', NONCE, [], {}, null, true),
+);
+
+describe('readDocument never throws anything but HandoffError, never hangs, never returns an inconsistent document', () => {
+  it('values replaced or deleted anywhere in a valid document (up to 4 at once)', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.record({ at: fc.nat(), value: fc.option(replacement, { nil: undefined }) }), { minLength: 1, maxLength: 4 }),
+        (edits) => {
+          let doc = valid;
+          for (const { at, value } of edits) {
+            const all = paths(doc);
+            if (all.length === 0) break;
+            doc = mutate(doc, all[at % all.length]!, value);
+          }
+          readsSafely(JSON.stringify(doc));
+        },
+      ),
+      { numRuns: 3000 },
+    );
+  });
+
+  it('a record of one list copied into another (plausible but wrong shapes)', () => {
+    fc.assert(
+      fc.property(fc.nat(), fc.nat(), (from, to) => {
+        const source = validPaths[from % validPaths.length]!;
+        const target = validPaths[to % validPaths.length]!;
+        let v: Json = valid;
+        for (const k of source) v = (v as Record<string | number, Json>)[k]!;
+        readsSafely(JSON.stringify(mutate(valid, target, v)));
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('truncated at any length', () => {
+    for (let n = 0; n <= validText.length; n++) readsSafely(validText.slice(0, n));
+  });
+
+  it('bytes of the text overwritten at random places', () => {
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.nat(), fc.string({ minLength: 1, maxLength: 3 })), { minLength: 1, maxLength: 6 }), (edits) => {
+        let text = validText;
+        for (const [at, s] of edits) {
+          const i = at % text.length;
+          text = text.slice(0, i) + s + text.slice(i + s.length);
+        }
+        readsSafely(text);
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
+  it('random JSON and random text', () => {
+    fc.assert(fc.property(fc.jsonValue(), (v) => readsSafely(JSON.stringify(v))), { numRuns: 2000 });
+    fc.assert(fc.property(fc.string({ maxLength: 200 }), readsSafely), { numRuns: 2000 });
+    fc.assert(
+      fc.property(fc.dictionary(fc.constantFrom(...Object.keys(validDoc()), '__proto__', 'constructor'), fc.jsonValue()), (o) =>
+        readsSafely(JSON.stringify({ ...o, format: HANDOFF_FORMAT, nonce: NONCE, pid: PID })),
+      ),
+      { numRuns: 2000 },
+    );
+  });
+});
