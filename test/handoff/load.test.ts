@@ -99,7 +99,7 @@ describe('handoff under load', () => {
     await Promise.all(
       peers.map((p) => {
         const from = p.proc.mark();
-        process.kill(p.proc.pid, 'SIGUSR1');
+        process.kill(p.proc.pid, 'SIGHUP');
         return p.proc.waitFor(/^watching$/m, { from });
       }),
     );

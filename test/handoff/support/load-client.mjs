@@ -15,7 +15,7 @@
 // subscriber: matches every Tick; checks seq is consecutive per sender (exactly once, in order).
 //
 // Every peer also watches NameOwnerChanged for org.ferrybus.Load.* and its own NameLost/NameAcquired.
-// Output on stdout, one line each: `ready {json}` once serving; on SIGUSR1 it starts recording
+// Output on stdout, one line each: `ready {json}` once serving; on SIGHUP it starts recording
 // name changes and prints `watching` (the test sends it once every peer has started); on SIGUSR2 it stops starting new
 // work, waits for everything outstanding, makes a final driver round trip (which arrives after
 // everything the bus queued for it earlier), prints `report {json}` and stays connected until
@@ -55,7 +55,7 @@ const problem = (text) => {
   if (errors.length < 20) errors.push(text);
 };
 const events = { nameOwnerChanged: [], nameLost: [], nameAcquired: [] };
-/** Name changes are recorded from SIGUSR1 on: the test sends it once every peer has started. */
+/** Name changes are recorded from SIGHUP on: the test sends it once every peer has started. */
 let watching = false;
 let finishing = false;
 let terminating = false;
@@ -89,11 +89,7 @@ const roles = { service, caller, emitter, subscriber };
 if (!roles[role]) throw new Error(`unknown --role ${role}`);
 const work = await roles[role]();
 
-const started = Date.now();
-process.stdout.write(`ready ${JSON.stringify({ uniqueName: peer.uniqueName, busId, role, lib: args.lib })}\n`);
-work.start?.();
-
-process.on('SIGUSR1', async () => {
+process.on('SIGHUP', async () => {
   // Whatever the bus queued for us before this round trip has arrived by its reply.
   await driver('GetId');
   watching = true;
@@ -124,6 +120,11 @@ process.on('SIGUSR2', async () => {
     process.stdout.write(`report ${JSON.stringify({ uniqueName: peer.uniqueName, role, fatal: String(err?.stack ?? err) })}\n`);
   }
 });
+
+// Signal handlers are in place before `ready`: the test may signal as soon as it reads it.
+const started = Date.now();
+process.stdout.write(`ready ${JSON.stringify({ uniqueName: peer.uniqueName, busId, role, lib: args.lib })}\n`);
+work.start?.();
 
 async function service() {
   const [r] = (await driver('RequestName', 'su', [args.name, 4])).body;
