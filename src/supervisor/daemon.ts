@@ -101,7 +101,11 @@ export class Daemon {
     if (this.stopped) return;
     this.stopped = true;
     this.log.notice('stopping', 'bus is stopping', { reason });
-    await Promise.all(this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+    // A server's close callback waits for every connection it accepted: close those first, or
+    // a bus with clients never finishes stopping.
+    const closed = Promise.all(this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+    this.connections.closeAll('bus is stopping');
+    await closed;
     for (const target of this.targets) {
       if (target.abstract) continue;
       try {
@@ -110,7 +114,6 @@ export class Daemon {
         // already gone
       }
     }
-    this.connections.closeAll('bus is stopping');
   }
 }
 

@@ -474,6 +474,28 @@ describe('a new image whose configuration became stricter', () => {
   });
 });
 
+describe('a bus that handed off still stops when asked', () => {
+  it('SIGTERM with clients connected before and after the handoff: exits 0 at once, socket removed, the clients see the end', async () => {
+    const bus = await startSnapshotBus(build);
+    try {
+      const before = await NextClient.connect(bus.address);
+      expect((await handoffByMethod(before, '', bus)).generation).toBe(2);
+      const after = await RawClient.connect(bus.socketPath);
+      const started = Date.now();
+      process.kill(bus.pid, 'SIGTERM');
+      const exit = await bus.process.exited;
+      // Well inside the harness's 2 s grace before SIGKILL.
+      expect(Date.now() - started).toBeLessThan(1500);
+      expect(exit).toEqual({ exitCode: 0, signal: undefined });
+      expect(existsSync(bus.socketPath)).toBe(false);
+      await after.whenClosed();
+      await before.disconnect();
+    } finally {
+      await bus.stop();
+    }
+  });
+});
+
 describe('a fresh start never picks up a document left behind', () => {
   it('a stale document in the handoff directory is ignored: new bus id, generation 1, no names', async () => {
     const docs = '/run/ferrybus/handoff';
