@@ -1,9 +1,11 @@
 import winston from 'winston';
+import { StderrOrKmsgTransport } from './log-transport.js';
 
 /**
  * Structured logs on stderr, one line per event, each with a stable event id.
  * Lines start with a syslog priority prefix (`<6>`) that journald reads
- * (SyslogLevelPrefix=), so levels survive in the initrd and on the real root.
+ * (SyslogLevelPrefix=), so levels survive in the initrd and on the real root;
+ * when journald is gone (late shutdown) they fall back to /dev/kmsg.
  */
 export type LogFields = Record<string, unknown>;
 
@@ -39,7 +41,7 @@ export function createLogger(options: { level?: string; prefix?: boolean } = {})
     levels: winston.config.syslog.levels,
     level: options.level ?? process.env.FERRYBUS_LOG_LEVEL ?? 'info',
     format: line,
-    transports: [new winston.transports.Console({ stderrLevels: Object.keys(winston.config.syslog.levels) })],
+    transports: [new StderrOrKmsgTransport()],
   });
   const at = (level: string) => (event: string, message: string, fields?: LogFields) => {
     // Cheap when filtered out: client connect/disconnect events are frequent and debug-level.
