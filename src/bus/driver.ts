@@ -5,6 +5,7 @@ import { Variant, type DBusValue } from '../wire/values.js';
 import type { Bus } from './bus.js';
 import { BusError, DBusErrorName } from './errors.js';
 import { DRIVER_INTROSPECTION } from './introspection.js';
+import { parseSignature } from '../wire/signature.js';
 import { parseMatchRule } from './match-rule.js';
 import type { Peer } from './peer.js';
 import type { RoutedMessage } from './routed-message.js';
@@ -24,6 +25,8 @@ export interface DriverCall {
   args: DBusValue[];
   /** Work that must follow the reply on the wire (Hello's announcements). */
   afterReply(fn: () => void): void;
+  /** The driver's introspection XML, including extra interfaces. */
+  introspection: string;
 }
 
 /** One row of the driver table: checked before the handler runs. */
@@ -253,7 +256,7 @@ const METHODS: DriverMethod[] = [
       return [];
     },
   },
-  { interface: INTROSPECTABLE, member: 'Introspect', in: '', out: 's', handler: () => [DRIVER_INTROSPECTION] },
+  { interface: INTROSPECTABLE, member: 'Introspect', in: '', out: 's', handler: (call) => [call.introspection] },
   { interface: PEER, member: 'Ping', in: '', out: '', handler: () => [] },
   { interface: PEER, member: 'GetMachineId', in: '', out: 's', handler: (call) => [call.bus.options.machineId] },
   {
@@ -290,6 +293,7 @@ export class Driver {
   private readonly byKey = new Map<string, DriverMethod>();
   private readonly byMember = new Map<string, DriverMethod>();
   private readonly interfaces = new Set<string>();
+  private readonly introspection: string;
 
   constructor(
     private readonly bus: Bus,
@@ -300,6 +304,7 @@ export class Driver {
       if (!this.byMember.has(m.member)) this.byMember.set(m.member, m);
       this.interfaces.add(m.interface);
     }
+    this.introspection = withExtraInterfaces(DRIVER_INTROSPECTION, extra);
   }
 
   dispatch(caller: Peer, message: Message, _routed: RoutedMessage | undefined): void {
@@ -343,7 +348,7 @@ export class Driver {
         throw new BusError(DBusErrorName.InvalidArgs, `Call to ${member} has wrong args (${h.signature}, expected ${method.in})`);
       }
       const args = method.in === '' ? [] : readBody(message);
-      const out = method.handler({ bus: this.bus, caller, message, args, afterReply: (fn) => after.push(fn) });
+      const out = method.handler({ bus: this.bus, caller, message, args, afterReply: (fn) => after.push(fn), introspection: this.introspection });
       if (out !== null) this.bus.replyTo(caller, message, method.out, out);
     } catch (err) {
       if (err instanceof BusError) {
@@ -362,4 +367,20 @@ export class Driver {
     if ((message.header.flags & 0x1) !== 0) return;
     this.bus.sendError(caller, message.header.serial, name, text);
   }
+}
+
+/** Adds the extra methods (the supervisor's) to the introspection XML, so busctl introspect shows them. */
+function withExtraInterfaces(xml: string, extra: readonly DriverMethod[]): string {
+  if (extra.length === 0) return xml;
+  const byInterface = new Map<string, DriverMethod[]>();
+  for (const m of extra) byInterface.set(m.interface, [...(byInterface.get(m.interface) ?? []), m]);
+  const args = (sig: string, direction: 'in' | 'out') =>
+    parseSignature(sig).map((t) => `<arg direction="${direction}" type="${t.sig}"/>`).join('');
+  let added = '';
+  for (const [name, methods] of byInterface) {
+    added += `  <interface name="${name}">\n`;
+    for (const m of methods) added += `    <method name="${m.member}">${args(m.in, 'in')}${args(m.out, 'out')}</method>\n`;
+    added += '  </interface>\n';
+  }
+  return xml.replace('</node>', `${added}</node>`);
 }
