@@ -5,6 +5,7 @@ import { Daemon, printToFd, type DaemonSettings } from '../supervisor/daemon.js'
 import { HandoffController, type HandoffArgs } from '../supervisor/handoff-controller.js';
 import { createLogger, type Logger } from '../supervisor/logger.js';
 import { notifySystemd } from '../supervisor/notify.js';
+import { handleHandoffSignal } from './signal-guard.js';
 import { settingsFromConfig } from '../supervisor/settings.js';
 import { supervisorMethods } from '../supervisor/supervisor-methods.js';
 
@@ -67,8 +68,8 @@ function installSignalHandlers(daemon: Daemon, controller: HandoffController, lo
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
   // The way to ask for a handoff when the bus itself cannot be reached.
-  process.on('SIGUSR1', () => {
-    log.notice('handoff-signal', 'SIGUSR1: handing off in place');
+  handleHandoffSignal(() => {
+    log.notice('handoff-signal', 'SIGUSR2: handing off in place');
     controller.request('/');
   });
   process.on('SIGHUP', () => log.info('reload-ignored', 'SIGHUP received; configuration reload is not implemented yet'));

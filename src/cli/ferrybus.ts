@@ -4,6 +4,7 @@
  * inheritance: every millisecond of start-up here is pause for every client,
  * so the argument parser (yargs) is loaded only for ordinary commands.
  */
+import './signal-guard.js';
 import { parseHandoffArgv } from '../supervisor/handoff-controller.js';
 
 const handoff = parseHandoffArgv(process.argv.slice(2));

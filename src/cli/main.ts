@@ -1,4 +1,6 @@
 #!/usr/bin/env node
+// First import: it must run before anything else is loaded (see signal-guard.ts).
+import './signal-guard.js';
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { FerryError } from '../util/errors.js';

@@ -20,9 +20,14 @@ export function writeHandoffFile(dir: string, doc: HandoffDocument): string {
   fs.chmodSync(dir, 0o700);
   const file = path.join(dir, `generation-${doc.generation + 1}-pid-${doc.pid}.json`);
   const temp = `${file}.tmp`;
+  const text = JSON.stringify(doc);
+  // Refused here, before exec, rather than by the new image after it.
+  if (text.length > MAX_DOCUMENT_BYTES) {
+    throw new HandoffError('HandoffDocumentTooLarge', `the state is ${text.length} bytes, over the ${MAX_DOCUMENT_BYTES}-byte document limit`);
+  }
   const fd = fs.openSync(temp, 'w', 0o600);
   try {
-    fs.writeSync(fd, JSON.stringify(doc));
+    fs.writeSync(fd, text);
     fs.fsyncSync(fd);
   } finally {
     fs.closeSync(fd);

@@ -372,7 +372,7 @@ describe('state fidelity: a client cannot tell a handoff happened', () => {
     await s.watcher.waitForSignal('NameOwnerChanged', [NAME_B, s.owner.uniqueName, s.queuer.uniqueName]);
   });
 
-  it('five consecutive handoffs (bus method, CLI, SIGUSR1) lose, repeat and reorder nothing', async () => {
+  it('five consecutive handoffs (bus method, CLI, SIGUSR2) lose, repeat and reorder nothing', async () => {
     const s = await buildScene(build, defer);
     const order = ['method', 'cli', 'signal', 'method', 'cli'] as const;
     report('five, queue growing by ~1 MiB each', await runHandoffs(build, s, order.length, (i) => order[i]!));
@@ -394,7 +394,7 @@ describe('state fidelity: a client cannot tell a handoff happened', () => {
       const froms = buses.map((b) => b.process.mark('stderr'));
       // An answer from each bus first: see handoffBySignal for why a new image must be asked.
       await Promise.all(clients.map((c) => c.ping()));
-      for (const b of buses) process.kill(b.pid, 'SIGUSR1');
+      for (const b of buses) process.kill(b.pid, 'SIGUSR2');
       await Promise.all(
         buses.map((b, i) =>
           b.process.waitFor(new RegExp(`handoff-(complete|document-unusable|failed): .*`), { stream: 'stderr', from: froms[i], timeoutMs: 30_000 }),

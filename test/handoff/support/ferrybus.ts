@@ -69,17 +69,16 @@ export async function handoffByCli(main: string, bus: RunningBus): Promise<{ gen
 }
 
 /**
- * SIGUSR1 (no caller to answer): resolves with the pause the new image logged.
+ * SIGUSR2 (no caller to answer): resolves with the pause the new image logged.
  *
- * Only once the running image has answered a call: until its SIGUSR1 listener is installed
- * (Node start-up, module loading, adoption: the first few hundred ms of every image), SIGUSR1
- * is Node's own signal, which opens the inspector on 127.0.0.1:9229 instead of handing off.
+ * Only once the running image has answered a call: before Node runs any JavaScript (the first
+ * tens of ms of every image) SIGUSR2 still has its default action and would end the process.
  * An answer from the bus is sent after the listener is installed, so `client` asks first.
  */
 export async function handoffBySignal(proc: LongRunning, client: NextClient, generation: number): Promise<{ generation: number; pauseMs: number }> {
   await client.ping();
   const from = proc.mark('stderr');
-  process.kill(proc.pid, 'SIGUSR1');
+  process.kill(proc.pid, 'SIGUSR2');
   const m = await proc.waitFor(new RegExp(`handoff-complete: .* generation=${generation} pauseMs=([0-9.]+)`), {
     stream: 'stderr',
     from,
