@@ -194,6 +194,18 @@ export class Bus {
     this.monitors.add(peer);
   }
 
+  /**
+   * Restore-time: a connection of the previous generation could not be taken over.
+   * Everyone hears what its disconnect would have told them.
+   */
+  announceDeparted(uniqueName: string, primaryOf: ReadonlyArray<{ name: string; newOwner: Peer | undefined }>): void {
+    for (const { name, newOwner } of primaryOf) {
+      this.emitNameOwnerChanged(name, uniqueName, newOwner?.uniqueName ?? '');
+      if (newOwner) this.sendSignal(newOwner, 'NameAcquired', 's', [name]);
+    }
+    this.emitNameOwnerChanged(uniqueName, uniqueName, '');
+  }
+
   /** Restore-time: a peer that was a monitor in the previous generation. */
   restoreMonitor(peer: Peer, rules: MatchRule[]): void {
     peer.monitorRules = rules;

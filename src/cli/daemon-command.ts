@@ -33,7 +33,7 @@ function fdOf(flag: string | boolean | undefined, name: string): number | undefi
 
 export async function runDaemonCommand(args: DaemonArgs): Promise<void> {
   const log = createLogger();
-  const controller = new HandoffController(log);
+  const controller = new HandoffController(log, args.handoff?.execPath);
   let daemon: Daemon | undefined;
   const methods = supervisorMethods(() => daemon!, controller);
 

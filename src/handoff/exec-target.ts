@@ -8,9 +8,14 @@ export interface ExecTarget {
   script: string;
 }
 
-/** The image running now, located by the same paths (the default target in every root). */
-export function currentExecTarget(): ExecTarget {
-  return { execPath: process.execPath, script: process.argv[1]! };
+/**
+ * The image running now, located by the same paths (the default target in every root).
+ * Node learns process.execPath from /proc/self/exe; in a root without procfs it falls back to
+ * argv[0], which a handoff sets to '@ferrybus'. So an image started by a handoff is told the
+ * path it was exec'd by (`inheritedExecPath`), and that is the truth in this root.
+ */
+export function currentExecTarget(inheritedExecPath?: string): ExecTarget {
+  return { execPath: inheritedExecPath ?? process.execPath, script: process.argv[1]! };
 }
 
 const PREFLIGHT_TIMEOUT_MS = 20_000;

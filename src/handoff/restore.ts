@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import type { Bus } from '../bus/bus.js';
+import { DBusErrorName } from '../bus/errors.js';
 import { parseMatchRule } from '../bus/match-rule.js';
 import type { NameOwnership } from '../bus/name-registry.js';
 import type { Peer } from '../bus/peer.js';
@@ -45,12 +46,15 @@ export function restore(doc: HandoffDocument, bus: Bus, connections: ConnectionS
   bus.restoreCounters(doc.bus.nextUniqueId, doc.bus.nextPeerId, doc.bus.driverSerial);
   const peers = new Map<number, Peer>();
   const replays: Array<[Connection, Buffer]> = [];
+  /** Connections that could not be taken over, by peer id: everyone else is told they left. */
+  const departed = new Map<number, string>();
 
   for (const c of doc.connections) {
     const who = c.uniqueName ?? `pid ${c.credentials.pid}`;
     const bad = checkInheritedConnection(c.fd, c.credentials.pid, c.credentials.uid);
     if (bad) {
       report.dropped.push(`connection ${who}: ${bad}`);
+      if (c.uniqueName) departed.set(c.peerId, c.uniqueName);
       continue;
     }
     let peer: Peer | undefined;
@@ -92,11 +96,18 @@ export function restore(doc: HandoffDocument, bus: Bus, connections: ConnectionS
     report.connections++;
   }
 
+  const lostOwnership = new Map<string, Array<{ name: string; newOwner: Peer | undefined }>>();
   for (const n of doc.names) {
     const queue: NameOwnership[] = [];
     for (const o of n.queue) {
       const peer = peers.get(o.peerId);
       if (peer) queue.push({ peer, flags: o.flags });
+    }
+    const formerPrimary = departed.get(n.queue[0]?.peerId ?? -1);
+    if (formerPrimary) {
+      const list = lostOwnership.get(formerPrimary) ?? [];
+      list.push({ name: n.name, newOwner: queue[0]?.peer });
+      lostOwnership.set(formerPrimary, list);
     }
     if (queue.length === 0) {
       report.dropped.push(`name ${n.name}: no owner survived`);
@@ -112,8 +123,13 @@ export function restore(doc: HandoffDocument, bus: Bus, connections: ConnectionS
     if (caller && callee) {
       bus.replies.expect(caller, p.serial, callee);
       report.pendingCalls++;
+    } else if (caller && departed.has(p.callee)) {
+      bus.sendError(caller, p.serial, DBusErrorName.NoReply, 'Message recipient disconnected from message bus without replying');
     }
   }
+
+  // What a disconnect would have told everyone, for the connections that could not be taken over.
+  for (const unique of departed.values()) bus.announceDeparted(unique, lostOwnership.get(unique) ?? []);
 
   // Half-received messages continue where they stopped, now that every peer exists.
   for (const [conn, bytes] of replays) conn.replayInbound(bytes);

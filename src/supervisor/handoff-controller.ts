@@ -25,6 +25,8 @@ export interface HandoffArgs {
   listenFds: number[];
   generation: number;
   nextUniqueId: number;
+  /** The node binary the new image was exec'd by (see currentExecTarget). */
+  execPath?: string;
 }
 
 export function handoffArgv(a: HandoffArgs): string[] {
@@ -35,6 +37,7 @@ export function handoffArgv(a: HandoffArgs): string[] {
     `--handoff-listen-fds=${a.listenFds.join(',')}`,
     `--handoff-generation=${a.generation}`,
     `--handoff-next-unique=${a.nextUniqueId}`,
+    ...(a.execPath ? [`--handoff-exec-path=${a.execPath}`] : []),
   ];
 }
 
@@ -49,6 +52,7 @@ export function parseHandoffArgv(argv: readonly string[]): HandoffArgs | undefin
     listenFds: (flag('listen-fds') ?? '').split(',').filter(Boolean).map(Number),
     generation: Number(flag('generation') ?? 2),
     nextUniqueId: Number(flag('next-unique') ?? 1),
+    execPath: flag('exec-path') || undefined,
   };
 }
 
@@ -60,9 +64,12 @@ export function parseHandoffArgv(argv: readonly string[]): HandoffArgs | undefin
 export class HandoffController {
   daemon!: Daemon;
   private running: { root: string; callers: HandoffCaller[] } | undefined;
-  private readonly target: ExecTarget = currentExecTarget();
+  private readonly target: ExecTarget;
 
-  constructor(private readonly log: Logger) {}
+  /** `inheritedExecPath`: given by the handoff that started this image (HandoffArgs.execPath). */
+  constructor(private readonly log: Logger, inheritedExecPath?: string) {
+    this.target = currentExecTarget(inheritedExecPath);
+  }
 
   get inProgress(): boolean {
     return this.running !== undefined;
@@ -139,6 +146,7 @@ export class HandoffController {
         listenFds,
         generation: d.generation + 1,
         nextUniqueId: d.bus.nextUniqueId,
+        execPath: this.target.execPath,
       }), keep);
     } catch (err) {
       removeHandoffFile(file);

@@ -422,6 +422,9 @@ describe('a new image restores what it can from a damaged document and drops the
     const first = await kept.waitFor(() => true, 'the queued signal');
     expect(first.header.member).toBe('Waiting');
     expect(readBody(first)).toEqual(['queued before the handoff']);
+    // The owner of Inherited was not taken over: its successor in the queue is told, as after a disconnect.
+    const acquired = await kept.waitFor((m) => m.header.member === 'NameAcquired' && readBody(m)[0] === 'org.ferrybus.Test.Inherited', 'NameAcquired for the inherited name');
+    expect(acquired.header.sender).toBe('org.freedesktop.DBus');
     const driver = { destination: 'org.freedesktop.DBus', path: '/org/freedesktop/DBus', interface: 'org.freedesktop.DBus' };
     expect(await kept.call({ ...driver, member: 'GetNameOwner' }, 's', ['org.ferrybus.Test.Kept'])).toEqual([':1.1']);
     expect(await kept.call({ ...driver, member: 'GetNameOwner' }, 's', ['org.ferrybus.Test.Inherited'])).toEqual([':1.1']);
