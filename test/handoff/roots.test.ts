@@ -109,6 +109,12 @@ describe('root transitions: initrd → real root → shutdown root, same PID, cl
     expect(p.echo).toEqual(Object.fromEntries(services.map((x) => [x.name, [1]])));
   };
 
+  const expectHandedOff = (s: Step, generation: number) => {
+    const h = s.handoff!;
+    expect(h.code, `${h.command}\n${h.stderr}\n--- daemon log\n${result.daemonLog}`).toBe(0);
+    expect(h.reply!.generation).toBe(generation);
+  };
+
   it('the scenario ran to its end', () => {
     expect(result.error, `--- daemon log\n${result.daemonLog}`).toBeUndefined();
     expect(result.ok).toBe(true);
@@ -138,10 +144,9 @@ describe('root transitions: initrd → real root → shutdown root, same PID, cl
     expectServing(s, 1);
   });
 
-  it('moves into the real root named by a host path (--root DIR)', () => {
-    const s = step('handoff into the real root (--root <path>)');
-    expect(s.handoff!.code, s.handoff!.stderr).toBe(0);
-    expect(s.handoff!.reply!.generation).toBe(2);
+  it('moves into the real root named by /proc/<pid>/root of a process living there', () => {
+    const s = step('handoff into the real root (--root /proc/<pid>/root)');
+    expectHandedOff(s, 2);
     expectLivesIn(s, 'real-root');
     expect(s.inspect!.argv0).toBe('@ferrybus');
     expectServing(s, 2);
@@ -149,16 +154,14 @@ describe('root transitions: initrd → real root → shutdown root, same PID, cl
 
   it('hands off again from the real root once the initrd is gone, asked from inside (--root /)', () => {
     const s = step('handoff requested from inside the real root (--root /)');
-    expect(s.handoff!.code, s.handoff!.stderr).toBe(0);
-    expect(s.handoff!.reply!.generation).toBe(3);
+    expectHandedOff(s, 3);
     expectLivesIn(s, 'real-root');
     expectServing(s, 3);
   });
 
-  it('moves into the shutdown root named by /proc/<pid>/root of a process living there', () => {
-    const s = step('handoff into the shutdown root (--root /proc/<pid>/root)');
-    expect(s.handoff!.code, s.handoff!.stderr).toBe(0);
-    expect(s.handoff!.reply!.generation).toBe(4);
+  it('moves into the shutdown root named by a host path (--root DIR)', () => {
+    const s = step('handoff into the shutdown root (--root <path>)');
+    expectHandedOff(s, 4);
     expectLivesIn(s, 'shutdown-root');
     expect(s.inspect!.argv0).toBe('@ferrybus');
     expectServing(s, 4);
@@ -168,6 +171,20 @@ describe('root transitions: initrd → real root → shutdown root, same PID, cl
     const s = step('real root unmounted');
     expect(s.code, s.stderr).toBe(0);
     expectServing(s, 4);
+  });
+
+  it('an image started in a root without procfs still hands off (in place)', () => {
+    const s = step('handoff in place inside the shutdown root without procfs');
+    expectHandedOff(s, 5);
+    expectLivesIn(s, 'shutdown-root');
+    expectServing(s, 5);
+  });
+
+  it('hands off once more for a client inside the shutdown root (--root /), as the pre-shutdown hook does', () => {
+    const s = step('handoff requested from inside the shutdown root (--root /)');
+    expectHandedOff(s, 6);
+    expectLivesIn(s, 'shutdown-root');
+    expectServing(s, 6);
   });
 
   it('clients noticed nothing: no disconnect, no name change, every call and signal delivered once, in order', () => {

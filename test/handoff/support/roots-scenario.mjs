@@ -13,11 +13,12 @@
 //  2. switch-root: /run and /proc move from T1 to T2, T1 is emptied (systemd removes the initramfs
 //     contents). The bus keeps serving from the empty root. A handoff asked for now is refused
 //     (the daemon cannot resolve /proc/<pid>/root without a procfs) and loses nothing; with a procfs
-//     exposed in T1 (ferrybus-roots expose-proc does this on a real system) `ferrybus handoff
-//     --root T2` from the host moves the daemon into T2.
+//     exposed in T1 (ferrybus-roots expose-proc does this on a real system), `ferrybus handoff
+//     --root /proc/<pid>/root` of a process living in T2 moves the daemon into T2.
 //  3. In T2, a client run inside T2 asks `ferrybus handoff --root /` (the caller's root).
-//  4. shutdown: /run moves to T3, T3 gets a procfs, and `--root /proc/<pid>/root` of a process
-//     living in T3 moves the daemon there; T2 must then unmount without -l.
+//  4. shutdown: /run moves to T3, whose /proc is empty; `--root T3` from the host moves the daemon
+//     there, and T2 must then unmount without -l. In T3 it hands off in place (no procfs), then,
+//     with a procfs, once more for a client inside T3 (`--root /`, dracut's pre-shutdown hook).
 // After each step the daemon (same PID) is inspected through /proc: root, exe, cwd, fds and maps.
 // The load clients run throughout; at the end they report (load-checks.ts judges the reports).
 //
@@ -377,38 +378,51 @@ async function scenario(result) {
   // What `ferrybus-roots expose-proc` does on a real system: a procfs in the daemon's root.
   fs.mkdirSync(path.join(initrd.dir, 'proc'));
   sh('mount', '-t', 'proc', 'proc', path.join(initrd.dir, 'proc'));
-  step('handoff into the real root (--root <path>)', {
-    handoff: await handoffCli(['--root', real.dir]),
+  // A process living in the real root names it, as PID 1 does after switch-root.
+  const resident = new Child('real-root resident', 'chroot', [real.dir, NODE, '-e', 'console.log("ready"); setInterval(() => {}, 1 << 30)']);
+  await resident.waitFor(/^ready$/m);
+  step('handoff into the real root (--root /proc/<pid>/root)', {
+    handoff: await handoffCli(['--root', `/proc/${resident.pid}/root`]),
     inspect: inspect(daemon.pid, real, [initrd, shutdown]),
     probe: await probe(),
   });
+  process.kill(resident.pid, 'SIGKILL');
+  await new Promise((resolve) => (resident.exit ? resolve() : resident.proc.once('exit', resolve)));
   sh('umount', path.join(initrd.dir, 'proc'));
   fs.rmdirSync(path.join(initrd.dir, 'proc'));
 
-  // 3. From inside the real root, into the caller's root.
+  // 3. From inside the real root, into the caller's root (ferrybus-root.service).
   step('handoff requested from inside the real root (--root /)', {
     handoff: await handoffCli(['--root', '/'], real),
     inspect: inspect(daemon.pid, real, [initrd, shutdown]),
     probe: await probe(),
   });
 
-  // 4. shutdown: /run moves to the shutdown root, which gets a procfs; a process living there names it.
+  // 4. shutdown: /run moves to the shutdown root, whose /proc is an empty directory (as in
+  //    dracut's unpacked /run/initramfs); the real root names it by path (ferrybus-shutdown.service).
   sh('mount', '--move', path.join(real.dir, 'run'), path.join(shutdown.dir, 'run'));
-  sh('mount', '-t', 'proc', 'proc', path.join(shutdown.dir, 'proc'));
-  const resident = new Child('shutdown-root resident', 'chroot', [shutdown.dir, NODE, '-e', 'console.log("ready"); setInterval(() => {}, 1 << 30)']);
-  await resident.waitFor(/^ready$/m);
-  step('handoff into the shutdown root (--root /proc/<pid>/root)', {
-    residentPid: resident.pid,
-    handoff: await handoffCli(['--root', `/proc/${resident.pid}/root`]),
+  step('handoff into the shutdown root (--root <path>)', {
+    handoff: await handoffCli(['--root', shutdown.dir]),
     inspect: inspect(daemon.pid, shutdown, [initrd, real]),
     probe: await probe(),
   });
-  process.kill(resident.pid, 'SIGKILL');
-  await new Promise((resolve) => (resident.exit ? resolve() : resident.proc.once('exit', resolve)));
   // Nothing holds the real root any more: it unmounts without -l.
   sh('umount', path.join(real.dir, 'proc'));
   const umount = spawnSync('umount', [real.dir], { encoding: 'utf8' });
   step('real root unmounted', { code: umount.status, stderr: umount.stderr.trim(), probe: await probe() });
+  // The image that started in a root without procfs can still hand off (in place).
+  step('handoff in place inside the shutdown root without procfs', {
+    handoff: await handoffCli([]),
+    inspect: inspect(daemon.pid, shutdown, [initrd, real]),
+    probe: await probe(),
+  });
+  // dracut's pre-shutdown hook: a procfs in the shutdown root, then `handoff --root /` from inside it.
+  sh('mount', '-t', 'proc', 'proc', path.join(shutdown.dir, 'proc'));
+  step('handoff requested from inside the shutdown root (--root /)', {
+    handoff: await handoffCli(['--root', '/'], shutdown),
+    inspect: inspect(daemon.pid, shutdown, [initrd, real]),
+    probe: await probe(),
+  });
 
   // The clients report: senders first, then receivers (their last round trip comes after all).
   const reportOf = async (p) => {
