@@ -6,6 +6,7 @@
  * no open file or mapping on an old tree, and the load clients (some living in the initrd tree,
  * some on the host) noticed nothing.
  */
+import { readlinkSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type LongRunning, startLongRunning } from '../harness/long-running.js';
@@ -66,7 +67,11 @@ describe('root transitions: initrd → real root → shutdown root, same PID, cl
   let result: ScenarioResult;
 
   beforeAll(async () => {
-    scenario = startLongRunning('unshare', ['--mount', '--propagation', 'private', process.execPath, SCENARIO]);
+    // setpriv: the scenario dies with this worker, and everything it started dies with it.
+    scenario = startLongRunning('setpriv', [
+      '--pdeathsig', 'KILL', '--', 'unshare', '--mount', '--propagation', 'private', process.execPath, SCENARIO,
+      '--outer-mnt-ns', readlinkSync('/proc/self/ns/mnt'),
+    ]);
     const m = await scenario.waitFor(/^result (.*)$/m, { timeoutMs: 150_000 });
     result = JSON.parse(m[1]!) as ScenarioResult;
   }, 160_000);

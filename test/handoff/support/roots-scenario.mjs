@@ -2,12 +2,14 @@
 // Root transitions, the boot timeline of DESIGN.md §2 in miniature. Must run as root in a private
 // mount namespace (it mounts tmpfs, procfs and moves mounts):
 //
-//   unshare --mount --propagation private node roots-scenario.mjs
+//   unshare --mount --propagation private node roots-scenario.mjs --outer-mnt-ns "$(readlink /proc/self/ns/mnt)"
+//
+// (--outer-mnt-ns: the launcher's mount namespace, which this refuses to touch.)
 //
 // Three trees, each on its own tmpfs (so "refers to a file of that tree" is simply "is on that
 // device"), each with its own copy of node, its libraries and ferrybus at the host's paths:
-// "initrd" (T1), "real root" (T2), "shutdown root" (T3). One tmpfs is /run and moves from tree to
-// tree as systemd moves it at switch-root; a bind of it at WORK/run gives host clients a stable path.
+// "initrd" (T1), "real root" (T2), "shutdown root" (T3). One more tmpfs, at WORK/run (a stable path
+// for host clients), is bound to T1/run and then moves from tree to tree as systemd moves /run.
 //
 //  1. The daemon starts chrooted in T1; load clients connect, some chrooted in T1, some from the host.
 //  2. switch-root: /run and /proc move from T1 to T2, T1 is emptied (systemd removes the initramfs
@@ -38,10 +40,12 @@ const LOAD_CLIENT = path.join(SUPPORT, 'load-client.mjs');
 const SOCKET_IN_TREE = '/run/ferrybus/bus';
 const TREE_ADDRESS = `unix:path=${SOCKET_IN_TREE}`;
 
+const USAGE = 'unshare --mount --propagation private node roots-scenario.mjs --outer-mnt-ns "$(readlink /proc/self/ns/mnt)"';
 const log = (...a) => process.stderr.write(`[roots] ${a.join(' ')}\n`);
 
 // ---------------------------------------------------------------- processes we start, by PID only
 const children = new Set();
+/** The trees' parent directory, on a tmpfs of this namespace. */
 let work;
 
 function cleanup() {
@@ -53,16 +57,6 @@ function cleanup() {
     }
   }
   children.clear();
-  if (work) {
-    // Detaches the whole tree of mounts under WORK (the namespace would drop them anyway).
-    spawnSync('umount', ['-l', work]);
-    try {
-      fs.rmdirSync(work);
-    } catch {
-      // not empty or already gone
-    }
-    work = undefined;
-  }
 }
 process.on('exit', cleanup);
 for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP']) process.on(sig, () => process.exit(143));
@@ -73,6 +67,12 @@ for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP']) process.on(sig, () => process
  */
 const ENV = Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'NODE_EXTRA_CA_CERTS'));
 
+/**
+ * Every child gets SIGKILL when this process dies, even by SIGKILL (setpriv execs the command,
+ * so the PID is the command's; the setting survives the daemon's own execve).
+ */
+const orphanProof = (cmd, args) => ['setpriv', ['--pdeathsig', 'KILL', '--', cmd, ...args]];
+
 class Child {
   constructor(label, cmd, args) {
     this.label = label;
@@ -80,7 +80,7 @@ class Child {
     this.err = '';
     this.exit = undefined;
     this.waiters = new Set();
-    this.proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: ENV });
+    this.proc = spawn(...orphanProof(cmd, args), { stdio: ['ignore', 'pipe', 'pipe'], env: ENV });
     this.pid = this.proc.pid;
     children.add(this);
     this.proc.stdout.setEncoding('utf8').on('data', (d) => ((this.out += d), this.poke()));
@@ -124,7 +124,7 @@ class Child {
 /** Runs a command to completion. */
 function run(cmd, args, timeoutMs = 60_000) {
   return new Promise((resolve) => {
-    const child = execFile(cmd, args, { timeout: timeoutMs, encoding: 'utf8', env: ENV }, (err, stdout, stderr) => {
+    const child = execFile(...orphanProof(cmd, args), { timeout: timeoutMs, encoding: 'utf8', env: ENV }, (err, stdout, stderr) => {
       children.delete(entry);
       resolve({ code: err ? (err.code ?? 1) : 0, stdout, stderr, command: [cmd, ...args].join(' ') });
     });
@@ -267,22 +267,26 @@ function inspect(pid, tree, others) {
 
 // ---------------------------------------------------------------- the scenario
 async function scenario(result) {
-  // unshare(1) execs us, so our parent is still in the namespace we must not touch.
-  if (fs.readlinkSync('/proc/self/ns/mnt') === fs.readlinkSync(`/proc/${process.ppid}/ns/mnt`)) {
-    throw new Error('not in a private mount namespace: run me under `unshare --mount --propagation private`');
+  // The launcher names the namespace it runs in: every mount here must stay out of it.
+  const outer = process.argv[process.argv.indexOf('--outer-mnt-ns') + 1];
+  if (!process.argv.includes('--outer-mnt-ns') || !outer) throw new Error(`usage: ${USAGE}`);
+  if (fs.readlinkSync('/proc/self/ns/mnt') === outer) {
+    throw new Error(`not in a private mount namespace (still in ${outer}): usage: ${USAGE}`);
   }
+  // A tmpfs over /tmp, in this namespace only: nothing is created outside, nothing is left behind
+  // even if this process is killed (the namespace and its mounts go with its last process).
+  sh('mount', '-t', 'tmpfs', '-o', 'mode=1777', 'ferrybus-roots', '/tmp');
   work = fs.mkdtempSync('/tmp/ferrybus-roots-');
-  sh('mount', '-t', 'tmpfs', '-o', 'mode=0755', 'ferrybus-roots', work);
   const packages = packageClosure();
   const t0 = performance.now();
   const [initrd, real, shutdown] = ['initrd', 'real-root', 'shutdown-root'].map((n) => buildTree(n, packages));
   log(`trees built in ${Math.round(performance.now() - t0)} ms (${packages.length} packages each)`);
-  const run_ = path.join(work, 'run');
-  fs.mkdirSync(run_);
-  sh('mount', '-t', 'tmpfs', '-o', 'mode=0755', 'ferrybus-run', run_);
-  sh('mount', '--bind', run_, path.join(initrd.dir, 'run'));
+  const runDir = path.join(work, 'run');
+  fs.mkdirSync(runDir);
+  sh('mount', '-t', 'tmpfs', '-o', 'mode=0755', 'ferrybus-run', runDir);
+  sh('mount', '--bind', runDir, path.join(initrd.dir, 'run'));
   sh('mount', '-t', 'proc', 'proc', path.join(initrd.dir, 'proc'));
-  const hostAddress = `unix:path=${path.join(run_, 'ferrybus', 'bus')}`;
+  const hostAddress = `unix:path=${path.join(runDir, 'ferrybus', 'bus')}`;
   const step = (name, extra = {}) => {
     const s = { name, ...extra };
     result.steps.push(s);
