@@ -3,14 +3,13 @@
 # still references /oldroot. Hands the ferrybus daemon off into this root (same PID) so that it
 # holds nothing on /oldroot and serves until poweroff. Never fails the shutdown.
 _ferrybus_pre_shutdown() {
-    local sock
     [ -x /usr/bin/node ] && [ -f /usr/lib/ferrybus/ferrybus.mjs ] || return 0
     # The daemon resolves /proc/<our pid>/root in its own root: make sure it has a procfs.
     /usr/lib/ferrybus/ferrybus-roots expose-proc || return 0
     # /run here is the old /run, bound in by systemd-shutdown; /oldsys/run is the same tmpfs.
-    for sock in /run/ferrybus/bus /oldsys/run/ferrybus/bus; do
-        [ -S "$sock" ] || continue
-        if /usr/bin/node /usr/lib/ferrybus/ferrybus.mjs handoff --root / --address "unix:path=$sock"; then
+    for _ferrybus_sock in /run/ferrybus/bus /oldsys/run/ferrybus/bus; do
+        [ -S "$_ferrybus_sock" ] || continue
+        if /usr/bin/node /usr/lib/ferrybus/ferrybus.mjs handoff --root / --address "unix:path=$_ferrybus_sock"; then
             return 0
         fi
     done
@@ -19,3 +18,4 @@ _ferrybus_pre_shutdown() {
 }
 _ferrybus_pre_shutdown
 unset -f _ferrybus_pre_shutdown
+unset _ferrybus_sock
