@@ -1,4 +1,4 @@
-import { encodeMessage, MessageFlag, MessageType, parseMessage, stitchSender, type Message, type NewMessage } from '../wire/message.js';
+import { buildMessage, MessageFlag, MessageType, stitchSender, type Message, type NewMessage } from '../wire/message.js';
 import { marshal } from '../wire/marshal.js';
 import type { DBusValue } from '../wire/values.js';
 import { Driver, type DriverMethod } from './driver.js';
@@ -224,6 +224,8 @@ export class Bus {
   }
 
   private emitNameOwnerChanged(name: string, oldOwner: string, newOwner: string): void {
+    // Nobody could receive it: skip building it (every connect and disconnect emits one).
+    if (this.subscribers.size === 0 && this.monitors.size === 0) return;
     this.driverEmit({
       type: MessageType.Signal,
       serial: 0,
@@ -256,8 +258,8 @@ export class Bus {
     m.serial = this.driverSerial++;
     if (this.driverSerial > 0xffffffff) this.driverSerial = 1;
     m.sender = BUS_NAME;
-    const bytes = encodeMessage(m);
-    const routed = new RoutedMessage(parseMessage(bytes), BUS_NAME, bytes, this.ownerCheck);
+    const msg = buildMessage(m);
+    const routed = new RoutedMessage(msg, BUS_NAME, msg.bytes, this.ownerCheck);
     if (m.destination !== undefined) {
       const to = this.resolve(m.destination);
       routed.recipient = to;

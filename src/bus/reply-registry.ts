@@ -9,63 +9,59 @@ interface PendingCall {
 /**
  * Method calls awaiting a reply. A reply is routed only if it answers one of
  * these (as dbus-daemon does), which stops peers from injecting fake replies.
+ * Indexed both ways, so a disconnect costs only that peer's own calls.
  */
 export class ReplyRegistry {
-  private readonly byKey = new Map<string, PendingCall>();
-  private readonly byCallee = new Map<Peer, Set<string>>();
-
-  private static key(caller: Peer, serial: number): string {
-    return `${caller.id}/${serial}`;
-  }
+  private readonly byCaller = new Map<Peer, Map<number, PendingCall>>();
+  private readonly byCallee = new Map<Peer, Set<PendingCall>>();
 
   expect(caller: Peer, serial: number, callee: Peer): void {
-    const key = ReplyRegistry.key(caller, serial);
-    const old = this.byKey.get(key);
-    if (old) this.forget(key, old);
-    this.byKey.set(key, { caller, serial, callee });
+    const old = this.byCaller.get(caller)?.get(serial);
+    if (old) this.forget(old);
+    let calls = this.byCaller.get(caller);
+    if (!calls) this.byCaller.set(caller, (calls = new Map()));
+    const call = { caller, serial, callee };
+    calls.set(serial, call);
     let set = this.byCallee.get(callee);
     if (!set) this.byCallee.set(callee, (set = new Set()));
-    set.add(key);
+    set.add(call);
     caller.pendingCalls++;
   }
 
   /** True (and forgotten) when `callee` may answer `caller`'s call `serial`. */
   consume(callee: Peer, caller: Peer, serial: number): boolean {
-    const key = ReplyRegistry.key(caller, serial);
-    const call = this.byKey.get(key);
+    const call = this.byCaller.get(caller)?.get(serial);
     if (!call || call.callee !== callee) return false;
-    this.forget(key, call);
+    this.forget(call);
     return true;
   }
 
   /** Forgets calls made to a peer that is going away; their callers are owed a NoReply error. */
   dropCallee(callee: Peer): Array<{ caller: Peer; serial: number }> {
-    const keys = this.byCallee.get(callee);
-    if (!keys) return [];
-    const owed: Array<{ caller: Peer; serial: number }> = [];
-    for (const key of [...keys]) {
-      const call = this.byKey.get(key)!;
-      this.forget(key, call);
-      owed.push({ caller: call.caller, serial: call.serial });
-    }
+    const calls = this.byCallee.get(callee);
+    if (!calls) return [];
+    const owed = [...calls].map((c) => ({ caller: c.caller, serial: c.serial }));
+    for (const call of [...calls]) this.forget(call);
     return owed;
   }
 
   /** Forgets calls made by a peer that is going away. */
   dropCaller(caller: Peer): void {
-    const prefix = `${caller.id}/`;
-    for (const [key, call] of this.byKey) if (key.startsWith(prefix)) this.forget(key, call);
+    const calls = this.byCaller.get(caller);
+    if (calls) for (const call of [...calls.values()]) this.forget(call);
   }
 
-  /** Every pending call, for snapshots. */
-  all(): IterableIterator<PendingCall> {
-    return this.byKey.values();
+  /** Every pending call, for snapshots and reports. */
+  *all(): IterableIterator<PendingCall> {
+    for (const calls of this.byCaller.values()) yield* calls.values();
   }
 
-  private forget(key: string, call: PendingCall): void {
-    this.byKey.delete(key);
+  private forget(call: PendingCall): void {
+    const calls = this.byCaller.get(call.caller);
+    calls?.delete(call.serial);
+    if (calls?.size === 0) this.byCaller.delete(call.caller);
     const set = this.byCallee.get(call.callee);
-    set?.delete(key);
+    set?.delete(call);
     if (set?.size === 0) this.byCallee.delete(call.callee);
     call.caller.pendingCalls--;
   }

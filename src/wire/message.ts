@@ -122,9 +122,9 @@ export function parseMessage(bytes: Buffer): Message {
   if (type === 0) invalid('message type 0 is invalid');
   if (serial === 0) invalid('serial 0 is invalid');
 
-  const r = new Reader(bytes, littleEndian, 12, bytes.length);
-  const fieldsLength = r.u32();
+  const fieldsLength = littleEndian ? bytes.readUInt32LE(12) : bytes.readUInt32BE(12);
   const fieldsEnd = FIXED_HEADER_SIZE + fieldsLength;
+  // Every field present from the start: one object shape for every header (faster property access).
   const header: Header = {
     littleEndian,
     type,
@@ -134,8 +134,16 @@ export function parseMessage(bytes: Buffer): Message {
     bodyOffset: align8(fieldsEnd),
     signature: '',
     hasUnknownFields: false,
+    path: undefined,
+    interface: undefined,
+    member: undefined,
+    errorName: undefined,
+    replySerial: undefined,
+    destination: undefined,
+    sender: undefined,
+    unixFds: undefined,
   };
-  const seen = new Set<number>();
+  let seen = 0; // bit per known field code
   const fieldReader = new Reader(bytes, littleEndian, FIXED_HEADER_SIZE, fieldsEnd);
   while (fieldReader.pos < fieldsEnd) {
     fieldReader.align(8);
@@ -149,8 +157,8 @@ export function parseMessage(bytes: Buffer): Message {
       continue;
     }
     if (sig !== expected) invalid(`header field ${code} has type "${sig}", expected "${expected}"`);
-    if (seen.has(code)) invalid(`header field ${code} appears twice`);
-    seen.add(code);
+    if ((seen & (1 << code)) !== 0) invalid(`header field ${code} appears twice`);
+    seen |= 1 << code;
     switch (code) {
       case Field.Path: header.path = fieldReader.objectPath(); break;
       case Field.Interface: header.interface = checked(fieldReader.string(), isValidInterfaceName, 'interface'); break;
@@ -264,6 +272,31 @@ export interface NewMessage extends Partial<HeaderFields> {
   serial: number;
   /** Already marshalled body (little-endian), or empty. */
   body?: Buffer;
+}
+
+/** Builds a new message and its header without parsing it back (the driver's hot path). */
+export function buildMessage(m: NewMessage): Message {
+  const bytes = encodeMessage(m);
+  const bodyLength = m.body?.length ?? 0;
+  const header: Header = {
+    littleEndian: true,
+    type: m.type,
+    flags: m.flags ?? 0,
+    serial: m.serial,
+    bodyLength,
+    bodyOffset: bytes.length - bodyLength,
+    signature: m.signature ?? '',
+    hasUnknownFields: false,
+    path: m.path,
+    interface: m.interface,
+    member: m.member,
+    errorName: m.errorName,
+    replySerial: m.replySerial,
+    destination: m.destination,
+    sender: m.sender,
+    unixFds: m.unixFds,
+  };
+  return { bytes, header };
 }
 
 /** Builds a new little-endian message (the bus driver's own messages). */
