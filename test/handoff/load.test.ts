@@ -2,8 +2,10 @@
  * Zero loss under load (DESIGN.md §3): 22 independent client processes (services answering
  * calls under well-known names, pipelined callers, signal emitters and subscribers; half on the
  * project's own src/wire, half on dbus-next) exchange sequence-numbered traffic while the daemon
- * hands off 50 times in a row, and a connect() loop runs throughout. Only correctness is asserted;
- * throughput and pauses are printed for the CI log.
+ * hands off 50 times in a row, and a connect() loop runs throughout. Raw clients cut every write
+ * inside a message (a handoff finds half-received bytes), some signals carry 16 KiB and two
+ * subscribers stop reading half of the time (a handoff finds bytes handed to socket.write and not
+ * yet sent). Only correctness is asserted; throughput and pauses are printed for the CI log.
  */
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -25,8 +27,12 @@ const HANDOFFS = 50;
 const CLI_EVERY = 10;
 const SERVICES = ['raw', 'next', 'raw', 'next'].map((lib, i) => ({ lib, name: `org.ferrybus.Load.S${i}` }));
 const SUBSCRIBERS = ['raw', 'next', 'raw', 'next', 'raw', 'next', 'raw', 'next'];
+/** These stop reading half of the time: the bus's writes to them back up past the socket buffer. */
+const STALLING_SUBSCRIBERS = 2;
 const CALLERS = ['raw', 'next', 'raw', 'next', 'raw', 'next'];
 const EMITTERS = ['raw', 'next', 'raw', 'next'];
+/** Every 64th signal carries 16 KiB, so a stalled reader's backlog outgrows the socket buffer. */
+const PAYLOAD = ['--payload-every', '64', '--payload-bytes', '16384'];
 
 interface Peer extends LoadPeer {
   proc: LongRunning;
@@ -85,11 +91,13 @@ describe('handoff under load', () => {
     const services = await Promise.all(
       SERVICES.map(async (s) => ({ ...(await start('service', s.lib, ['--name', s.name])), name: s.name })),
     );
-    const subscribers = await Promise.all(SUBSCRIBERS.map((lib) => start('subscriber', lib, [])));
+    const subscribers = await Promise.all(
+      SUBSCRIBERS.map((lib, i) => start('subscriber', lib, i < STALLING_SUBSCRIBERS * 2 && lib === 'raw' ? ['--stall-ms', '600'] : [])),
+    );
     const targets = SERVICES.map((s) => s.name).join(',');
     const t0 = performance.now();
     const callers = await Promise.all(CALLERS.map((lib) => start('caller', lib, ['--targets', targets, '--window', '16'])));
-    const emitters = await Promise.all(EMITTERS.map((lib) => start('emitter', lib, [])));
+    const emitters = await Promise.all(EMITTERS.map((lib) => start('emitter', lib, PAYLOAD)));
     const loop = startLongRunning(process.execPath, [path.join(SUPPORT, 'connect-loop.mjs'), '--address', bus.address]);
     procs.push(loop);
     await loop.waitFor(/^ready /m, { timeoutMs: 30_000 });
@@ -145,6 +153,7 @@ describe('handoff under load', () => {
       [
         `handoff under load: ${peers.length} client processes + connect loop, ${HANDOFFS} handoffs in ${seconds.toFixed(1)} s`,
         `  messages: ${calls} calls + ${calls} replies + ${signals} signals × ${subscribers.length} subscribers = ${delivered} delivered, ${Math.round(delivered / seconds)} messages/s`,
+        `  payload: ${(subscribers.reduce((n, p) => n + (reports.get(p.uniqueName)?.payloadBytes ?? 0), 0) / 2 ** 20).toFixed(0)} MiB delivered in 16 KiB signals; ${STALLING_SUBSCRIBERS} subscribers stall half of the time`,
         `  connect loop: ${loopReport.attempts} connects (${Math.round(loopReport.attempts / seconds)}/s), slowest Hello ${loopReport.maxMs} ms`,
         `  pause (Handoff replies): p50 ${ms(percentile(sorted, 50))} ms, p99 ${ms(percentile(sorted, 99))} ms, max ${ms(sorted[sorted.length - 1]!)} ms`,
         `  handoffs that carried calls awaiting a reply: ${carried.filter((n) => n > 0).length}/${carried.length}`,

@@ -38,6 +38,8 @@ export interface LoadReport {
   perTarget?: Record<string, number>;
   // emitter
   emitted?: number;
+  // emitter (sent) and subscriber (received)
+  payloadBytes?: number;
   // subscriber
   received?: number;
   senders?: Record<string, number>;
@@ -107,5 +109,8 @@ export function expectNoLoss(peers: readonly LoadPeer[], reports: ReadonlyMap<st
     const r = report(sub);
     expect(r.senders, `subscriber ${sub.uniqueName}: last sequence number per emitter`).toEqual(emitted);
     expect(r.received).toBe(emitters.reduce((n, e) => n + e.emitted!, 0));
+    expect(r.payloadBytes ?? 0, `subscriber ${sub.uniqueName}: payload bytes`).toBe(
+      emitters.reduce((n, e) => n + (e.payloadBytes ?? 0), 0),
+    );
   }
 }

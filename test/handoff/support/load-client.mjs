@@ -6,11 +6,13 @@
 //
 // --split-writes yes (raw only): every write ends in a partial message whose tail follows 1 ms
 // later, so a handoff almost always finds half-received bytes from this client.
+// --payload-every N --payload-bytes B (emitter): every Nth Tick carries B bytes, each (seq & 0xff).
+// --stall-ms S (raw subscriber): every S ms, stops reading for S/2 ms.
 //
 // service:    owns --name, answers Echo(u seq) with (u seq); checks seq is consecutive per caller.
 // caller:     keeps --window Echo calls in flight, round-robin over --targets, consecutive seq per
 //             target; checks every reply matches its call, once.
-// emitter:    emits Tick(u seq) continuously; every 16 signals a driver round trip (at most two
+// emitter:    emits Tick(u seq, ay payload) continuously; every 16 signals a driver round trip (at most two
 //             outstanding) bounds how far it runs ahead of the bus.
 // subscriber: matches every Tick; checks seq is consecutive per sender (exactly once, in order).
 //
@@ -23,6 +25,7 @@
 import { connectPeer, DRIVER, TYPE } from './peer.mjs';
 
 const DRAIN_DEADLINE_MS = 20_000;
+const EMPTY = Buffer.alloc(0);
 const LOAD_IFACE = 'org.ferrybus.Load';
 const LOAD_PATH = '/org/ferrybus/Load';
 const NAME_PREFIX = 'org.ferrybus.Load';
@@ -183,12 +186,20 @@ async function caller() {
 }
 
 async function emitter() {
+  const payloadEvery = Number(args['payload-every'] ?? 0);
+  const payloadBytes = Number(args['payload-bytes'] ?? 0);
+  let payloadSent = 0;
   let seq = 0;
   let barriers = 0;
   let idle;
   const pump = () => {
     while (!finishing && barriers < 2) {
-      for (let i = 0; i < 16; i++) peer.signal({ path: LOAD_PATH, interface: LOAD_IFACE, member: 'Tick', signature: 'u', body: [++seq] });
+      for (let i = 0; i < 16; i++) {
+        seq++;
+        const payload = payloadEvery > 0 && seq % payloadEvery === 0 ? Buffer.alloc(payloadBytes, seq & 0xff) : EMPTY;
+        payloadSent += payload.length;
+        peer.signal({ path: LOAD_PATH, interface: LOAD_IFACE, member: 'Tick', signature: 'uay', body: [seq, payload] });
+      }
       barriers++;
       driver('GetId').then(
         () => {
@@ -206,21 +217,31 @@ async function emitter() {
       idle = resolve;
       if (barriers === 0) resolve();
     }),
-    report: () => ({ emitted: seq }),
+    report: () => ({ emitted: seq, payloadBytes: payloadSent }),
   };
 }
 
 async function subscriber() {
   const lastSeq = new Map();
   let received = 0;
+  let payloadBytes = 0;
   peer.onSignal((m) => {
     if (m.interface !== LOAD_IFACE || m.member !== 'Tick') return;
-    const seq = m.body[0];
+    const [seq, payload] = m.body;
     const last = lastSeq.get(m.sender) ?? 0;
     if (seq !== last + 1) problem(`Tick from ${m.sender}: seq ${seq} after ${last}`);
+    if (payload.some((b) => b !== (seq & 0xff))) problem(`Tick ${seq} from ${m.sender}: payload damaged`);
     lastSeq.set(m.sender, seq);
+    payloadBytes += payload.length;
     received++;
   });
   await driver('AddMatch', 's', [`type='signal',interface='${LOAD_IFACE}',member='Tick'`]);
-  return { report: () => ({ received, senders: Object.fromEntries(lastSeq) }) };
+  // A reader that stops reading for a while: the bus's writes to it back up in the kernel and
+  // in libuv, so a handoff finds bytes handed to socket.write and not yet sent.
+  const stallMs = Number(args['stall-ms'] ?? 0);
+  const stalls = stallMs > 0 ? setInterval(() => peer.stallReads(stallMs / 2), stallMs) : undefined;
+  return {
+    drain: () => clearInterval(stalls),
+    report: () => ({ received, payloadBytes, senders: Object.fromEntries(lastSeq) }),
+  };
 }

@@ -9,10 +9,10 @@
 //   signal({path, interface, member, signature, body})             fire and forget
 //   reply(call, signature, body)                                   answers an incoming call
 //   onCall(fn(msg))  onSignal(fn(msg))  onClose(fn(reason))
+//   stallReads(ms)                                                 stops reading for a while (raw only)
 //   close()
 // Incoming messages are {type, serial, sender, destination, path, interface, member, body}.
 import * as net from 'node:net';
-import { fileURLToPath } from 'node:url';
 
 const DIST = new URL('../../../dist/src/wire/', import.meta.url);
 const { Framer } = await import(new URL('framer.js', DIST).href);
@@ -199,6 +199,12 @@ class RawPeer {
   onSignal(fn) { this.signalHandlers.push(fn); }
   onClose(fn) { this.closeHandlers.push(fn); }
 
+  /** Stops reading from the bus for `ms` (a paused socket stops reading once its buffer is full). */
+  stallReads(ms) {
+    this.socket.pause();
+    setTimeout(() => this.socket.resume(), ms);
+  }
+
   close() {
     this.closedByUs = true;
     this.socket.destroy();
@@ -274,10 +280,13 @@ class NextPeer {
   onSignal(fn) { this.signalHandlers.push(fn); }
   onClose(fn) { this.closeHandlers.push(fn); }
 
+  stallReads() {
+    // dbus-next reads on 'readable': pausing its socket would not stop it reading.
+    throw new Error('stallReads is for raw peers only');
+  }
+
   close() {
     this.closedByUs = true;
     this.bus.disconnect();
   }
 }
-
-export const SUPPORT_DIR = fileURLToPath(new URL('.', import.meta.url));
