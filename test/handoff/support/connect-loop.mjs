@@ -1,7 +1,8 @@
 #!/usr/bin/env node
-// Connects to the bus over and over: net.connect to the socket path, SASL EXTERNAL, BEGIN + Hello,
-// wait for the Hello reply, close. Each attempt has a deadline; every failure is recorded by its
-// errno code (ECONNREFUSED, ENOENT, …) or reason.
+// Connects to the bus over and over, four attempts at a time: net.connect to the socket path, SASL
+// EXTERNAL, BEGIN + Hello, wait for the Hello reply, close; a random pause of up to 20 ms before
+// AUTH and before BEGIN. Each attempt has a deadline; every failure is recorded by its errno code
+// (ECONNREFUSED, ENOENT, …) or reason.
 //
 //   connect-loop.mjs --address ADDR
 //
@@ -17,6 +18,9 @@ const { encodeMessage, parseMessage, readBody } = await import(new URL('message.
 const address = process.argv[process.argv.indexOf('--address') + 1];
 const socketPath = socketPathOf(address);
 const ATTEMPT_DEADLINE_MS = 30_000;
+/** Attempts in flight at once, and the longest random pause between the steps of one. */
+const CONCURRENCY = 4;
+const LINGER_MS = 20;
 const hello = encodeMessage({ type: TYPE.CALL, serial: 1, ...DRIVER, member: 'Hello' });
 
 let stop = false;
@@ -43,7 +47,11 @@ function attempt() {
     socket.once('connect', async () => {
       let rest;
       try {
+        // Lingering between the steps makes a handoff meet connections in every state: accepted
+        // with nothing said, in the middle of SASL, authenticated without Hello.
+        await linger();
         rest = await authenticate(socket);
+        await linger();
       } catch (err) {
         return fail(err);
       }
@@ -69,24 +77,29 @@ function attempt() {
   });
 }
 
+const linger = () => new Promise((resolve) => setTimeout(resolve, Math.floor(Math.random() * LINGER_MS)));
+
 let announced = false;
-while (!stop) {
-  attempts++;
-  const t0 = performance.now();
-  try {
-    await attempt();
-    helloAnswered++;
-    maxMs = Math.max(maxMs, performance.now() - t0);
-    if (!announced) {
-      announced = true;
-      process.stdout.write('ready {}\n');
+async function loop() {
+  while (!stop) {
+    attempts++;
+    const t0 = performance.now();
+    try {
+      await attempt();
+      helloAnswered++;
+      maxMs = Math.max(maxMs, performance.now() - t0);
+      if (!announced) {
+        announced = true;
+        process.stdout.write('ready {}\n');
+      }
+    } catch (err) {
+      const code = err.code ?? 'OTHER';
+      failures[code] = (failures[code] ?? 0) + 1;
+      if (examples.length < 10) examples.push(`${code}: ${err.message}`);
     }
-  } catch (err) {
-    const code = err.code ?? 'OTHER';
-    failures[code] = (failures[code] ?? 0) + 1;
-    if (examples.length < 10) examples.push(`${code}: ${err.message}`);
   }
 }
+await Promise.all(Array.from({ length: CONCURRENCY }, loop));
 process.stdout.write(`report ${JSON.stringify({ attempts, helloAnswered, failures, examples, maxMs: Math.round(maxMs) })}\n`);
 // Stay until the test stops us, like the other peers.
 setInterval(() => {}, 1 << 30);
