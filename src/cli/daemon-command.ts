@@ -4,6 +4,7 @@ import { adoptDaemon } from '../supervisor/adopt.js';
 import { Daemon, printToFd, type DaemonSettings } from '../supervisor/daemon.js';
 import { HandoffController, type HandoffArgs } from '../supervisor/handoff-controller.js';
 import { createLogger, type Logger } from '../supervisor/logger.js';
+import { initAnchors } from '../supervisor/anchors.js';
 import { notifySystemd } from '../supervisor/notify.js';
 import { handleHandoffSignal } from './signal-guard.js';
 import { settingsFromConfig } from '../supervisor/settings.js';
@@ -33,6 +34,8 @@ function fdOf(flag: string | boolean | undefined, name: string): number | undefi
 
 export async function runDaemonCommand(args: DaemonArgs): Promise<void> {
   const log = createLogger();
+  // Before anything can change root: /proc and the notify socket, opened now or inherited.
+  initAnchors(args.handoff, log);
   const controller = new HandoffController(log, args.handoff?.execPath);
   let daemon: Daemon | undefined;
   const methods = supervisorMethods(() => daemon!, controller);

@@ -10,6 +10,7 @@ import { Daemon, type DaemonSettings } from './daemon.js';
 import type { HandoffArgs } from './handoff-controller.js';
 import { newBusGuid, readMachineId } from './identity.js';
 import type { Logger } from './logger.js';
+import { anchorFds } from './anchors.js';
 import { rereadSettings } from './settings.js';
 
 function adoptListener(fd: number, onConnection: (s: net.Socket) => void): net.Server | string {
@@ -46,7 +47,7 @@ function closeStrays(keep: Set<number>, log: Logger): number {
   }
   for (const name of fds) {
     const fd = Number(name);
-    if (fd <= 2 || keep.has(fd)) continue;
+    if (fd <= 2 || keep.has(fd) || anchorFds().includes(fd)) continue;
     try {
       if (fs.fstatSync(fd).isSocket() && !isListeningSocket(fd)) {
         fs.closeSync(fd);

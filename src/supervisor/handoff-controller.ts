@@ -9,6 +9,7 @@ import { loadLibc } from '../sys/libc.js';
 import { FerryError } from '../util/errors.js';
 import type { Daemon } from './daemon.js';
 import type { Logger } from './logger.js';
+import { anchorFds, anchors } from './anchors.js';
 import { notifySystemd } from './notify.js';
 
 export const HANDOFF_ERROR = 'org.ferrybus.Error.HandoffFailed';
@@ -27,6 +28,8 @@ export interface HandoffArgs {
   nextUniqueId: number;
   /** The node binary the new image was exec'd by (see currentExecTarget). */
   execPath?: string;
+  /** The systemd notify socket, inherited (see anchors.ts). */
+  notifyFd?: number;
 }
 
 export function handoffArgv(a: HandoffArgs): string[] {
@@ -38,6 +41,7 @@ export function handoffArgv(a: HandoffArgs): string[] {
     `--handoff-generation=${a.generation}`,
     `--handoff-next-unique=${a.nextUniqueId}`,
     ...(a.execPath ? [`--handoff-exec-path=${a.execPath}`] : []),
+    ...(a.notifyFd !== undefined ? [`--handoff-notify-fd=${a.notifyFd}`] : []),
   ];
 }
 
@@ -53,6 +57,7 @@ export function parseHandoffArgv(argv: readonly string[]): HandoffArgs | undefin
     generation: Number(flag('generation') ?? 2),
     nextUniqueId: Number(flag('next-unique') ?? 1),
     execPath: flag('exec-path') || undefined,
+    notifyFd: flag('notify-fd') ? Number(flag('notify-fd')) : undefined,
   };
 }
 
@@ -138,7 +143,8 @@ export class HandoffController {
     });
     const file = writeHandoffFile(handoffDirectory(process.getuid!(), process.env), doc);
     const listenFds = doc.listeners.map((l) => l.fd);
-    const keep = [0, 1, 2, ...listenFds, ...doc.connections.map((c) => c.fd)];
+    const { notifyFd } = anchors();
+    const keep = [0, 1, 2, ...anchorFds(), ...listenFds, ...doc.connections.map((c) => c.fd)];
     try {
       reexec(this.target, handoffArgv({
         document: file,
@@ -147,6 +153,7 @@ export class HandoffController {
         generation: d.generation + 1,
         nextUniqueId: d.bus.nextUniqueId,
         execPath: this.target.execPath,
+        notifyFd,
       }), keep);
     } catch (err) {
       removeHandoffFile(file);

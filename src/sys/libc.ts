@@ -94,6 +94,8 @@ interface Bindings {
   readonly fchdir: NativeFn;
   readonly socket: NativeFn;
   readonly sendto: NativeFn;
+  readonly connect: NativeFn;
+  readonly send: NativeFn;
   readonly close: NativeFn;
   readonly ucred: TypeObject;
 }
@@ -119,6 +121,8 @@ function libc(): Bindings {
       socket: lib.func('int socket(int domain, int type, int protocol)') as NativeFn,
       sendto: lib.func('intptr_t sendto(int fd, const void *buf, size_t len, int flags, const void *addr, uint32_t addrlen)') as NativeFn,
       close: lib.func('int close(int fd)') as NativeFn,
+      connect: lib.func('int connect(int fd, const void *addr, uint32_t addrlen)') as NativeFn,
+      send: lib.func('intptr_t send(int fd, const void *buf, size_t len, int flags)') as NativeFn,
       ucred: koffi.struct({ pid: 'int32_t', uid: 'uint32_t', gid: 'uint32_t' }),
     };
   }
@@ -276,27 +280,38 @@ export function fchdir(fd: number): void {
   if (libc().fchdir(fd) !== 0) fail('fchdir');
 }
 
-/**
- * Sends one datagram to a unix socket path ('@' prefix = abstract), e.g. systemd's
- * NOTIFY_SOCKET. Node has no unix datagram sockets, hence this binding.
- */
-export function sendUnixDatagram(socketPath: string, payload: Buffer): void {
-  const { socket, sendto, close } = libc();
-  const AF_UNIX = 1;
-  const SOCK_DGRAM_CLOEXEC = 2 | 0o2000000;
-  const name = Buffer.from(socketPath.startsWith('@') ? '\0' + socketPath.slice(1) : socketPath, 'utf8');
-  if (name.length > 107) throw new SysError('sendto', os.constants.errno.ENAMETOOLONG, socketPath);
-  const addr = Buffer.alloc(2 + name.length + (socketPath.startsWith('@') ? 0 : 1));
-  addr.writeUInt16LE(AF_UNIX, 0);
+function unixAddress(socketPath: string): Buffer {
+  const abstract = socketPath.startsWith('@');
+  const name = Buffer.from(abstract ? '\0' + socketPath.slice(1) : socketPath, 'utf8');
+  if (name.length > 107) throw new SysError('connect', os.constants.errno.ENAMETOOLONG, socketPath);
+  const addr = Buffer.alloc(2 + name.length + (abstract ? 0 : 1));
+  addr.writeUInt16LE(1 /* AF_UNIX */, 0);
   name.copy(addr, 2);
-  const fd = socket(AF_UNIX, SOCK_DGRAM_CLOEXEC, 0);
+  return addr;
+}
+
+/**
+ * A unix datagram socket connected to a path ('@' prefix = abstract), e.g. systemd's
+ * NOTIFY_SOCKET. Connected once, it keeps working after the process changes root,
+ * where the path may no longer resolve. Node has no unix datagram sockets, hence this.
+ */
+export function connectUnixDatagram(socketPath: string): number {
+  const { socket, connect, close } = libc();
+  const addr = unixAddress(socketPath);
+  const fd = socket(1 /* AF_UNIX */, 2 /* SOCK_DGRAM */ | 0o2000000 /* SOCK_CLOEXEC */, 0);
   if (fd < 0) fail('socket');
-  try {
-    const MSG_NOSIGNAL = 0x4000;
-    if (Number(sendto(fd, payload, payload.length, MSG_NOSIGNAL, addr, addr.length)) < 0) fail('sendto', socketPath);
-  } finally {
+  if (connect(fd, addr, addr.length) !== 0) {
+    const errno = koffi.errno();
     close(fd);
+    throw new SysError('connect', errno, socketPath);
   }
+  return fd;
+}
+
+/** Sends one datagram on a connected socket. */
+export function sendDatagram(fd: number, payload: Buffer): void {
+  checkFd('send', fd);
+  if (Number(libc().send(fd, payload, payload.length, 0x4000 /* MSG_NOSIGNAL */)) < 0) fail('send');
 }
 
 /** Whether fd is a socket in the listening state (SO_ACCEPTCONN). */
