@@ -1,4 +1,4 @@
-import { buildMessage, MessageFlag, MessageType, stitchSender, type Message, type NewMessage } from '../wire/message.js';
+import { buildMessage, MessageFlag, MessageType, stitchSenderPieces, type Message, type NewMessage } from '../wire/message.js';
 import { marshal } from '../wire/marshal.js';
 import type { DBusValue } from '../wire/values.js';
 import { Driver, type DriverMethod } from './driver.js';
@@ -16,8 +16,11 @@ const LOCAL_INTERFACE = 'org.freedesktop.DBus.Local';
 
 /** Where the core's decisions take effect; implemented by the transport. */
 export interface BusSink {
-  /** Queues bytes for a peer; false when its outbound quota would be exceeded (nothing queued). */
-  send(peer: Peer, bytes: Buffer): boolean;
+  /**
+   * Queues a message for a peer, as pieces to write in order (a large body is a view
+   * of the received bytes); false when its outbound quota would be exceeded (nothing queued).
+   */
+  send(peer: Peer, pieces: readonly Buffer[]): boolean;
   /** Closes a peer's connection; the transport then calls Bus#detach. */
   disconnect(peer: Peer, reason: string): void;
 }
@@ -259,7 +262,7 @@ export class Bus {
     if (this.driverSerial > 0xffffffff) this.driverSerial = 1;
     m.sender = BUS_NAME;
     const msg = buildMessage(m);
-    const routed = new RoutedMessage(msg, BUS_NAME, msg.bytes, this.ownerCheck);
+    const routed = new RoutedMessage(msg, BUS_NAME, [msg.bytes], this.ownerCheck);
     if (m.destination !== undefined) {
       const to = this.resolve(m.destination);
       routed.recipient = to;
@@ -336,7 +339,7 @@ export class Bus {
       return this.sink.disconnect(peer, 'sent a message other than Hello without being registered');
     }
     const sender = peer.uniqueName!;
-    const routed = new RoutedMessage(msg, sender, stitchSender(msg, sender), this.ownerCheck);
+    const routed = new RoutedMessage(msg, sender, stitchSenderPieces(msg, sender), this.ownerCheck);
 
     const destination = h.destination;
     if (destination === undefined) {
@@ -395,7 +398,7 @@ export class Bus {
   }
 
   private deliver(to: Peer, routed: RoutedMessage): boolean {
-    if (this.sink.send(to, routed.bytes)) {
+    if (this.sink.send(to, routed.pieces)) {
       to.overQuota = false;
       return true;
     }

@@ -11,7 +11,7 @@ function routed(signature: string, args: DBusValue[], owners: Record<string, str
     type: MessageType.Signal, serial: 1, path: '/a', interface: 'com.example.I', member: 'S', destination: 'com.example.Dest',
     signature, body: signature ? marshal(signature, args) : undefined,
   });
-  return new RoutedMessage(parseMessage(bytes), ':1.1', bytes, (sender, name) => owners[name] === sender);
+  return new RoutedMessage(parseMessage(bytes), ':1.1', [bytes], (sender, name) => owners[name] === sender);
 }
 
 describe('RoutedMessage', () => {
@@ -34,7 +34,7 @@ describe('RoutedMessage', () => {
       type: MessageType.Signal, serial: 1, path: '/a', interface: 'com.example.I', member: 'S', signature: 's',
       body: Buffer.from([9, 0, 0, 0, 0x61, 0]),
     });
-    const m = new RoutedMessage(parseMessage(bytes), ':1.1', bytes, () => false);
+    const m = new RoutedMessage(parseMessage(bytes), ':1.1', [bytes], () => false);
     expect(m.textArg(0)).toBeUndefined();
   });
 

@@ -16,8 +16,8 @@ export class RoutedMessage implements MatchTarget {
     readonly message: Message,
     /** Unique name of the sender, or org.freedesktop.DBus. */
     readonly sender: string,
-    /** The bytes every receiver gets. */
-    readonly bytes: Buffer,
+    /** The bytes every receiver gets, as pieces written in order. */
+    readonly pieces: readonly Buffer[],
     private readonly owns: (sender: string, name: string) => boolean,
   ) {}
 

@@ -17,9 +17,9 @@ export class MemorySink implements BusSink {
   /** Peers whose outbound queue is "full": send() refuses and queues nothing. */
   readonly full = new Set<Peer>();
 
-  send(peer: Peer, bytes: Buffer): boolean {
+  send(peer: Peer, pieces: readonly Buffer[]): boolean {
     if (this.full.has(peer)) return false;
-    const msg = parseMessage(bytes);
+    const msg = parseMessage(Buffer.concat(pieces));
     const list = this.inbox.get(peer) ?? [];
     list.push({ ...msg.header, args: readBody(msg) });
     this.inbox.set(peer, list);

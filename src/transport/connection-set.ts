@@ -2,6 +2,39 @@ import * as net from 'node:net';
 import type { Bus, BusSink } from '../bus/bus.js';
 import type { Credentials, Peer } from '../bus/peer.js';
 import { peerCredentials, peerGroups, peerSecurityLabel, socketFd } from '../sys/libc.js';
+
+/**
+ * The peer's credentials: pid, uid and gid now (every connection needs them); groups
+ * and security label on first use (GetConnectionCredentials, a handoff snapshot),
+ * which saves two system calls per connection for the many clients that never ask.
+ */
+function socketCredentials(fd: number): Credentials {
+  const { pid, uid, gid } = peerCredentials(fd);
+  let groups: number[] | undefined;
+  let label: { value: string | undefined } | undefined;
+  return {
+    pid,
+    uid,
+    gid,
+    get groups() {
+      // SO_PEERGROUPS lists supplementary groups only; clients expect the primary gid too.
+      groups ??= [...new Set([gid, ...orDefault(() => peerGroups(fd), [])])];
+      return groups;
+    },
+    get securityLabel() {
+      label ??= { value: orDefault(() => peerSecurityLabel(fd), undefined) };
+      return label.value;
+    },
+  };
+}
+
+function orDefault<T>(read: () => T, fallback: T): T {
+  try {
+    return read();
+  } catch {
+    return fallback; // the socket is gone: nothing more to learn
+  }
+}
 import { Connection, type ConnectionHooks } from './connection.js';
 
 export type TransportLog = (event: string, message: string, fields?: Record<string, unknown>) => void;
@@ -42,11 +75,7 @@ export class ConnectionSet implements BusSink {
   accept(socket: net.Socket): void {
     let credentials: Credentials;
     try {
-      const fd = socketFd(socket);
-      const { pid, uid, gid } = peerCredentials(fd);
-      // SO_PEERGROUPS lists supplementary groups only; clients expect the primary gid too.
-      const groups = [...new Set([gid, ...peerGroups(fd)])];
-      credentials = { pid, uid, gid, groups, securityLabel: peerSecurityLabel(fd) };
+      credentials = socketCredentials(socketFd(socket));
     } catch (err) {
       this.log('client-refused', 'could not read peer credentials; closing', { error: String(err) });
       socket.destroy();
@@ -67,9 +96,9 @@ export class ConnectionSet implements BusSink {
     return this.byPeer.get(peer.id);
   }
 
-  send(peer: Peer, bytes: Buffer): boolean {
+  send(peer: Peer, pieces: readonly Buffer[]): boolean {
     const conn = this.byPeer.get(peer.id);
-    return conn ? conn.send(bytes) : true;
+    return conn ? conn.send(pieces) : true;
   }
 
   disconnect(peer: Peer, reason: string): void {

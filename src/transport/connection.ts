@@ -107,24 +107,39 @@ export class Connection {
   }
 
   /** Queues bytes for this client; false (and nothing queued) when over its quota. */
-  send(bytes: Buffer, force = false): boolean {
+  send(pieces: Buffer | readonly Buffer[], force = false): boolean {
     if (this.closing) return true; // gone: accepted and discarded, like a closed socket
-    if (!force && this.outbound.size + bytes.length > this.maxOutgoingBytes) return false;
+    let length = 0;
+    if (Buffer.isBuffer(pieces)) length = pieces.length;
+    else for (const p of pieces) length += p.length;
+    if (!force && this.outbound.size + length > this.maxOutgoingBytes) return false;
     const wasIdle = !this.outbound.hasPending;
-    this.outbound.push(bytes);
+    this.outbound.push(pieces);
     if (wasIdle && !this.writing) this.hooks.markDirty(this);
     return true;
   }
 
-  /** Hands this turn's bytes to the socket as one write, unless one is still outstanding. */
+  /**
+   * Hands this turn's bytes to the socket as one writev (corked writes), unless a
+   * batch is still outstanding. The last write's callback marks the batch done.
+   */
   flush(): void {
     if (this.closing || this.writing || !this.outbound.hasPending) return;
     this.writing = true;
-    this.socket.write(this.outbound.takePending(), (err) => {
+    const batch = this.outbound.takePending();
+    const done = (err?: Error | null) => {
       this.writing = false;
       this.outbound.written();
       if (!err && this.outbound.hasPending) this.hooks.markDirty(this);
-    });
+    };
+    if (batch.length === 1) {
+      this.socket.write(batch[0]!, done);
+      return;
+    }
+    this.socket.cork();
+    for (let i = 0; i < batch.length - 1; i++) this.socket.write(batch[i]!);
+    this.socket.write(batch[batch.length - 1]!, done);
+    this.socket.uncork();
   }
 
   /**

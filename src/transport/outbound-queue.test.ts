@@ -9,7 +9,7 @@ describe('OutboundQueue', () => {
     q.push(b('ab'));
     q.push(b('cd'));
     expect(q.size).toBe(4);
-    expect(q.takePending().toString()).toBe('abcd');
+    expect(Buffer.concat(q.takePending()).toString()).toBe('abcd');
     expect(q.hasPending).toBe(false);
     expect(q.size).toBe(4); // in flight until the write completes
     q.written();
@@ -46,5 +46,17 @@ describe('OutboundQueue', () => {
     q.takePending();
     expect(q.unsent(2).toString()).toBe('il');
     expect(q.size).toBe(4);
+  });
+
+  it('keeps pieces as given and finds the unsent tail across them', () => {
+    const q = new OutboundQueue();
+    const body = b('BODY-BYTES');
+    q.push([b('head:'), body]);
+    q.push(b('next'));
+    const batch = q.takePending();
+    expect(batch).toHaveLength(3);
+    expect(batch[1]).toBe(body); // not copied
+    expect(q.unsent(7).toString()).toBe('TESnext');
+    expect(q.unsent(19).toString()).toBe('head:BODY-BYTESnext');
   });
 });

@@ -2,16 +2,18 @@
  * Bytes accepted for one connection and not yet taken by the kernel.
  *
  * Two parts: `pending` (queued this event-loop turn, not yet handed to the
- * socket) and `inFlight` (handed to socket.write, whose callback has not fired).
- * libuv writes in order, so what the kernel has not taken is always a tail of
- * inFlight: a handoff can store exactly those bytes without waiting for a slow
- * reader.
+ * socket) and `inFlight` (the one batch handed to the socket as a single
+ * writev, whose completion has not been reported). libuv writes in order, so
+ * what the kernel has not taken is always a tail of the batch: a handoff can
+ * store exactly those bytes without waiting for a slow reader.
+ *
+ * Pieces are kept as given (a large body is a view of the received bytes) and
+ * never joined: the socket writes them with one writev.
  */
 export class OutboundQueue {
   private pending: Buffer[] = [];
   private pendingBytes = 0;
-  private readonly inFlight: Buffer[] = [];
-  private inFlightHead = 0;
+  private inFlight: Buffer[] = [];
   private inFlightBytes = 0;
 
   get size(): number {
@@ -22,42 +24,42 @@ export class OutboundQueue {
     return this.pendingBytes > 0;
   }
 
-  push(bytes: Buffer): void {
-    this.pending.push(bytes);
-    this.pendingBytes += bytes.length;
+  push(pieces: Buffer | readonly Buffer[]): void {
+    if (Buffer.isBuffer(pieces)) {
+      this.pending.push(pieces);
+      this.pendingBytes += pieces.length;
+      return;
+    }
+    for (const piece of pieces) {
+      this.pending.push(piece);
+      this.pendingBytes += piece.length;
+    }
   }
 
-  /** Takes everything pending as one buffer to write (one write per connection per turn). */
-  takePending(): Buffer {
-    const out = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes);
+  /** Takes everything pending as the next batch to write (one batch at a time). */
+  takePending(): Buffer[] {
+    const batch = this.pending;
+    this.inFlight = batch;
+    this.inFlightBytes = this.pendingBytes;
     this.pending = [];
     this.pendingBytes = 0;
-    this.inFlight.push(out);
-    this.inFlightBytes += out.length;
-    return out;
+    return batch;
   }
 
-  /** A socket.write callback fired: the oldest in-flight buffer is now the kernel's. */
+  /** The batch's write completed: the kernel has all of it. */
   written(): void {
-    const done = this.inFlight[this.inFlightHead];
-    if (!done) return;
-    this.inFlight[this.inFlightHead++] = undefined as unknown as Buffer;
-    this.inFlightBytes -= done.length;
-    if (this.inFlightHead > 1024 && this.inFlightHead * 2 > this.inFlight.length) {
-      this.inFlight.splice(0, this.inFlightHead);
-      this.inFlightHead = 0;
-    }
+    this.inFlight = [];
+    this.inFlightBytes = 0;
   }
 
   /**
    * Every byte not yet taken by the kernel, in order: the last `unsentInFlight`
-   * bytes of in-flight buffers (from libuv's write queue size), then pending.
+   * bytes of the batch (libuv's write queue size), then what is pending.
    */
   unsent(unsentInFlight: number): Buffer {
     const parts: Buffer[] = [];
     let skip = this.inFlightBytes - Math.min(unsentInFlight, this.inFlightBytes);
-    for (let i = this.inFlightHead; i < this.inFlight.length; i++) {
-      const b = this.inFlight[i]!;
+    for (const b of this.inFlight) {
       if (skip >= b.length) {
         skip -= b.length;
         continue;

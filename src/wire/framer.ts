@@ -61,24 +61,43 @@ export class Framer {
     return this.buffered;
   }
 
+  /** The first n buffered bytes, contiguous (joined only when they straddle chunks). */
   private peek(n: number): Buffer {
     const first = this.chunks[0]!;
     if (first.length >= n) return first;
-    const joined = Buffer.concat(this.chunks, this.buffered);
-    this.chunks = [joined];
-    return joined;
+    return this.gather(n, false);
   }
 
   private take(n: number): Buffer {
-    let first = this.chunks[0]!;
-    if (first.length < n) {
-      first = Buffer.concat(this.chunks, this.buffered);
-      this.chunks = [first];
-    }
+    const first = this.chunks[0]!;
+    if (first.length < n) return this.gather(n, true);
     const msg = first.subarray(0, n);
     if (first.length === n) this.chunks.shift();
     else this.chunks[0] = first.subarray(n);
     this.buffered -= n;
     return msg;
+  }
+
+  /** Copies exactly n bytes from the front chunks into one buffer; bytes after them stay views. */
+  private gather(n: number, consume: boolean): Buffer {
+    const out = Buffer.allocUnsafe(n);
+    let filled = 0;
+    let i = 0;
+    while (filled < n) {
+      const chunk = this.chunks[i]!;
+      const part = Math.min(chunk.length, n - filled);
+      chunk.copy(out, filled, 0, part);
+      filled += part;
+      if (part < chunk.length) {
+        if (consume) this.chunks[i] = chunk.subarray(part);
+        break;
+      }
+      i++;
+    }
+    if (consume) {
+      this.chunks.splice(0, i);
+      this.buffered -= n;
+    }
+    return out;
   }
 }

@@ -326,13 +326,19 @@ function senderField(sender: string, littleEndian: boolean): Buffer {
   return hit;
 }
 
+/** Bodies up to this size are copied next to the new header: one piece is cheaper than two. */
+const SMALL_BODY = 4096;
+
 /**
- * The bytes to forward: the message with SENDER set to `sender`. A client-supplied
- * SENDER is never trusted, and unknown header fields are dropped. The body is
- * copied as bytes, never re-marshalled.
+ * The bytes to forward, as pieces to write in order: the message with SENDER set
+ * to `sender`. A client-supplied SENDER is never trusted, and unknown header
+ * fields are dropped. A large body is not copied at all: its piece is a view of
+ * the received bytes, never re-marshalled.
  */
-export function stitchSender(msg: Message, sender: string): Buffer {
+export function stitchSenderPieces(msg: Message, sender: string): Buffer[] {
   const { header, bytes } = msg;
+  const body = bytes.subarray(header.bodyOffset);
+  const inline = body.length <= SMALL_BODY;
   if (header.sender === undefined && !header.hasUnknownFields) {
     // Fast path: append one field to the end of the header array (fields start 8-aligned).
     const fieldsLength = (header.littleEndian ? bytes.readUInt32LE(12) : bytes.readUInt32BE(12));
@@ -340,19 +346,28 @@ export function stitchSender(msg: Message, sender: string): Buffer {
     const oldEnd = header.bodyOffset; // fields padded to 8
     const newFieldsLength = (oldEnd - FIXED_HEADER_SIZE) + field.length;
     const newBodyOffset = align8(FIXED_HEADER_SIZE + newFieldsLength);
-    const out = Buffer.allocUnsafe(newBodyOffset + header.bodyLength);
+    const out = Buffer.allocUnsafe(newBodyOffset + (inline ? body.length : 0));
     bytes.copy(out, 0, 0, FIXED_HEADER_SIZE + fieldsLength);
     out.fill(0, FIXED_HEADER_SIZE + fieldsLength, oldEnd);
     if (header.littleEndian) out.writeUInt32LE(newFieldsLength, 12);
     else out.writeUInt32BE(newFieldsLength, 12);
     field.copy(out, oldEnd);
     out.fill(0, oldEnd + field.length, newBodyOffset);
-    bytes.copy(out, newBodyOffset, header.bodyOffset);
-    return out;
+    if (inline) {
+      body.copy(out, newBodyOffset);
+      return [out];
+    }
+    return [out, body];
   }
   const w = encodeHeader(header.littleEndian, header.type, header.flags, header.serial, header.bodyLength, {
     ...header,
     sender,
   });
-  return Buffer.concat([w.finish(), bytes.subarray(header.bodyOffset)]);
+  return inline ? [Buffer.concat([w.finish(), body])] : [Buffer.from(w.finish()), body];
+}
+
+/** stitchSenderPieces as one buffer. */
+export function stitchSender(msg: Message, sender: string): Buffer {
+  const pieces = stitchSenderPieces(msg, sender);
+  return pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces);
 }
