@@ -45,7 +45,7 @@ const log = (...a) => process.stderr.write(`[roots] ${a.join(' ')}\n`);
 
 // ---------------------------------------------------------------- processes we start, by PID only
 const children = new Set();
-/** The trees' parent directory, on a tmpfs of this namespace. */
+/** The trees' parent directory, on a tmpfs of this namespace (over /tmp, or /mnt, …). */
 let work;
 
 function cleanup() {
@@ -273,10 +273,16 @@ async function scenario(result) {
   if (fs.readlinkSync('/proc/self/ns/mnt') === outer) {
     throw new Error(`not in a private mount namespace (still in ${outer}): usage: ${USAGE}`);
   }
-  // A tmpfs over /tmp, in this namespace only: nothing is created outside, nothing is left behind
-  // even if this process is killed (the namespace and its mounts go with its last process).
-  sh('mount', '-t', 'tmpfs', '-o', 'mode=1777', 'ferrybus-roots', '/tmp');
-  work = fs.mkdtempSync('/tmp/ferrybus-roots-');
+  // A tmpfs over an existing directory, in this namespace only: nothing is created outside, nothing
+  // is left behind even if this process is killed (the namespace and its mounts go with its last
+  // process). Not over anything this scenario reads from the host (the repository, node).
+  const host = [REPO, fs.realpathSync(NODE)];
+  const base = ['/tmp', '/mnt', '/media', '/srv'].find(
+    (d) => fs.existsSync(d) && fs.statSync(d).isDirectory() && !host.some((p) => p === d || p.startsWith(`${d}/`)),
+  );
+  if (!base) throw new Error(`no directory to mount a tmpfs over outside ${host.join(' and ')}`);
+  sh('mount', '-t', 'tmpfs', '-o', 'mode=1777', 'ferrybus-roots', base);
+  work = fs.mkdtempSync(path.join(base, 'ferrybus-roots-'));
   const packages = packageClosure();
   const t0 = performance.now();
   const [initrd, real, shutdown] = ['initrd', 'real-root', 'shutdown-root'].map((n) => buildTree(n, packages));
