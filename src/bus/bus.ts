@@ -347,13 +347,13 @@ export class Bus {
       this.toMonitors(routed);
       // Only signals are broadcast. A call without destination is for the bus connection
       // as a peer (dbus-daemon, dbus-broker); a reply without destination goes nowhere.
-      if (h.type === MethodCallType) this.driver.dispatchPeer(peer, msg);
+      if (h.type === MessageType.MethodCall) this.driver.dispatchPeer(peer, msg);
       return;
     }
     if (destination === BUS_NAME) {
       this.toMonitors(routed);
       this.toEavesdroppers(routed, undefined);
-      if (h.type === MethodCallType) this.driver.dispatch(peer, msg, routed);
+      if (h.type === MessageType.MethodCall) this.driver.dispatch(peer, msg, routed);
       return;
     }
     const to = this.resolve(destination);
@@ -471,4 +471,3 @@ export class Bus {
   }
 }
 
-const MethodCallType = MessageType.MethodCall;
