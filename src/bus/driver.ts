@@ -314,7 +314,7 @@ export class Driver {
       const method = h.interface === undefined ? this.byMember.get(member) : this.byKey.get(`${h.interface}.${member}`);
       if (method) return method;
       if (h.interface !== undefined && !this.interfaces.has(h.interface)) {
-        throw new BusError(DBusErrorName.UnknownInterface, `org.freedesktop.DBus does not understand interface ${h.interface}`);
+        throw new BusError(DBusErrorName.UnknownInterface, `org.freedesktop.DBus does not understand message ${member}`);
       }
       throw new BusError(DBusErrorName.UnknownMethod, `org.freedesktop.DBus does not understand message ${member}`);
     });
