@@ -54,7 +54,8 @@ export class Daemon {
     extraMethods: readonly DriverMethod[],
   ): { bus: Bus; connections: ConnectionSet } {
     const connections = new ConnectionSet(
-      (event, message, fields) => (event === 'client-dropped' ? log.warning : log.debug)(event, message, fields),
+      (event, message, fields) =>
+        (event === 'internal-error' ? log.error : event === 'client-dropped' ? log.warning : log.debug)(event, message, fields),
       settings.limits.maxOutgoingBytes,
     );
     const bus = new Bus(connections, {

@@ -5,6 +5,7 @@ import { FerryError, WireError } from '../util/errors.js';
 import { Framer } from '../wire/framer.js';
 import { parseMessage } from '../wire/message.js';
 import { SaslServer, type SaslState } from '../wire/sasl.js';
+import { validateBody } from '../wire/validate.js';
 import { OutboundQueue } from './outbound-queue.js';
 
 /** State carried over from an earlier image (handoff). */
@@ -84,7 +85,9 @@ export class Connection {
         chunk = step.rest;
       }
       for (const bytes of this.framer.push(chunk)) {
-        this.bus.receive(this.peer!, parseMessage(bytes));
+        const msg = parseMessage(bytes);
+        validateBody(msg);
+        this.bus.receive(this.peer!, msg);
         if (this.closing) return;
       }
       // Messages before bad framing in the same chunk were routed; now the error counts.
@@ -92,7 +95,13 @@ export class Connection {
     } catch (err) {
       if (err instanceof WireError) return this.close(`malformed input: ${err.message}`, true);
       if (err instanceof FerryError) return this.close(err.message, true);
-      throw err;
+      // A bug reached by this client's input: it loses its connection, everyone else keeps
+      // theirs. Crashing instead would let one client take the whole bus down, again and again.
+      this.hooks.log('internal-error', 'unexpected error while handling a client; disconnecting it', {
+        peer: this.label,
+        error: err instanceof Error ? (err.stack ?? err.message) : String(err),
+      });
+      return this.close('internal error', true);
     }
   }
 

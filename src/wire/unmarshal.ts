@@ -103,6 +103,16 @@ export class Reader {
     if (v > 1) fail(`boolean value ${v} is neither 0 nor 1`);
     return v === 1;
   }
+  /** Checks a string of `len` bytes (NUL-terminated, no NUL inside, UTF-8) and steps over it. */
+  skipText(len: number): void {
+    this.need(len + 1);
+    const start = this.pos;
+    const end = start + len;
+    if (this.buf[end] !== 0) fail('string is not NUL-terminated');
+    if (this.buf.indexOf(0, start) !== end) fail('string contains NUL');
+    if (!isUtf8(this.buf.subarray(start, end))) fail('string is not valid UTF-8');
+    this.pos = end + 1;
+  }
   private text(len: number): string {
     this.need(len + 1);
     const start = this.pos;
