@@ -295,6 +295,8 @@ describe('readConfig on a session.conf-shaped file', () => {
   });
 });
 
+// Reads the machine's own dbus-daemon configuration: only where the dbus package is installed
+// (.ci/run installs it, so CI always runs these).
 describe.skipIf(!fs.existsSync('/usr/share/dbus-1/system.conf'))('the stock configuration files on this machine', () => {
   it('reads session.conf without errors', () => {
     const config = readConfig('/usr/share/dbus-1/session.conf', { selinuxEnabled: false });

@@ -22,6 +22,8 @@ import {
   socketFd,
 } from './libc.js';
 
+// Two tests need root (setgroups for a peer in many groups; chroot). CI runs as root, so they run
+// there; a developer running the suite as a normal user skips just those two.
 const isRoot = process.getuid?.() === 0;
 let tmp: string;
 
