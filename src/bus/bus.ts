@@ -1,4 +1,4 @@
-import { buildMessage, MessageFlag, MessageType, stitchSenderPieces, type Message, type NewMessage } from '../wire/message.js';
+import { buildMessage, MessageFlag, MessageType, type Message, type NewMessage } from '../wire/message.js';
 import { marshal } from '../wire/marshal.js';
 import type { DBusValue } from '../wire/values.js';
 import { Driver, type DriverMethod } from './driver.js';
@@ -334,12 +334,12 @@ export class Bus {
     if (!peer.registered) {
       if (h.type === MessageType.MethodCall && h.destination === BUS_NAME && h.member === 'Hello' &&
           (h.interface === undefined || h.interface === BUS_NAME)) {
-        return this.driver.dispatch(peer, msg, undefined);
+        return this.driver.dispatch(peer, msg);
       }
       return this.sink.disconnect(peer, 'sent a message other than Hello without being registered');
     }
     const sender = peer.uniqueName!;
-    const routed = new RoutedMessage(msg, sender, stitchSenderPieces(msg, sender), this.ownerCheck);
+    const routed = new RoutedMessage(msg, sender, undefined, this.ownerCheck);
 
     const destination = h.destination;
     if (destination === undefined) {
@@ -353,7 +353,7 @@ export class Bus {
     if (destination === BUS_NAME) {
       this.toMonitors(routed);
       this.toEavesdroppers(routed, undefined);
-      if (h.type === MessageType.MethodCall) this.driver.dispatch(peer, msg, routed);
+      if (h.type === MessageType.MethodCall) this.driver.dispatch(peer, msg);
       return;
     }
     const to = this.resolve(destination);

@@ -8,7 +8,6 @@ import { DRIVER_INTROSPECTION } from './introspection.js';
 import { parseSignature } from '../wire/signature.js';
 import { parseMatchRule } from './match-rule.js';
 import type { Peer } from './peer.js';
-import type { RoutedMessage } from './routed-message.js';
 
 const DBUS = 'org.freedesktop.DBus';
 const MONITORING = 'org.freedesktop.DBus.Monitoring';
@@ -307,7 +306,7 @@ export class Driver {
     this.introspection = withExtraInterfaces(DRIVER_INTROSPECTION, extra);
   }
 
-  dispatch(caller: Peer, message: Message, _routed: RoutedMessage | undefined): void {
+  dispatch(caller: Peer, message: Message): void {
     const h = message.header;
     const member = h.member!;
     this.run(caller, message, () => {

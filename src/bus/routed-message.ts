@@ -1,25 +1,38 @@
-import { readBody, type Header, type Message } from '../wire/message.js';
+import { readBody, stitchSenderPieces, type Header, type Message } from '../wire/message.js';
 import type { MatchTarget } from './match-rule.js';
 import type { Peer } from './peer.js';
 
 /**
  * A message on its way through the router: the header parsed once, the bytes to
- * forward (sender already stitched in), and body arguments decoded only if a
- * match rule asks for them.
+ * forward (sender stitched in, when first needed), and body arguments decoded
+ * only if a match rule asks for them.
  */
 export class RoutedMessage implements MatchTarget {
   private args: unknown[] | null | undefined;
   /** The peer the destination resolved to; set by the router before any rule is evaluated. */
   recipient: Peer | undefined;
 
+  private stitched: readonly Buffer[] | undefined;
+
   constructor(
     readonly message: Message,
     /** Unique name of the sender, or org.freedesktop.DBus. */
     readonly sender: string,
-    /** The bytes every receiver gets, as pieces written in order. */
-    readonly pieces: readonly Buffer[],
+    /** The bytes every receiver gets, as pieces; omitted: stitched on first delivery. */
+    pieces: readonly Buffer[] | undefined,
     private readonly owns: (sender: string, name: string) => boolean,
-  ) {}
+  ) {
+    this.stitched = pieces;
+  }
+
+  /**
+   * The bytes every receiver gets, as pieces written in order (sender stitched in).
+   * Built on first use: a call to the driver or to a name nobody owns is never forwarded.
+   */
+  get pieces(): readonly Buffer[] {
+    this.stitched ??= stitchSenderPieces(this.message, this.sender);
+    return this.stitched;
+  }
 
   get header(): Header {
     return this.message.header;
