@@ -11,8 +11,9 @@ export function reexec(target: ExecTarget, args: readonly string[], keepFds: rea
   try {
     for (const fd of keepFds) setCloexec(fd, false);
     const env = Object.entries(process.env).map(([k, v]) => `${k}=${v ?? ''}`);
-    // argv[0] starting with '@' spares the process from systemd's killing sprees.
-    execve(target.execPath, ['@ferrybus', target.script, ...args], env);
+    // argv[0] starting with '@' spares the process from systemd's killing sprees. Node's own
+    // flags (e.g. --max-semi-space-size from the unit) carry over to every generation.
+    execve(target.execPath, ['@ferrybus', ...process.execArgv, target.script, ...args], env);
   } catch (err) {
     for (const [fd, cloexec] of previous) {
       try {
