@@ -1,7 +1,6 @@
 import * as net from 'node:net';
 import { Framer } from '../src/wire/framer.js';
-import { marshal } from '../src/wire/marshal.js';
-import { encodeMessage, MessageType, parseMessage, readBody, type Message, type NewMessage } from '../src/wire/message.js';
+import { encodeMessage, encodeWithArgs, MessageType, parseMessage, readBody, type Message, type NewMessage } from '../src/wire/message.js';
 import type { DBusValue } from '../src/wire/values.js';
 
 /**
@@ -92,16 +91,7 @@ export class RawClient {
 
   call(destination: string, path: string, iface: string, member: string, signature: string, args: DBusValue[], timeoutMs = 10_000): Promise<DBusValue[]> {
     const serial = this.serial++;
-    const bytes = encodeMessage({
-      type: MessageType.MethodCall,
-      serial,
-      destination,
-      path,
-      interface: iface,
-      member,
-      signature,
-      body: signature ? marshal(signature, args) : undefined,
-    });
+    const bytes = encodeWithArgs({ type: MessageType.MethodCall, serial, destination, path, interface: iface, member, signature }, args);
     return new Promise<DBusValue[]>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.waiting.delete(serial);

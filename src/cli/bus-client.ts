@@ -2,8 +2,7 @@ import * as net from 'node:net';
 import { AddressError, listenAddressFor, parseAddress, type AddressEntry } from '../transport/address.js';
 import { FerryError } from '../util/errors.js';
 import { Framer } from '../wire/framer.js';
-import { marshal } from '../wire/marshal.js';
-import { encodeMessage, MessageType, parseMessage, readBody, type Message } from '../wire/message.js';
+import { encodeWithArgs, MessageType, parseMessage, readBody, type Message } from '../wire/message.js';
 import type { DBusValue } from '../wire/values.js';
 import { CliError, EXIT_USAGE } from './cli-error.js';
 
@@ -210,16 +209,7 @@ export class BusClient {
       return Promise.reject(new FerryError('BusConnectionLost', `${this.lost} (${this.where})`));
     }
     const serial = this.serial++;
-    const bytes = encodeMessage({
-      type: MessageType.MethodCall,
-      serial,
-      destination,
-      path,
-      interface: iface,
-      member,
-      signature,
-      body: signature ? marshal(signature, args) : undefined,
-    });
+    const bytes = encodeWithArgs({ type: MessageType.MethodCall, serial, destination, path, interface: iface, member, signature }, args);
     return new Promise<Message>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.waiting.delete(serial);

@@ -1,5 +1,5 @@
 import { WireError } from '../util/errors.js';
-import { Writer } from './marshal.js';
+import { marshal, Writer } from './marshal.js';
 import {
   isValidBusName,
   isValidErrorName,
@@ -272,6 +272,12 @@ export interface NewMessage extends Partial<HeaderFields> {
   serial: number;
   /** Already marshalled body (little-endian), or empty. */
   body?: Buffer;
+}
+
+/** Builds a new message whose body is `args` marshalled with `m.signature` (clients' calls). */
+export function encodeWithArgs(m: Omit<NewMessage, 'body'>, args: readonly DBusValue[]): Buffer {
+  const signature = m.signature ?? '';
+  return encodeMessage({ ...m, signature, body: signature ? marshal(signature, args) : undefined });
 }
 
 /** Builds a new message and its header without parsing it back (the driver's hot path). */

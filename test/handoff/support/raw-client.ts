@@ -1,8 +1,7 @@
 import * as net from 'node:net';
 import { withTimeout } from '../../harness/timeout.js';
 import { Framer } from '../../../src/wire/framer.js';
-import { marshal } from '../../../src/wire/marshal.js';
-import { encodeMessage, parseMessage, readBody, type Message, type NewMessage } from '../../../src/wire/message.js';
+import { encodeWithArgs, parseMessage, readBody, type Message, type NewMessage } from '../../../src/wire/message.js';
 import type { DBusValue } from '../../../src/wire/values.js';
 
 /** D-Bus message types (the wire module's const enum is not importable at run time). */
@@ -101,20 +100,14 @@ export class RawClient {
     bytes: Buffer;
   } {
     const serial = this.nextSerial++;
-    const bytes = encodeMessage({
-      ...m,
-      type: TYPE.METHOD_CALL,
-      serial,
-      signature,
-      body: signature ? marshal(signature, args) : undefined,
-    });
+    const bytes = encodeWithArgs({ ...m, type: TYPE.METHOD_CALL, serial, signature }, args);
     return { serial, bytes };
   }
 
   /** Sends any message with this connection's next serial; returns the serial. */
   send(m: Omit<NewMessage, 'serial' | 'body' | 'signature'>, signature = '', args: DBusValue[] = []): number {
     const serial = this.nextSerial++;
-    this.socket.write(encodeMessage({ ...m, serial, signature, body: signature ? marshal(signature, args) : undefined }));
+    this.socket.write(encodeWithArgs({ ...m, serial, signature }, args));
     return serial;
   }
 
