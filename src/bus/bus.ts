@@ -8,6 +8,8 @@ import { NameRegistry, type NameOwnerChange } from './name-registry.js';
 import { Peer, type Credentials } from './peer.js';
 import { ReplyRegistry } from './reply-registry.js';
 import { RoutedMessage } from './routed-message.js';
+import type { BusPolicy, PolicyMessage } from './policy.js';
+import { RateLimit } from '../util/rate-limit.js';
 
 export const BUS_NAME = 'org.freedesktop.DBus';
 export const BUS_PATH = '/org/freedesktop/DBus';
@@ -53,6 +55,16 @@ export interface BusOptions {
   log?: BusLog;
   /** Extra driver methods, e.g. the supervisor's. */
   extraMethods?: readonly DriverMethod[];
+  /** The security policy in force; undefined: every authenticated client may do anything. */
+  policy?: BusPolicy;
+  /** How a denial names a connection, e.g. `uid=1000 pid=42 comm="busctl"` (dbus-daemon's loginfo). */
+  describe?: (credentials: Credentials) => string;
+}
+
+/** Why the policy refused a message: which side, and how many rules matched. */
+interface Denial {
+  readonly direction: 'send' | 'receive';
+  readonly matched: number;
 }
 
 /**
@@ -78,6 +90,11 @@ export class Bus {
   nextUniqueId = 1;
   private driverSerial = 1;
   readonly log: BusLog;
+  private policyInForce: BusPolicy | undefined;
+  /** Set by the supervisor: re-reads the configuration; returns why it failed, if it did. */
+  reloadConfig: (() => string | undefined) | undefined;
+  /** policy-denied lines: a client probing the policy must not flood the log. */
+  private readonly denialLog = new RateLimit(20, 10_000);
   private readonly ownerCheck = (sender: string, name: string) => this.names.owner(name)?.uniqueName === sender;
 
   constructor(
@@ -87,6 +104,79 @@ export class Bus {
     this.limits = { ...DEFAULT_LIMITS, ...options.limits };
     this.log = options.log ?? (() => {});
     this.driver = new Driver(this, options.extraMethods ?? []);
+    this.policyInForce = options.policy;
+  }
+
+  // ---- security policy ------------------------------------------------------
+
+  get policy(): BusPolicy | undefined {
+    return this.policyInForce;
+  }
+
+  /** A reload: every connection takes its snapshot of the new rules. */
+  setPolicy(policy: BusPolicy | undefined): void {
+    this.policyInForce = policy;
+    for (const peer of this.peers.values()) peer.policy = policy?.forPeer(peer.credentials);
+  }
+
+  /** The connect check at authentication (<allow user=…>/<allow group=…>). */
+  allowsConnect(credentials: Credentials): boolean {
+    return this.policyInForce?.allowsConnect(credentials) ?? true;
+  }
+
+  /** <allow own=…>: may this peer own the name? */
+  mayOwn(peer: Peer, name: string): boolean {
+    return peer.policy === undefined || peer.policy.canOwn(name);
+  }
+
+  /**
+   * The send check (the sender's rules; none for the bus itself) and then the receive check
+   * (the receiver's rules; none for the bus itself). undefined means allowed.
+   */
+  private policyDenies(
+    from: Peer | undefined,
+    to: Peer | undefined,
+    m: PolicyMessage,
+    requestedReply: boolean,
+    eavesdropping: boolean,
+  ): Denial | undefined {
+    if (from?.policy && !from.policy.checkSend(m, to, requestedReply).allowed) {
+      return { direction: 'send', matched: from.policy.countSendMatches(m, to, requestedReply) };
+    }
+    if (to?.policy && !to.policy.checkReceive(m, from, requestedReply, eavesdropping).allowed) {
+      return { direction: 'receive', matched: to.policy.countReceiveMatches(m, from, requestedReply, eavesdropping) };
+    }
+    return undefined;
+  }
+
+  private loginfo(peer: Peer | undefined): string {
+    if (!peer) return '(bus)';
+    return this.options.describe?.(peer.credentials) ?? `uid=${peer.credentials.uid} pid=${peer.credentials.pid}`;
+  }
+
+  /** dbus-daemon's AccessDenied text, so that scripts matching on it keep working. */
+  private denialText(denial: Denial, from: Peer, to: Peer | undefined, m: PolicyMessage, requestedReply: boolean): string {
+    const type = ['invalid', 'method_call', 'method_return', 'error', 'signal'][m.type] ?? 'invalid';
+    return `Rejected ${denial.direction} message, ${denial.matched} matched rules; type="${type}", ` +
+      `sender="${from.uniqueName ?? '(unset)'}" (${this.loginfo(from)}) interface="${m.interface ?? '(unset)'}" ` +
+      `member="${m.member ?? '(unset)'}" error name="${m.errorName ?? '(unset)'}" requested_reply="${requestedReply ? 1 : 0}" ` +
+      `destination="${m.destination ?? BUS_NAME}" (${this.loginfo(to)})`;
+  }
+
+  /** A message the policy refused from a client: one log line (rate-limited), an error for a call. */
+  private refuse(from: Peer, to: Peer | undefined, msg: Message, m: PolicyMessage, denial: Denial, requestedReply: boolean): void {
+    const text = this.denialText(denial, from, to, m, requestedReply);
+    const suppressed = this.denialLog.take();
+    if (suppressed !== undefined) {
+      this.log('policy-denied', text, {
+        sender: from.uniqueName,
+        destination: m.destination ?? BUS_NAME,
+        interface: m.interface,
+        member: m.member,
+        ...(suppressed > 0 ? { suppressedBefore: suppressed } : {}),
+      });
+    }
+    this.errorForCall(from, msg, DBusErrorName.AccessDenied, text);
   }
 
   // ---- connection lifecycle -------------------------------------------------
@@ -104,6 +194,7 @@ export class Bus {
     this.connectionsPerUid.set(credentials.uid, sameUser + 1);
     if (id >= this.nextPeerId) this.nextPeerId = id + 1;
     const peer = new Peer(id, credentials);
+    peer.policy = this.policyInForce?.forPeer(credentials);
     this.peers.set(id, peer);
     return peer;
   }
@@ -268,11 +359,13 @@ export class Bus {
       routed.recipient = to;
       this.toMonitors(routed);
       if (to) {
-        this.toEavesdroppers(routed, to);
+        this.toEavesdroppers(routed, to, undefined);
+        // The bus sends only replies that were asked for; a refused one is dropped silently.
+        if (to.policy && this.policyDenies(undefined, to, routed, true, false)) return;
         this.deliver(to, routed);
       }
     } else {
-      this.broadcast(routed);
+      this.broadcast(routed, undefined);
     }
   }
 
@@ -343,7 +436,7 @@ export class Bus {
 
     const destination = h.destination;
     if (destination === undefined) {
-      if (h.type === MessageType.Signal) return this.broadcast(routed);
+      if (h.type === MessageType.Signal) return this.broadcast(routed, peer);
       this.toMonitors(routed);
       // Only signals are broadcast. A call without destination is for the bus connection
       // as a peer (dbus-daemon, dbus-broker); a reply without destination goes nowhere.
@@ -352,7 +445,11 @@ export class Bus {
     }
     if (destination === BUS_NAME) {
       this.toMonitors(routed);
-      this.toEavesdroppers(routed, undefined);
+      this.toEavesdroppers(routed, undefined, peer);
+      if (peer.policy) {
+        const denial = this.policyDenies(peer, undefined, routed, false, false);
+        if (denial) return this.refuse(peer, undefined, msg, routed, denial, false);
+      }
       if (h.type === MessageType.MethodCall) this.driver.dispatch(peer, msg);
       return;
     }
@@ -365,7 +462,12 @@ export class Bus {
         return;
       }
       this.toMonitors(routed);
-      this.toEavesdroppers(routed, to);
+      this.toEavesdroppers(routed, to, peer);
+      // Only requested replies get here (unrequested ones were dropped above).
+      if (this.policyInForce) {
+        const denial = this.policyDenies(peer, to, routed, true, false);
+        if (denial) return this.refuse(peer, to, msg, routed, denial, true);
+      }
       this.deliver(to, routed);
       return;
     }
@@ -388,7 +490,11 @@ export class Bus {
       return;
     }
     this.toMonitors(routed);
-    this.toEavesdroppers(routed, to);
+    this.toEavesdroppers(routed, to, peer);
+    if (this.policyInForce) {
+      const denial = this.policyDenies(peer, to, routed, false, false);
+      if (denial) return this.refuse(peer, to, msg, routed, denial, false);
+    }
     if (!this.deliver(to, routed)) {
       this.errorForCall(peer, msg, DBusErrorName.LimitsExceeded,
         `The destination ${destination} has too many bytes queued; the message was not delivered`);
@@ -419,18 +525,26 @@ export class Bus {
     return false;
   }
 
-  private broadcast(routed: RoutedMessage): void {
+  /** A signal to every subscriber that wants it; a receiver the policy refuses is skipped silently. */
+  private broadcast(routed: RoutedMessage, from: Peer | undefined): void {
     this.toMonitors(routed);
-    for (const peer of this.subscribers) if (this.wants(peer, routed)) this.deliver(peer, routed);
+    if (!this.policyInForce) {
+      for (const peer of this.subscribers) if (this.wants(peer, routed)) this.deliver(peer, routed);
+      return;
+    }
+    for (const peer of this.subscribers) {
+      if (this.wants(peer, routed) && !this.policyDenies(from, peer, routed, false, false)) this.deliver(peer, routed);
+    }
   }
 
-  private toEavesdroppers(routed: RoutedMessage, destination: Peer | undefined): void {
+  /** Overhearing needs an eavesdrop match rule and, under a policy, an eavesdrop="true" receive rule. */
+  private toEavesdroppers(routed: RoutedMessage, destination: Peer | undefined, from: Peer | undefined): void {
     if (this.eavesdroppers.size === 0) return;
     for (const peer of this.eavesdroppers) {
       if (peer === destination) continue;
       for (const rule of peer.matches) {
         if (rule.eavesdrop && matchRuleMatches(rule, routed)) {
-          this.deliver(peer, routed);
+          if (!this.policyInForce || !this.policyDenies(from, peer, routed, false, true)) this.deliver(peer, routed);
           break;
         }
       }

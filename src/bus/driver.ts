@@ -117,6 +117,9 @@ const METHODS: DriverMethod[] = [
       const [name, flags] = call.args as [string, number];
       checkOwnableName(name, 'acquire');
       const peer = call.caller;
+      if (!call.bus.mayOwn(peer, name)) {
+        throw new BusError(DBusErrorName.AccessDenied, `Connection "${peer.label}" is not allowed to own the service "${name}" due to security policies in the configuration file`);
+      }
       if (!peer.names.has(name) && peer.names.size >= call.bus.limits.maxNamesPerConnection) {
         throw new BusError(DBusErrorName.LimitsExceeded, `Connection "${peer.label}" is not allowed to own more services (increase limits in configuration file if required)`);
       }
@@ -167,7 +170,9 @@ const METHODS: DriverMethod[] = [
     interface: DBUS, member: 'AddMatch', in: 's', out: '',
     handler(call) {
       const rule = parseMatchRule(nameArg(call));
-      if (rule.eavesdrop) requirePrivileged(call);
+      // Under a policy, what an eavesdropper may overhear is decided per message by its
+      // eavesdrop="true" receive rules (dbus-daemon); without one, only the privileged may.
+      if (rule.eavesdrop && !call.bus.policy) requirePrivileged(call);
       call.bus.addMatch(call.caller, rule);
       return [];
     },
@@ -241,7 +246,15 @@ const METHODS: DriverMethod[] = [
       throw new BusError(DBusErrorName.SELinuxSecurityContextUnknown, `Could not determine security context for '${nameArg(call)}'`);
     },
   },
-  { interface: DBUS, member: 'ReloadConfig', in: '', out: '', handler: () => [] },
+  {
+    // Whoever may send it (the policy decides, as in dbus-daemon) makes the bus re-read its config.
+    interface: DBUS, member: 'ReloadConfig', in: '', out: '',
+    handler(call) {
+      const failure = call.bus.reloadConfig?.();
+      if (failure !== undefined) throw new BusError(DBusErrorName.Failed, `Unable to reload configuration: ${failure}`);
+      return [];
+    },
+  },
   { interface: DBUS, member: 'GetId', in: '', out: 's', handler: (call) => [call.bus.options.guid] },
   {
     interface: MONITORING, member: 'BecomeMonitor', in: 'asu', out: '', canonicalPathOnly: true,

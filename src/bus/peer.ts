@@ -1,4 +1,5 @@
 import type { MatchRule } from './match-rule.js';
+import type { PeerPolicy } from './policy.js';
 
 /** What the kernel told us about a peer when it connected (SO_PEERCRED & co). */
 export interface Credentials {
@@ -23,6 +24,8 @@ export class Peer {
   monitorRules: MatchRule[] | null = null;
   /** Method calls this peer made that still await a reply. */
   pendingCalls = 0;
+  /** The security policy's rules for this connection; undefined on a bus without policy. */
+  policy: PeerPolicy | undefined;
   /** Set while messages to this peer are refused for its outbound quota (logs once per episode). */
   overQuota = false;
 

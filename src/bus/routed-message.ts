@@ -1,13 +1,14 @@
 import { readBody, stitchSenderPieces, type Header, type Message } from '../wire/message.js';
 import type { MatchTarget } from './match-rule.js';
 import type { Peer } from './peer.js';
+import type { PolicyMessage } from './policy.js';
 
 /**
  * A message on its way through the router: the header parsed once, the bytes to
  * forward (sender stitched in, when first needed), and body arguments decoded
  * only if a match rule asks for them.
  */
-export class RoutedMessage implements MatchTarget {
+export class RoutedMessage implements MatchTarget, PolicyMessage {
   private args: unknown[] | null | undefined;
   /** The peer the destination resolved to; set by the router before any rule is evaluated. */
   recipient: Peer | undefined;
@@ -51,6 +52,15 @@ export class RoutedMessage implements MatchTarget {
   }
   get destination(): string | undefined {
     return this.message.header.destination;
+  }
+  get errorName(): string | undefined {
+    return this.message.header.errorName;
+  }
+  get isReply(): boolean {
+    return this.message.header.replySerial !== undefined;
+  }
+  get unixFds(): number {
+    return this.message.header.unixFds ?? 0;
   }
 
   senderOwns(name: string): boolean {

@@ -9,6 +9,7 @@ import { notifySystemd } from '../supervisor/notify.js';
 import { handleHandoffSignal } from './signal-guard.js';
 import { settingsFromConfig } from '../supervisor/settings.js';
 import { supervisorMethods } from '../supervisor/supervisor-methods.js';
+import { reloadConfig, watchConfig } from '../supervisor/reload.js';
 
 export interface DaemonArgs {
   address?: string;
@@ -60,6 +61,9 @@ export async function runDaemonCommand(args: DaemonArgs): Promise<void> {
     if (printPidFd !== undefined) printToFd(printPidFd, String(process.pid));
   }
   controller.daemon = daemon;
+  const served = daemon;
+  served.bus.reloadConfig = () => reloadConfig(served, 'ReloadConfig', log);
+  watchConfig(served, log);
   installSignalHandlers(daemon, controller, log);
   notifySystemd({ READY: 1, STATUS: `serving ${daemon.addresses.join(' ')} (generation ${daemon.generation})` }, log);
 }
@@ -75,5 +79,5 @@ function installSignalHandlers(daemon: Daemon, controller: HandoffController, lo
     log.notice('handoff-signal', 'SIGUSR2: handing off in place');
     controller.request('/');
   });
-  process.on('SIGHUP', () => log.info('reload-ignored', 'SIGHUP received; configuration reload is not implemented yet'));
+  process.on('SIGHUP', () => reloadConfig(daemon, 'SIGHUP', log));
 }

@@ -33,6 +33,8 @@ function settingsOf(doc: HandoffDocument | undefined): DaemonSettings {
     kind: typeof s?.kind === 'string' ? s.kind : (doc?.bus.kind ?? 'session'),
     limits: typeof s?.limits === 'object' && s.limits !== null ? s.limits : {},
     source: typeof s?.source === 'object' && s.source !== null ? s.source : undefined,
+    // Checked rule by rule when compiled; a malformed one fails closed (see compilePolicy).
+    policies: Array.isArray(s?.policies) ? s.policies : undefined,
   };
 }
 

@@ -2,6 +2,8 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import { Bus, type BusLimits } from '../bus/bus.js';
 import type { DriverMethod } from '../bus/driver.js';
+import type { PolicySource } from '../bus/policy.js';
+import { compilePolicy, describeCredentials } from './policy-loader.js';
 import { FerryError } from '../util/errors.js';
 import { firstListenTarget, formatAddressEntry, type ListenTarget } from '../transport/address.js';
 import { ConnectionSet } from '../transport/connection-set.js';
@@ -14,6 +16,10 @@ export interface DaemonSettings {
   listen: string[];
   kind: 'session' | 'system' | string;
   limits: Partial<BusLimits> & { maxOutgoingBytes?: number };
+  /** The config's <policy> blocks as read (plain data, so a handoff carries the policy in force); undefined: no policy. */
+  policies?: PolicySource[];
+  /** Files and <includedir> directories the config was read from: a change there reloads it. */
+  watch?: string[];
   /** Where the settings came from (flags, config file): a new image re-reads it. */
   source?: { address?: string; configFile?: string; session?: boolean; system?: boolean };
 }
@@ -41,7 +47,8 @@ export class Daemon {
     readonly servers: net.Server[],
     readonly targets: ListenTarget[],
     readonly addresses: string[],
-    readonly settings: DaemonSettings,
+    /** Replaced by a reload; a handoff carries what is in force. */
+    public settings: DaemonSettings,
     readonly identity: BusIdentity,
     private readonly log: Logger,
   ) {}
@@ -55,7 +62,7 @@ export class Daemon {
   ): { bus: Bus; connections: ConnectionSet } {
     const connections = new ConnectionSet(
       (event, message, fields) =>
-        (event === 'internal-error' ? log.error : event === 'client-dropped' ? log.warning : log.debug)(event, message, fields),
+        (event === 'internal-error' ? log.error : event === 'client-dropped' || event === 'policy-denied' ? log.warning : log.debug)(event, message, fields),
       settings.limits.maxOutgoingBytes,
     );
     const bus = new Bus(connections, {
@@ -64,7 +71,9 @@ export class Daemon {
       kind: settings.kind,
       self: { uid: process.getuid!(), gid: process.getgid!(), pid: process.pid, groups: process.getgroups!() },
       limits: settings.limits,
-      log: (event, message, fields) => (event === 'quota-drop' ? log.warning : log.debug)(event, message, fields),
+      policy: compilePolicy(settings.policies, log),
+      describe: describeCredentials,
+      log: (event, message, fields) => (event === 'quota-drop' || event === 'policy-denied' ? log.warning : log.debug)(event, message, fields),
       extraMethods,
     });
     connections.bus = bus;

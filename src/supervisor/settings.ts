@@ -52,9 +52,8 @@ export function settingsFromConfig(args: SettingsSource, log: Logger): DaemonSet
     if (key) settings.limits[key] = value;
     else log.debug('config-limit-unused', `limit ${name} is not enforced by ferrybus`, { value });
   }
-  if (config.policies.length > 0) {
-    log.warning('config-policy', `${config.policies.length} <policy> blocks are read but not enforced yet: every authenticated client may own names and send`);
-  }
+  settings.policies = config.policies;
+  settings.watch = [...config.files, ...config.directories];
   return settings;
 }
 
@@ -64,18 +63,27 @@ export function settingsFromConfig(args: SettingsSource, log: Logger): DaemonSet
  * changed <listen> is reported, not applied.
  */
 export function rereadSettings(inherited: DaemonSettings, log: Logger): DaemonSettings {
-  if (!inherited.source?.configFile) return inherited;
+  const source = inherited.source;
+  if (!source || (!source.configFile && !source.system && !source.session)) return inherited;
   let fresh: DaemonSettings;
   try {
-    fresh = settingsFromConfig(inherited.source, log);
+    fresh = settingsFromConfig(source, log);
   } catch (err) {
-    log.warning('config-reread-failed', 'could not re-read the configuration; keeping the one in force', {
-      file: inherited.source.configFile,
+    log.warning('config-reread-failed', 'could not re-read the configuration; the policy and limits in force stay', {
+      file: source.configFile ?? (source.system ? '--system' : '--session'),
       error: (err as Error).message,
     });
     return inherited;
   }
-  if (inherited.source.address === undefined && JSON.stringify(fresh.listen) !== JSON.stringify(inherited.listen)) {
+  if (JSON.stringify(fresh.policies) === JSON.stringify(inherited.policies)) {
+    log.info('policy-unchanged', 'the policy on disk equals the one in force', { blocks: fresh.policies?.length ?? 0 });
+  } else {
+    log.notice('policy-changed', 'the policy on disk differs from the one in force; applying the one on disk', {
+      blocksInForce: inherited.policies?.length ?? 0,
+      blocksOnDisk: fresh.policies?.length ?? 0,
+    });
+  }
+  if (source.address === undefined && JSON.stringify(fresh.listen) !== JSON.stringify(inherited.listen)) {
     log.warning('config-listen-changed', 'listen addresses changed in the configuration; the inherited sockets stay until a restart', {
       inForce: inherited.listen.join(' '),
       configured: fresh.listen.join(' '),

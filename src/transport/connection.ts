@@ -47,7 +47,15 @@ export class Connection {
     readonly maxOutgoingBytes: number,
     adopted?: AdoptedState,
   ) {
-    const saslOptions = { peerUid: credentials.uid, guid: bus.options.guid };
+    const saslOptions = {
+      peerUid: credentials.uid,
+      guid: bus.options.guid,
+      allowUid: () => {
+        if (bus.allowsConnect(credentials)) return true;
+        hooks.log('policy-denied', 'the policy does not let this user connect', { uid: credentials.uid, pid: credentials.pid });
+        return false;
+      },
+    };
     if (adopted) {
       this.sasl = adopted.sasl ? SaslServer.fromState(saslOptions, adopted.sasl) : null;
       this.peer = adopted.peer;

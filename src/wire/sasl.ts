@@ -23,6 +23,8 @@ export interface SaslOptions {
   unixFds?: boolean;
   /** Rejections before the connection is closed. */
   maxRejections?: number;
+  /** The connect check (the policy's <allow user=…>); a refused uid is REJECTED like a bad credential. */
+  allowUid?: (uid: number) => boolean;
 }
 
 const MAX_LINE = 16 * 1024;
@@ -166,6 +168,7 @@ export class SaslServer {
       const claimed = Buffer.from(hex, 'hex').toString('latin1');
       if (!/^[0-9]+$/.test(claimed) || Number(claimed) !== this.opts.peerUid) return this.rejected();
     }
+    if (this.opts.allowUid && !this.opts.allowUid(this.opts.peerUid)) return this.rejected();
     this.uid = this.opts.peerUid;
     this.phase = 'begin';
     return { reply: `OK ${this.opts.guid}\r\n` };

@@ -49,7 +49,9 @@ describe('a client that never reads', () => {
     writeFileSync(
       config,
       `<busconfig><listen>${unixPathAddress(socketPath)}</listen><auth>EXTERNAL</auth>` +
-        `<limit name="max_outgoing_bytes">${QUOTA}</limit></busconfig>`,
+        `<limit name="max_outgoing_bytes">${QUOTA}</limit>` +
+        // A config without <policy> allows nothing (as in dbus-daemon).
+        `<policy context="default"><allow user="*"/><allow send_destination="*"/><allow receive_sender="*"/><allow own="*"/></policy></busconfig>`,
     );
     daemon = startLongRunning(process.execPath, [path.join(REPO_ROOT, 'dist/src/cli/main.js'), 'daemon', '--nofork', '--print-address=1', `--config-file=${config}`]);
     address = await waitForAddressLine(daemon);

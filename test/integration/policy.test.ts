@@ -1,0 +1,183 @@
+// The busconfig policy enforced for real clients running as real, different uids.
+// Runs against ferrybus (default) and dbus-daemon (FERRYBUS_TEST_BUS=dbus-daemon); the two
+// must agree. dbus-broker is left out: it reads no busconfig (its launcher compiles one).
+import { readFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { busKindFromEnv } from '../harness/bus-kind.js';
+import { startBusWithConfig } from '../harness/config-bus.js';
+import { fixturePath, SYSTEM_PYTHON } from '../harness/fixtures.js';
+import { startLongRunning } from '../harness/long-running.js';
+import { describeResult, runClient } from '../harness/run-client.js';
+import type { RunningBus } from '../harness/running-bus.js';
+import { asUser, ensureTestUser, isRoot, type TestUser } from '../harness/test-users.js';
+import { useCleanup } from '../harness/use-bus.js';
+
+const kind = busKindFromEnv();
+const ECHO = 'org.ferrybus.Test.Echo';
+const PATH = '/org/ferrybus/Test/Echo';
+
+/** A system-bus style policy: default deny, holes punched per name, as distributions ship. */
+const TEST_CONFIG = (users: { alice: TestUser; carol: TestUser }) => (listen: string) => `<busconfig>
+  <type>system</type>
+  <listen>${listen}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <deny own="*"/>
+    <deny send_type="method_call"/>
+    <allow send_type="signal"/>
+    <allow send_requested_reply="true" send_type="method_return"/>
+    <allow send_requested_reply="true" send_type="error"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+    <allow receive_type="signal"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
+  </policy>
+  <policy user="${users.alice.name}">
+    <allow own="org.ferrybus.Test.Alice"/>
+  </policy>
+  <policy context="default">
+    <allow send_destination="org.ferrybus.Test.Alice" send_interface="${ECHO}" send_member="Echo"/>
+  </policy>
+  <policy user="root">
+    <allow own="*"/>
+    <allow send_destination="*"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Monitoring"/>
+  </policy>
+  <policy context="mandatory">
+    <deny user="${users.carol.name}"/>
+  </policy>
+</busconfig>
+`;
+
+function gdbus(bus: RunningBus, user: TestUser | undefined, dest: string, path: string, method: string, ...args: string[]) {
+  const prefix = user ? asUser(user) : [];
+  const argv = [...prefix, 'gdbus', 'call', '--address', bus.address, '--dest', dest, '--object-path', path, '--method', method, ...args];
+  return runClient(argv[0]!, argv.slice(1));
+}
+
+const requestName = (bus: RunningBus, user: TestUser | undefined, name: string) =>
+  gdbus(bus, user, 'org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus.RequestName', name, '4');
+
+describe.skipIf(!isRoot || kind === 'dbus-broker')(`policy with real uids (${kind})`, () => {
+  // Skipped without root (test users need useradd; CI runs as root) and for dbus-broker (no busconfig).
+  const defer = useCleanup();
+  let bus: RunningBus;
+  let alice: TestUser;
+  let bob: TestUser;
+  let carol: TestUser;
+
+  beforeAll(async () => {
+    alice = ensureTestUser('fbtest-alice');
+    bob = ensureTestUser('fbtest-bob');
+    carol = ensureTestUser('fbtest-carol');
+    bus = await startBusWithConfig(kind, TEST_CONFIG({ alice, carol }));
+  });
+  afterAll(() => bus?.stop());
+
+  async function startAliceService(name = 'org.ferrybus.Test.Alice') {
+    const proc = startLongRunning(asUser(alice)[0]!, [...asUser(alice).slice(1), SYSTEM_PYTHON, fixturePath('echo-service.py'), '--address', bus.address, '--name', name]);
+    defer(() => proc.stop());
+    await proc.waitFor(/^ready (\S+) (\S+)$/m);
+    return proc;
+  }
+
+  it('lets a user own only the name its <policy user> allows; others get AccessDenied', async () => {
+    const service = await startAliceService();
+    const byBob = await requestName(bus, bob, 'org.ferrybus.Test.Alice');
+    expect(byBob.exitCode, describeResult(byBob)).not.toBe(0);
+    expect(byBob.stderr).toMatch(/org\.freedesktop\.DBus\.Error\.AccessDenied/);
+    expect(byBob.stderr).toMatch(/not allowed to own the service "org\.ferrybus\.Test\.Alice"/);
+    const otherByAlice = await requestName(bus, alice, 'org.ferrybus.Test.NotAlice');
+    expect(otherByAlice.stderr).toMatch(/AccessDenied/);
+    const byRoot = await requestName(bus, undefined, 'org.ferrybus.Test.Root');
+    expect(byRoot.stdout, describeResult(byRoot)).toMatch(/\(uint32 1,\)/);
+    await service.stop();
+  });
+
+  it('delivers the call a rule allows and refuses the one it does not, with dbus-daemon\'s text', async () => {
+    const service = await startAliceService();
+    const echo = await gdbus(bus, bob, 'org.ferrybus.Test.Alice', PATH, `${ECHO}.Echo`, 'hello');
+    expect(echo.stdout, describeResult(echo)).toBe("('hello',)\n");
+    const whoami = await gdbus(bus, bob, 'org.ferrybus.Test.Alice', PATH, `${ECHO}.Whoami`);
+    expect(whoami.exitCode).not.toBe(0);
+    expect(whoami.stderr, describeResult(whoami)).toMatch(
+      new RegExp(`AccessDenied: Rejected send message, \\d+ matched rules; type="method_call", sender=":[0-9.]+" \\(uid=${bob.uid} pid=\\d+ comm="[^"]*"\\) ` +
+        `interface="${ECHO}" member="Whoami" error name="\\(unset\\)" requested_reply="0" destination="org.ferrybus.Test.Alice" \\(uid=${alice.uid} pid=\\d+ comm="[^"]*"\\)`),
+    );
+    const asRoot = await gdbus(bus, undefined, 'org.ferrybus.Test.Alice', PATH, `${ECHO}.Whoami`);
+    expect(asRoot.stdout, describeResult(asRoot)).toMatch(/^\(':[0-9.]+',\)\n$/);
+    await service.stop();
+  });
+
+  it('lets every user talk to the bus driver, but not become a monitor', async () => {
+    const names = await gdbus(bus, bob, 'org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus.ListNames');
+    expect(names.stdout, describeResult(names)).toMatch(/'org\.freedesktop\.DBus'/);
+    const monitor = await gdbus(bus, bob, 'org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus.Monitoring.BecomeMonitor', '[]', '0');
+    expect(monitor.stderr, describeResult(monitor)).toMatch(/AccessDenied/);
+  });
+
+  it('refuses a connection the mandatory policy denies, and only that one', async () => {
+    const refused = await gdbus(bus, carol, 'org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus.GetId');
+    expect(refused.exitCode, describeResult(refused)).not.toBe(0);
+    expect(refused.stdout).toBe('');
+    const allowed = await gdbus(bus, bob, 'org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus.GetId');
+    expect(allowed.stdout, describeResult(allowed)).toMatch(/^\('[0-9a-f]{32}',\)\n$/);
+  });
+});
+
+/** Debian's own system.conf and system.d, listening on a test socket instead of the system one. */
+function stockSystemConfig(listen: string): string {
+  return readFileSync('/usr/share/dbus-1/system.conf', 'utf8')
+    .replace(/<listen>[^<]*<\/listen>/, `<listen>${listen}</listen>`)
+    // Stay root (the tests connect as several users to a socket in a private directory), no pid file.
+    .replace(/<user>[^<]*<\/user>/, '')
+    .replace(/<pidfile>[^<]*<\/pidfile>/, '')
+    .replace(/<fork\/>/, '')
+    .replace(/<includedir>system\.d<\/includedir>/, '<includedir>/usr/share/dbus-1/system.d</includedir>')
+    .replace(/<include ignore_missing="yes">system-local\.conf<\/include>/, '');
+}
+
+describe.skipIf(!isRoot || kind === 'dbus-broker')(`Debian's stock system.conf (${kind})`, () => {
+  const defer = useCleanup();
+  let bus: RunningBus;
+  let bob: TestUser;
+
+  beforeAll(async () => {
+    bob = ensureTestUser('fbtest-bob');
+    bus = await startBusWithConfig(kind, stockSystemConfig);
+  });
+  afterAll(() => bus?.stop());
+
+  it('lets only root own org.freedesktop.login1', async () => {
+    const byBob = await requestName(bus, bob, 'org.freedesktop.login1');
+    expect(byBob.stderr, describeResult(byBob)).toMatch(/AccessDenied/);
+    const byRoot = await requestName(bus, undefined, 'org.freedesktop.login1');
+    expect(byRoot.stdout, describeResult(byRoot)).toMatch(/\(uint32 1,\)/);
+  });
+
+  it('lets a user call org.freedesktop.DBus but not own a name of its own', async () => {
+    const names = await gdbus(bus, bob, 'org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus.ListNames');
+    expect(names.stdout, describeResult(names)).toMatch(/'org\.freedesktop\.DBus'/);
+    const own = await requestName(bus, bob, 'com.example.Mine');
+    expect(own.stderr, describeResult(own)).toMatch(/AccessDenied/);
+    const stats = await gdbus(bus, bob, 'org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus.UpdateActivationEnvironment', '{}');
+    expect(stats.stderr, describeResult(stats)).toMatch(/AccessDenied/);
+  });
+
+  it('lets a user reach login1 methods its policy opens, and not the ones it closes', async () => {
+    const service = startLongRunning(SYSTEM_PYTHON, [fixturePath('echo-service.py'), '--address', bus.address, '--name', 'org.freedesktop.login1']);
+    defer(() => service.stop());
+    await service.waitFor(/^ready /m);
+    // login1.conf allows Manager.ListSessions for everyone: the call reaches the service, which
+    // has no such method (UnknownMethod), instead of stopping at the bus (AccessDenied).
+    const open = await gdbus(bus, bob, 'org.freedesktop.login1', '/org/freedesktop/login1', 'org.freedesktop.login1.Manager.ListSessions');
+    expect(open.stderr, describeResult(open)).toMatch(/UnknownMethod/);
+    // ...and denies anything it does not name, such as our echo interface.
+    const closed = await gdbus(bus, bob, 'org.freedesktop.login1', PATH, `${ECHO}.Echo`, 'x');
+    expect(closed.stderr, describeResult(closed)).toMatch(/AccessDenied/);
+  });
+});
