@@ -34,6 +34,10 @@ export interface BusLimits {
   maxNamesPerConnection: number;
   maxRepliesPerConnection: number;
   maxConnectionsPerUser: number;
+  /** max_completed_connections: authenticated connections on the whole bus. */
+  maxCompletedConnections: number;
+  /** reply_timeout in ms: the bus answers NoReply to a call unanswered this long; 0 = never. */
+  replyTimeoutMs: number;
 }
 
 /** dbus-daemon's session.conf defaults, which fit a system bus too. */
@@ -42,6 +46,8 @@ export const DEFAULT_LIMITS: BusLimits = {
   maxNamesPerConnection: 50000,
   maxRepliesPerConnection: 50000,
   maxConnectionsPerUser: 100000,
+  maxCompletedConnections: 100000,
+  replyTimeoutMs: 0,
 };
 
 export interface BusOptions {
@@ -190,6 +196,9 @@ export class Bus {
     const sameUser = this.connectionsPerUid.get(credentials.uid) ?? 0;
     if (!inherited && sameUser >= this.limits.maxConnectionsPerUser) {
       throw new BusError(DBusErrorName.LimitsExceeded, `uid ${credentials.uid} has too many connections`);
+    }
+    if (!inherited && this.peers.size >= this.limits.maxCompletedConnections) {
+      throw new BusError(DBusErrorName.LimitsExceeded, `the bus has too many connections (max_completed_connections ${this.limits.maxCompletedConnections})`);
     }
     this.connectionsPerUid.set(credentials.uid, sameUser + 1);
     if (id >= this.nextPeerId) this.nextPeerId = id + 1;
@@ -500,7 +509,10 @@ export class Bus {
         `The destination ${destination} has too many bytes queued; the message was not delivered`);
       return;
     }
-    if (expectsReply) this.replies.expect(peer, h.serial, to);
+    if (expectsReply) {
+      const timeout = this.limits.replyTimeoutMs;
+      this.replies.expect(peer, h.serial, to, timeout > 0 ? Date.now() + timeout : Infinity);
+    }
   }
 
   private deliver(to: Peer, routed: RoutedMessage): boolean {
@@ -557,6 +569,20 @@ export class Bus {
       const rules = monitor.monitorRules!;
       if (rules.length === 0 || rules.some((r) => matchRuleMatches(r, routed))) this.deliver(monitor, routed);
     }
+  }
+
+  /**
+   * reply_timeout: answers NoReply for every call unanswered past its time (a late reply is then
+   * dropped as unrequested). Called by the supervisor's timer; cheap when nothing expired.
+   */
+  expireCalls(now = Date.now()): number {
+    const expired = this.replies.expire(now);
+    for (const { caller, serial } of expired) {
+      this.sendError(caller, serial, DBusErrorName.NoReply,
+        'Did not receive a reply. Possible causes include: the remote application did not send a reply, ' +
+        'the message bus security policy blocked the reply, the reply timeout expired, or the network connection was broken.');
+    }
+    return expired.length;
   }
 
   /** Names visible in ListNames: the bus itself, unique names, owned well-known names. */

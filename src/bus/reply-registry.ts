@@ -4,6 +4,8 @@ interface PendingCall {
   caller: Peer;
   serial: number;
   callee: Peer;
+  /** When the bus answers NoReply itself (reply_timeout); Infinity: never. */
+  expiresAt: number;
 }
 
 /**
@@ -14,14 +16,17 @@ interface PendingCall {
 export class ReplyRegistry {
   private readonly byCaller = new Map<Peer, Map<number, PendingCall>>();
   private readonly byCallee = new Map<Peer, Set<PendingCall>>();
+  /** Every call in the order it was made: with one timeout for all, also the order they expire. */
+  private readonly inOrder = new Set<PendingCall>();
 
-  expect(caller: Peer, serial: number, callee: Peer): void {
+  expect(caller: Peer, serial: number, callee: Peer, expiresAt = Infinity): void {
     const old = this.byCaller.get(caller)?.get(serial);
     if (old) this.forget(old);
     let calls = this.byCaller.get(caller);
     if (!calls) this.byCaller.set(caller, (calls = new Map()));
-    const call = { caller, serial, callee };
+    const call = { caller, serial, callee, expiresAt };
     calls.set(serial, call);
+    if (expiresAt !== Infinity) this.inOrder.add(call);
     let set = this.byCallee.get(callee);
     if (!set) this.byCallee.set(callee, (set = new Set()));
     set.add(call);
@@ -51,6 +56,17 @@ export class ReplyRegistry {
     if (calls) for (const call of [...calls.values()]) this.forget(call);
   }
 
+  /** Forgets and returns the calls whose time ran out by `now`, oldest first. */
+  expire(now: number): Array<{ caller: Peer; serial: number }> {
+    const expired: Array<{ caller: Peer; serial: number }> = [];
+    for (const call of this.inOrder) {
+      if (call.expiresAt > now) break;
+      expired.push({ caller: call.caller, serial: call.serial });
+      this.forget(call);
+    }
+    return expired;
+  }
+
   /** Every pending call, for snapshots and reports. */
   *all(): IterableIterator<PendingCall> {
     for (const calls of this.byCaller.values()) yield* calls.values();
@@ -63,6 +79,7 @@ export class ReplyRegistry {
     const set = this.byCallee.get(call.callee);
     set?.delete(call);
     if (set?.size === 0) this.byCallee.delete(call.callee);
+    this.inOrder.delete(call);
     call.caller.pendingCalls--;
   }
 }

@@ -64,6 +64,8 @@ export async function runDaemonCommand(args: DaemonArgs): Promise<void> {
   const served = daemon;
   served.bus.reloadConfig = () => reloadConfig(served, 'ReloadConfig', log);
   watchConfig(served, log);
+  // reply_timeout: a quarter-second sweep (cheap: it stops at the first call not yet due).
+  setInterval(() => served.bus.expireCalls(), 250).unref();
   installSignalHandlers(daemon, controller, log);
   notifySystemd({ READY: 1, STATUS: `serving ${daemon.addresses.join(' ')} (generation ${daemon.generation})` }, log);
 }

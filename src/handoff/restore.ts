@@ -90,7 +90,7 @@ export function restore(doc: HandoffDocument, bus: Bus, connections: ConnectionS
       peer,
       inbound: Buffer.alloc(0),
       outbound: Buffer.from(c.outbound, 'base64'),
-    });
+    }, connections.authTimeoutMs, connections.maxMessageSize);
     connections.adopt(conn);
     replays.push([conn, Buffer.from(c.inbound, 'base64')]);
     report.connections++;

@@ -15,13 +15,21 @@ export interface DaemonSettings {
   /** Addresses to listen on, in order; each may be a `;`-separated list (first usable entry wins). */
   listen: string[];
   kind: 'session' | 'system' | string;
-  limits: Partial<BusLimits> & { maxOutgoingBytes?: number };
+  limits: Partial<BusLimits> & TransportLimits;
   /** The config's <policy> blocks as read (plain data, so a handoff carries the policy in force); undefined: no policy. */
   policies?: PolicySource[];
   /** Files and <includedir> directories the config was read from: a change there reloads it. */
   watch?: string[];
   /** Where the settings came from (flags, config file): a new image re-reads it. */
   source?: { address?: string; configFile?: string; session?: boolean; system?: boolean };
+}
+
+/** The limits the transport enforces (the rest are the bus core's). */
+export interface TransportLimits {
+  maxOutgoingBytes?: number;
+  authTimeoutMs?: number;
+  maxIncompleteConnections?: number;
+  maxMessageSize?: number;
 }
 
 /** Identity that stays the same across handoffs. */
@@ -62,8 +70,13 @@ export class Daemon {
   ): { bus: Bus; connections: ConnectionSet } {
     const connections = new ConnectionSet(
       (event, message, fields) =>
-        (event === 'internal-error' ? log.error : event === 'client-dropped' || event === 'policy-denied' ? log.warning : log.debug)(event, message, fields),
+        (event === 'internal-error' ? log.error
+          : event === 'client-dropped' || event === 'policy-denied' || event === 'client-refused' ? log.warning
+            : log.debug)(event, message, fields),
       settings.limits.maxOutgoingBytes,
+      settings.limits.authTimeoutMs,
+      settings.limits.maxIncompleteConnections,
+      settings.limits.maxMessageSize,
     );
     const bus = new Bus(connections, {
       guid: identity.guid,

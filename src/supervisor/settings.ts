@@ -1,6 +1,6 @@
 import type { BusLimits } from '../bus/bus.js';
 import { readConfig, sessionConfig, systemConfig, type BusConfig } from './config.js';
-import type { DaemonSettings } from './daemon.js';
+import type { DaemonSettings, TransportLimits } from './daemon.js';
 import type { Logger } from './logger.js';
 
 export interface SettingsSource {
@@ -11,12 +11,32 @@ export interface SettingsSource {
 }
 
 /** dbus-daemon <limit> names that ferrybus enforces, and where they go. */
-const LIMIT_NAMES: Record<string, keyof BusLimits | 'maxOutgoingBytes'> = {
+const LIMIT_NAMES: Record<string, keyof BusLimits | keyof TransportLimits> = {
   max_match_rules_per_connection: 'maxMatchRulesPerConnection',
   max_names_per_connection: 'maxNamesPerConnection',
   max_replies_per_connection: 'maxRepliesPerConnection',
   max_connections_per_user: 'maxConnectionsPerUser',
   max_outgoing_bytes: 'maxOutgoingBytes',
+  max_completed_connections: 'maxCompletedConnections',
+  reply_timeout: 'replyTimeoutMs',
+  auth_timeout: 'authTimeoutMs',
+  max_incomplete_connections: 'maxIncompleteConnections',
+  max_message_size: 'maxMessageSize',
+};
+
+/**
+ * Limits that hold without code of their own, and why; every other unknown one is a warning.
+ * ferrybus routes each message as it arrives (no incoming queue), passes no unix fds yet and
+ * activates no services, so these bounds cannot be exceeded.
+ */
+const HOLD_BY_DESIGN: Record<string, string> = {
+  max_incoming_bytes: 'messages are routed as they arrive; at most one partial message per connection is buffered (bounded by max_message_size)',
+  max_incoming_unix_fds: 'unix fd passing is not offered yet',
+  max_outgoing_unix_fds: 'unix fd passing is not offered yet',
+  max_message_unix_fds: 'unix fd passing is not offered yet',
+  pending_fd_timeout: 'unix fd passing is not offered yet',
+  service_start_timeout: 'there is no service activation yet',
+  max_pending_service_starts: 'there is no service activation yet',
 };
 
 function loadConfig(args: SettingsSource): BusConfig | undefined {
@@ -50,7 +70,8 @@ export function settingsFromConfig(args: SettingsSource, log: Logger): DaemonSet
   for (const [name, value] of Object.entries(config.limits)) {
     const key = LIMIT_NAMES[name];
     if (key) settings.limits[key] = value;
-    else log.debug('config-limit-unused', `limit ${name} is not enforced by ferrybus`, { value });
+    else if (HOLD_BY_DESIGN[name]) log.debug('config-limit-holds', `limit ${name} holds by design: ${HOLD_BY_DESIGN[name]}`, { value });
+    else log.warning('config-limit-unsupported', `limit ${name} is not enforced by ferrybus`, { value });
   }
   settings.policies = config.policies;
   settings.watch = [...config.files, ...config.directories];

@@ -35,7 +35,8 @@ function orDefault<T>(read: () => T, fallback: T): T {
     return fallback; // the socket is gone: nothing more to learn
   }
 }
-import { Connection, type ConnectionHooks } from './connection.js';
+import { Connection, DEFAULT_AUTH_TIMEOUT_MS, type ConnectionHooks } from './connection.js';
+import { RateLimit } from '../util/rate-limit.js';
 
 export type TransportLog = (event: string, message: string, fields?: Record<string, unknown>) => void;
 
@@ -54,10 +55,16 @@ export class ConnectionSet implements BusSink {
   private flushScheduled = false;
   bus!: Bus;
   readonly hooks: ConnectionHooks;
+  /** A connection flood must not become a log flood. */
+  private readonly refusalLog = new RateLimit(10, 10_000);
 
   constructor(
     private readonly log: TransportLog,
     public maxOutgoingBytes = DEFAULT_MAX_OUTGOING_BYTES,
+    /** auth_timeout and max_incomplete_connections (dbus-daemon's system defaults). */
+    public authTimeoutMs = DEFAULT_AUTH_TIMEOUT_MS,
+    public maxIncompleteConnections = 64,
+    public maxMessageSize?: number,
   ) {
     this.hooks = {
       attached: (conn) => this.byPeer.set(conn.peer!.id, conn),
@@ -81,8 +88,21 @@ export class ConnectionSet implements BusSink {
       socket.destroy();
       return;
     }
+    // Connections still authenticating cost memory and a slot but have proven nothing yet.
+    if (this.all.size - this.byPeer.size >= this.maxIncompleteConnections) {
+      const suppressed = this.refusalLog.take();
+      if (suppressed === undefined) return void socket.destroy();
+      this.log('client-refused', 'too many connections are still authenticating (max_incomplete_connections); closing the new one', {
+        pid: credentials.pid,
+        uid: credentials.uid,
+        limit: this.maxIncompleteConnections,
+        ...(suppressed > 0 ? { suppressedBefore: suppressed } : {}),
+      });
+      socket.destroy();
+      return;
+    }
     socket.setNoDelay?.(true);
-    const conn = new Connection(socket, credentials, this.bus, this.hooks, this.maxOutgoingBytes);
+    const conn = new Connection(socket, credentials, this.bus, this.hooks, this.maxOutgoingBytes, undefined, this.authTimeoutMs, this.maxMessageSize);
     this.all.add(conn);
   }
 

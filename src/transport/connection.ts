@@ -8,6 +8,9 @@ import { SaslServer, type SaslState } from '../wire/sasl.js';
 import { validateBody } from '../wire/validate.js';
 import { OutboundQueue } from './outbound-queue.js';
 
+/** dbus-daemon's system default (auth_timeout, 30 s). */
+export const DEFAULT_AUTH_TIMEOUT_MS = 30_000;
+
 /** State carried over from an earlier image (handoff). */
 export interface AdoptedState {
   sasl: SaslState | null;
@@ -32,12 +35,14 @@ export interface ConnectionHooks {
  */
 export class Connection {
   private sasl: SaslServer | null;
-  readonly framer = new Framer();
+  readonly framer: Framer;
   readonly outbound = new OutboundQueue();
   peer: Peer | undefined;
   private closing = false;
   /** At most one socket.write is outstanding, so unsent bytes are always known exactly. */
   private writing = false;
+  /** auth_timeout: a client that never finishes SASL must not hold a slot forever. */
+  private authTimer: NodeJS.Timeout | undefined;
 
   constructor(
     readonly socket: net.Socket,
@@ -46,7 +51,10 @@ export class Connection {
     private readonly hooks: ConnectionHooks,
     readonly maxOutgoingBytes: number,
     adopted?: AdoptedState,
+    authTimeoutMs = DEFAULT_AUTH_TIMEOUT_MS,
+    maxMessageSize?: number,
   ) {
+    this.framer = new Framer(maxMessageSize);
     const saslOptions = {
       peerUid: credentials.uid,
       guid: bus.options.guid,
@@ -63,10 +71,21 @@ export class Connection {
     } else {
       this.sasl = new SaslServer(saslOptions);
     }
+    if (this.sasl) {
+      this.authTimer = setTimeout(() => {
+        if (this.sasl) this.close(`authentication did not finish within auth_timeout (${authTimeoutMs} ms)`, true);
+      }, authTimeoutMs);
+      this.authTimer.unref();
+    }
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', (err) => this.close(`socket error: ${err.message}`));
     socket.on('close', () => this.close('peer closed the connection'));
     socket.on('end', () => this.close('peer closed the connection'));
+  }
+
+  /** Still in SASL: counts against max_incomplete_connections. */
+  get authenticating(): boolean {
+    return this.sasl !== null;
   }
 
   get label(): string {
@@ -87,6 +106,7 @@ export class Connection {
         if (step.reply) this.send(Buffer.from(step.reply, 'latin1'), true);
         if (step.state === 'continue') return;
         this.sasl = null;
+        clearTimeout(this.authTimer);
         this.peer = this.bus.attach(this.credentials);
         this.hooks.attached(this);
         this.hooks.log('client-authenticated', 'client authenticated', { pid: this.credentials.pid, uid: step.uid });
@@ -172,6 +192,7 @@ export class Connection {
   close(reason: string, loud = false): void {
     if (this.closing) return;
     this.closing = true;
+    clearTimeout(this.authTimer);
     const fields = { peer: this.label, pid: this.credentials.pid, reason };
     if (loud) this.hooks.log('client-dropped', `disconnecting client: ${reason}`, fields);
     else this.hooks.log('client-disconnected', 'client disconnected', fields);

@@ -1,4 +1,5 @@
-import { FIXED_HEADER_SIZE, readFixedHeader } from './message.js';
+import { WireError } from '../util/errors.js';
+import { FIXED_HEADER_SIZE, MAX_MESSAGE_SIZE, readFixedHeader } from './message.js';
 
 /**
  * Incremental framing: bytes in, complete messages out. A message is handed out
@@ -16,6 +17,9 @@ export class Framer {
 
   /** Set when bad framing followed complete messages in the same chunk; thrown on the next call. */
   private failure: unknown;
+
+  /** `maxMessageSize`: the config's max_message_size (never above the protocol's 128 MiB). */
+  constructor(private readonly maxMessageSize = MAX_MESSAGE_SIZE) {}
 
   /**
    * Appends bytes; returns the complete messages they finish. Throws WireError on bad
@@ -35,6 +39,9 @@ export class Framer {
           if (this.buffered < FIXED_HEADER_SIZE) break;
           const head = this.peek(FIXED_HEADER_SIZE);
           this.nextSize = readFixedHeader(head).totalSize;
+          if (this.nextSize > this.maxMessageSize) {
+            throw new WireError('InvalidMessage', `a message of ${this.nextSize} bytes exceeds max_message_size (${this.maxMessageSize})`);
+          }
         }
         if (this.buffered < this.nextSize) break;
         out.push(this.take(this.nextSize));

@@ -1,0 +1,85 @@
+// reply_timeout, auth_timeout, max_incomplete_connections and max_message_size from a config,
+// seen by clients on real sockets.
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RawClient, TYPE } from '../handoff/support/raw-client.js';
+import { unixPathAddress } from '../harness/address.js';
+import { REPO_ROOT } from '../harness/fixtures.js';
+import { type LongRunning, startLongRunning } from '../harness/long-running.js';
+import { waitForAddressLine } from '../harness/running-bus.js';
+import { makeTempDir, removeTempDir } from '../harness/temp-dir.js';
+
+const ALLOW = '<policy context="default"><allow user="*"/><allow send_destination="*"/><allow receive_sender="*"/><allow own="*"/></policy>';
+
+describe('limits and timeouts from the config', () => {
+  let dir: string;
+  let socketPath: string;
+  let daemon: LongRunning;
+
+  beforeAll(async () => {
+    dir = await makeTempDir('ferrybus-limits');
+    socketPath = path.join(dir, 'bus');
+    const config = path.join(dir, 'bus.conf');
+    writeFileSync(config, `<busconfig><listen>${unixPathAddress(socketPath)}</listen>${ALLOW}
+      <limit name="reply_timeout">500</limit>
+      <limit name="auth_timeout">700</limit>
+      <limit name="max_incomplete_connections">3</limit>
+      <limit name="max_message_size">65536</limit>
+    </busconfig>`);
+    daemon = startLongRunning(process.execPath, [path.join(REPO_ROOT, 'dist/src/cli/main.js'), 'daemon', '--nofork', '--print-address=1', `--config-file=${config}`]);
+    await waitForAddressLine(daemon);
+  });
+  afterAll(async () => {
+    await daemon?.stop();
+    await removeTempDir(dir);
+  });
+
+  it('answers NoReply for a call nobody answers within reply_timeout, and drops the late reply', async () => {
+    const caller = await RawClient.connect(socketPath);
+    const callee = await RawClient.connect(socketPath);
+    const started = Date.now();
+    const serial = caller.send({ type: TYPE.METHOD_CALL, destination: callee.uniqueName, path: '/x', interface: 'org.example.Slow', member: 'Wait' });
+    const call = await callee.waitFor((m) => m.header.member === 'Wait', 'the call');
+    const answer = await caller.waitForReply(serial, 'NoReply', 5000);
+    expect(answer.header.type).toBe(TYPE.ERROR);
+    expect(answer.header.errorName).toBe('org.freedesktop.DBus.Error.NoReply');
+    expect(Date.now() - started).toBeGreaterThanOrEqual(450);
+    callee.send({ type: TYPE.METHOD_RETURN, destination: caller.uniqueName, replySerial: call.header.serial });
+    // A ping after the late reply: if the reply had been forwarded it would arrive first.
+    await caller.call({ destination: 'org.freedesktop.DBus', path: '/org/freedesktop/DBus', interface: 'org.freedesktop.DBus.Peer', member: 'Ping' });
+    expect(caller.received.filter((m) => m.header.replySerial === serial)).toHaveLength(1);
+    caller.socket.destroy();
+    callee.socket.destroy();
+  });
+
+  it('closes a connection that does not finish authenticating within auth_timeout', async () => {
+    const idle = await RawClient.connect(socketPath, 'connected');
+    const started = Date.now();
+    await idle.whenClosed(5000);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(600);
+    await daemon.waitFor(/client-dropped: .*auth_timeout/, { stream: 'stderr' });
+  });
+
+  it('refuses new connections beyond max_incomplete_connections while others still authenticate', async () => {
+    const idle = await Promise.all([0, 1, 2].map(() => RawClient.connect(socketPath, 'connected')));
+    await new Promise((r) => setTimeout(r, 100));
+    const extra = await RawClient.connect(socketPath, 'connected');
+    await extra.whenClosed(500);
+    expect(idle.map((c) => c.closed)).toEqual([undefined, undefined, undefined]);
+    await daemon.waitFor(/client-refused: .*max_incomplete_connections/, { stream: 'stderr' });
+    for (const c of idle) c.socket.destroy();
+    // Once they are gone, a client gets in again.
+    await new Promise((r) => setTimeout(r, 100));
+    const fine = await RawClient.connect(socketPath);
+    expect(fine.uniqueName).toMatch(/^:1\./);
+    fine.socket.destroy();
+  });
+
+  it('disconnects a client that announces a message above max_message_size', async () => {
+    const big = await RawClient.connect(socketPath);
+    big.send({ type: TYPE.SIGNAL, path: '/x', interface: 'org.example.Big', member: 'Blob' }, 's', ['x'.repeat(70_000)]);
+    await big.whenClosed(5000);
+    await daemon.waitFor(/client-dropped: .*max_message_size/, { stream: 'stderr' });
+  });
+});
