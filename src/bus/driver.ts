@@ -316,7 +316,7 @@ export class Driver {
       if (!this.byMember.has(m.member)) this.byMember.set(m.member, m);
       this.interfaces.add(m.interface);
     }
-    this.introspection = withExtraInterfaces(DRIVER_INTROSPECTION, extra);
+    this.introspection = driverIntrospection(extra);
   }
 
   dispatch(caller: Peer, message: Message): void {
@@ -381,8 +381,12 @@ export class Driver {
   }
 }
 
-/** Adds the extra methods (the supervisor's) to the introspection XML, so busctl introspect shows them. */
-function withExtraInterfaces(xml: string, extra: readonly DriverMethod[]): string {
+/**
+ * The driver's introspection XML with the extra methods (the supervisor's) added, so busctl
+ * introspect shows them; also what `ferrybus daemon --introspect` prints.
+ */
+export function driverIntrospection(extra: readonly DriverMethod[]): string {
+  const xml = DRIVER_INTROSPECTION;
   if (extra.length === 0) return xml;
   const byInterface = new Map<string, DriverMethod[]>();
   for (const m of extra) byInterface.set(m.interface, [...(byInterface.get(m.interface) ?? []), m]);

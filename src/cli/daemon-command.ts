@@ -1,11 +1,14 @@
+import * as fs from 'node:fs';
 import { defaultAddress } from '../transport/address.js';
 import { FerryError } from '../util/errors.js';
+import { dup2 } from '../sys/libc.js';
 import { adoptDaemon } from '../supervisor/adopt.js';
 import { Daemon, printToFd, type DaemonSettings } from '../supervisor/daemon.js';
 import { HandoffController, type HandoffArgs } from '../supervisor/handoff-controller.js';
 import { createLogger, type Logger } from '../supervisor/logger.js';
 import { initAnchors } from '../supervisor/anchors.js';
 import { notifySystemd } from '../supervisor/notify.js';
+import { removePidFile, writePidFile } from '../supervisor/pid-file.js';
 import { handleHandoffSignal } from './signal-guard.js';
 import { settingsFromConfig } from '../supervisor/settings.js';
 import { supervisorMethods } from '../supervisor/supervisor-methods.js';
@@ -18,22 +21,62 @@ export interface DaemonArgs {
   system?: boolean;
   printAddress?: string | boolean;
   printPid?: string | boolean;
+  /** Whether to daemonize: the last of --fork and --nofork given (dbus-daemon reads flags in order). */
   fork?: boolean;
-  nofork?: boolean;
+  pidFile?: string;
+  noPidFile?: boolean;
+  systemdActivation?: boolean;
+  syslog?: boolean;
+  syslogOnly?: boolean;
+  nosyslog?: boolean;
+  /** Internal, set by the --fork launcher for its child: where to report readiness (see fork-launcher.ts). */
+  readyFd?: number;
+  /** Internal: the fd the forked bus's stderr becomes once ready (else /dev/null). */
+  stderrFd?: number;
   /** Set only by a handoff: the new image's inheritance. */
   handoff?: HandoffArgs;
 }
 
 /** `--print-address` alone means stdout; `--print-address=FD` a given fd. */
-function fdOf(flag: string | boolean | undefined, name: string): number | undefined {
+export function fdOf(flag: string | boolean | undefined, name: string): number | undefined {
   if (flag === undefined || flag === false) return undefined;
   if (flag === true || flag === '') return 1;
   const fd = Number(flag);
-  if (!Number.isInteger(fd) || fd < 0) throw new FerryError('BadFlag', `--${name} takes a file descriptor number, got "${flag}"`);
+  if (!/^[0-9]+$/.test(String(flag)) || !Number.isSafeInteger(fd)) {
+    throw new FerryError('BadFlag', `--${name} takes a file descriptor number, got "${flag}"`);
+  }
   return fd;
 }
 
+/** Flags whose effect ferrybus does not have: accepted, each named in one warning. */
+function warnUnsupportedFlags(args: DaemonArgs, log: Logger): void {
+  if (args.systemdActivation) {
+    log.warning('flag-unsupported', '--systemd-activation: service activation is not implemented yet; a message to a name nobody owns gets ServiceUnknown');
+  }
+  // The logger writes to stderr (journald reads it under systemd) and falls back to /dev/kmsg;
+  // there is no syslog transport. --nosyslog asks for stderr only, which is what happens.
+  if (args.syslog) log.warning('flag-unsupported', '--syslog: ferrybus has no syslog transport; logs go to stderr only (the journal under systemd)');
+  if (args.syslogOnly) log.warning('flag-unsupported', '--syslog-only: ferrybus has no syslog transport; logs go to stderr instead (the journal under systemd)');
+}
+
+function pidFileOf(args: DaemonArgs): string | undefined {
+  if (args.pidFile === '') throw new FerryError('BadFlag', '--pidfile needs a file name, e.g. --pidfile=/run/ferrybus.pid');
+  return args.noPidFile ? undefined : args.pidFile;
+}
+
 export async function runDaemonCommand(args: DaemonArgs): Promise<void> {
+  // Usage errors first, before anything starts (and in the --fork launcher, before it spawns).
+  const printAddressFd = args.handoff ? undefined : fdOf(args.printAddress, 'print-address');
+  const printPidFd = args.handoff ? undefined : fdOf(args.printPid, 'print-pid');
+  if (!args.handoff) {
+    if (args.session && args.system) throw new FerryError('BadFlag', '--session and --system exclude each other');
+    pidFileOf(args);
+    if (args.fork) {
+      // The launcher only waits for the bus it starts (see fork-launcher.ts).
+      const { runForkLauncher } = await import('./fork-launcher.js');
+      return runForkLauncher(args, { printAddressFd, printPidFd });
+    }
+  }
   const log = createLogger();
   // Before anything can change root: /proc and the notify socket, opened now or inherited.
   initAnchors(args.handoff, log);
@@ -44,21 +87,33 @@ export async function runDaemonCommand(args: DaemonArgs): Promise<void> {
   if (args.handoff) {
     daemon = adoptDaemon(args.handoff, log, methods);
   } else {
-    if (args.session && args.system) throw new FerryError('BadFlag', '--session and --system exclude each other');
-    if (args.fork && !args.nofork) {
-      log.warning('fork-ignored', '--fork is not supported: ferrybus stays in the foreground (run it under a service manager)');
-    }
-    const printAddressFd = fdOf(args.printAddress, 'print-address');
-    const printPidFd = fdOf(args.printPid, 'print-pid');
-    const settings: DaemonSettings = settingsFromConfig(args, log);
+    warnUnsupportedFlags(args, log);
+    const pidFile = pidFileOf(args);
+    const settings: DaemonSettings = settingsFromConfig(
+      { address: args.address, configFile: args.configFile, session: args.session, system: args.system },
+      log,
+    );
     if (settings.listen.length === 0) {
       settings.listen = [defaultAddress({ uid: process.getuid!(), env: process.env })];
     }
+    if (pidFile !== undefined) settings.runtime = { ...settings.runtime, pidFile };
     daemon = await Daemon.start(settings, log, methods);
-    // Ready means: listening, then the address printed (launchers wait for this line).
-    if (printAddressFd !== undefined) printToFd(printAddressFd, daemon.addresses[0]!);
-    else if (process.stdout.isTTY) process.stdout.write(`ferrybus listening on ${daemon.addresses.join(';')}\n`);
-    if (printPidFd !== undefined) printToFd(printPidFd, String(process.pid));
+    // Ready means: listening, the pid file written, then the address printed (launchers wait for that line).
+    if (pidFile !== undefined) {
+      try {
+        writePidFile(pidFile);
+      } catch (err) {
+        await daemon.stop('the pid file cannot be written');
+        throw err;
+      }
+    }
+    if (args.readyFd !== undefined) {
+      reportReady(args.readyFd, args.stderrFd, daemon);
+    } else {
+      if (printAddressFd !== undefined) printToFd(printAddressFd, daemon.addresses[0]!);
+      else if (process.stdout.isTTY) process.stdout.write(`ferrybus listening on ${daemon.addresses.join(';')}\n`);
+      if (printPidFd !== undefined) printToFd(printPidFd, String(process.pid));
+    }
   }
   controller.daemon = daemon;
   const served = daemon;
@@ -70,9 +125,27 @@ export async function runDaemonCommand(args: DaemonArgs): Promise<void> {
   notifySystemd({ READY: 1, STATUS: `serving ${daemon.addresses.join(' ')} (generation ${daemon.generation})` }, log);
 }
 
+/**
+ * The forked bus's side of --fork: stderr leaves the launcher's pipe for where the log goes
+ * from now on (the fd the launcher chose, or /dev/null), then the launcher learns the address
+ * and pid. In that order: once the launcher reads "ready", its copy of our stderr ends.
+ */
+function reportReady(readyFd: number, stderrFd: number | undefined, daemon: Daemon): void {
+  const target = stderrFd ?? fs.openSync('/dev/null', 'w');
+  dup2(target, 2);
+  fs.closeSync(target);
+  fs.writeSync(readyFd, `${JSON.stringify({ pid: process.pid, address: daemon.addresses[0] })}\n`);
+  fs.closeSync(readyFd);
+}
+
 function installSignalHandlers(daemon: Daemon, controller: HandoffController, log: Logger): void {
   const onSignal = (signal: NodeJS.Signals) => {
-    void daemon.stop(`received ${signal}`).finally(() => process.exit(0));
+    void daemon.stop(`received ${signal}`).finally(() => {
+      // Only here, on the way out: a handoff keeps the process (and so the pid file) alive.
+      const pidFile = daemon.settings.runtime?.pidFile;
+      if (pidFile !== undefined) removePidFile(pidFile);
+      process.exit(0);
+    });
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);

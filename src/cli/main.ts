@@ -48,6 +48,23 @@ async function run(work: () => Promise<void> | void): Promise<void> {
   }
 }
 
+/** dbus-daemon refuses a value flag given twice (yargs would collect an array). */
+function once(value: string | string[] | undefined, flag: string): string | undefined {
+  if (!Array.isArray(value)) return value;
+  throw new CliError(`--${flag} given more than once ("${value.join('" and "')}")`, EXIT_USAGE);
+}
+
+/** Like dbus-daemon, which reads its flags in order: of --fork and --nofork, the last one wins. */
+function lastForkFlag(args: readonly string[]): boolean {
+  let fork = false;
+  for (const arg of args) {
+    if (arg === '--') break;
+    if (arg === '--fork') fork = true;
+    else if (arg === '--nofork' || arg === '--no-fork') fork = false;
+  }
+  return fork;
+}
+
 const DEFAULT_ADDRESS = defaultAddress({ uid: process.getuid!(), env: process.env });
 
 /** --address, --json and --timeout: what every command that talks to a running daemon takes. */
@@ -77,34 +94,61 @@ else await yargs(hideBin(process.argv))
   .scriptName('ferrybus')
   .command(
     'daemon',
-    'run the message bus (accepts the dbus-daemon flags launchers use)',
+    'run the message bus (takes dbus-daemon\'s command line; see `ferrybus daemon --help`)',
     (y) =>
       y
-        .option('address', { type: 'string', describe: 'listen address, e.g. unix:path=/run/ferrybus/bus (overrides <listen>)' })
+        // dbus-daemon --version prints the daemon's version text, not yargs' bare version.
+        .version(false)
+        .option('address', { type: 'string', describe: 'listen address, e.g. unix:path=/run/ferrybus/bus or systemd: (overrides <listen>)' })
         .option('config-file', { type: 'string', describe: 'dbus-daemon style XML configuration file' })
         .option('session', { type: 'boolean', describe: 'use the session bus defaults' })
         .option('system', { type: 'boolean', describe: 'use the system bus defaults (/run/dbus/system_bus_socket)' })
         .option('print-address', { type: 'string', describe: 'print the address to FD (default 1) once ready' })
-        .option('print-pid', { type: 'string', describe: 'print the pid to FD (default 1) once ready' })
-        .option('nofork', { type: 'boolean', describe: 'stay in the foreground (always the case)' })
-        .option('fork', { type: 'boolean', describe: 'accepted for compatibility; ferrybus never forks' })
-        .option('nopidfile', { type: 'boolean', describe: 'accepted for compatibility; no pid file is written' })
-        .option('syslog', { type: 'boolean', describe: 'accepted for compatibility; logs go to stderr' })
-        .option('nosyslog', { type: 'boolean', describe: 'accepted for compatibility' })
-        .option('syslog-only', { type: 'boolean', describe: 'accepted for compatibility' }),
+        .option('print-pid', { type: 'string', describe: 'print the pid of the serving process to FD (default 1) once ready' })
+        .option('fork', { type: 'boolean', describe: 'run in the background; return once the bus is ready (the last of --fork/--nofork wins)' })
+        .option('nofork', { type: 'boolean', describe: 'stay in the foreground (the default)' })
+        .option('pidfile', { type: 'string', describe: 'write the pid of the serving process to FILE once ready; removed on exit' })
+        .option('nopidfile', { type: 'boolean', describe: 'write no pid file, even if --pidfile is given' })
+        .option('systemd-activation', { type: 'boolean', describe: 'accepted with a warning: service activation is not implemented yet' })
+        .option('syslog', { type: 'boolean', describe: 'accepted with a warning: logs go to stderr (there is no syslog transport)' })
+        .option('syslog-only', { type: 'boolean', describe: 'accepted with a warning: logs go to stderr (there is no syslog transport)' })
+        .option('nosyslog', { type: 'boolean', describe: 'log to stderr only (what ferrybus always does)' })
+        .option('introspect', { type: 'boolean', describe: 'print the bus driver\'s introspection XML and exit' })
+        .option('version', { type: 'boolean', describe: 'print the version and exit' })
+        // Internal: how a --fork launcher and the bus it starts talk (see fork-launcher.ts).
+        .option('ready-fd', { type: 'string', hidden: true })
+        .option('stderr-fd', { type: 'string', hidden: true }),
     async (argv) => {
+      if (argv.version || argv.introspect) {
+        const { introspectionText, versionText } = await import('./daemon-info.js');
+        process.stdout.write(argv.version ? versionText() : introspectionText());
+        return;
+      }
       // Loaded on demand: the operator commands never need the daemon (or koffi).
-      const { runDaemonCommand } = await import('./daemon-command.js');
-      await runDaemonCommand({
-        address: argv.address,
-        configFile: argv['config-file'],
-        session: argv.session,
-        system: argv.system,
-        printAddress: argv['print-address'] === undefined ? undefined : argv['print-address'] || true,
-        printPid: argv['print-pid'] === undefined ? undefined : argv['print-pid'] || true,
-        fork: argv.fork,
-        nofork: argv.nofork,
-      }).catch(fail);
+      const { runDaemonCommand, fdOf } = await import('./daemon-command.js');
+      await Promise.resolve()
+        .then(() => {
+          const printAddress = once(argv['print-address'], 'print-address');
+          const printPid = once(argv['print-pid'], 'print-pid');
+          return runDaemonCommand({
+            address: once(argv.address, 'address'),
+            configFile: once(argv['config-file'], 'config-file'),
+            session: argv.session,
+            system: argv.system,
+            printAddress: printAddress === undefined ? undefined : printAddress || true,
+            printPid: printPid === undefined ? undefined : printPid || true,
+            fork: lastForkFlag(hideBin(process.argv)),
+            pidFile: once(argv.pidfile, 'pidfile'),
+            noPidFile: argv.nopidfile,
+            systemdActivation: argv['systemd-activation'],
+            syslog: argv.syslog,
+            syslogOnly: argv['syslog-only'],
+            nosyslog: argv.nosyslog,
+            readyFd: fdOf(once(argv['ready-fd'], 'ready-fd'), 'ready-fd'),
+            stderrFd: fdOf(once(argv['stderr-fd'], 'stderr-fd'), 'stderr-fd'),
+          });
+        })
+        .catch(fail);
     },
   )
   .command(

@@ -6,7 +6,7 @@ import { readHandoffFile } from '../handoff/handoff-file.js';
 import { restore } from '../handoff/restore.js';
 import { isListeningSocket, setCloexec, socketFd } from '../sys/libc.js';
 import { formatAddressEntry, type ListenTarget } from '../transport/address.js';
-import { Daemon, type DaemonSettings } from './daemon.js';
+import { Daemon, type DaemonSettings, type RuntimeState } from './daemon.js';
 import type { HandoffArgs } from './handoff-controller.js';
 import { newBusGuid, readMachineId } from './identity.js';
 import type { Logger } from './logger.js';
@@ -35,7 +35,20 @@ function settingsOf(doc: HandoffDocument | undefined): DaemonSettings {
     source: typeof s?.source === 'object' && s.source !== null ? s.source : undefined,
     // Checked rule by rule when compiled; a malformed one fails closed (see compilePolicy).
     policies: Array.isArray(s?.policies) ? s.policies : undefined,
+    runtime: runtimeOf(s?.runtime),
   };
+}
+
+/** The pid file and systemd's socket files, as the old image recorded them; anything else is dropped. */
+function runtimeOf(raw: unknown): RuntimeState | undefined {
+  if (typeof raw !== 'object' || raw === null) return undefined;
+  const r = raw as Record<string, unknown>;
+  const runtime: RuntimeState = {};
+  if (typeof r.pidFile === 'string' && r.pidFile !== '') runtime.pidFile = r.pidFile;
+  if (Array.isArray(r.systemdSocketPaths)) {
+    runtime.systemdSocketPaths = r.systemdSocketPaths.filter((p): p is string => typeof p === 'string');
+  }
+  return runtime;
 }
 
 /** Sockets inherited but not accounted for (a document we could not read): close them so clients see EOF, not a hang. */

@@ -5,9 +5,10 @@ import type { DriverMethod } from '../bus/driver.js';
 import type { PolicySource } from '../bus/policy.js';
 import { compilePolicy, describeCredentials } from './policy-loader.js';
 import { FerryError } from '../util/errors.js';
-import { firstListenTarget, formatAddressEntry, type ListenTarget } from '../transport/address.js';
+import { AddressError, firstListenTarget, formatAddressEntry, parseAddress, type ListenTarget } from '../transport/address.js';
 import { ConnectionSet } from '../transport/connection-set.js';
 import { listen } from '../transport/listener.js';
+import { serveSystemdSocket, takeSystemdSockets } from '../transport/systemd-sockets.js';
 import { newBusGuid, readMachineId } from './identity.js';
 import type { Logger } from './logger.js';
 
@@ -22,6 +23,15 @@ export interface DaemonSettings {
   watch?: string[];
   /** Where the settings came from (flags, config file): a new image re-reads it. */
   source?: { address?: string; configFile?: string; session?: boolean; system?: boolean };
+  /** What this bus set up when it started; carried as it is across handoffs, never re-read. */
+  runtime?: RuntimeState;
+}
+
+export interface RuntimeState {
+  /** The pid file written at start (--pidfile); removed on a clean exit, kept across handoffs. */
+  pidFile?: string;
+  /** Socket files of the sockets systemd passed: systemd's, so never unlinked by the bus. */
+  systemdSocketPaths?: string[];
 }
 
 /** The limits the transport enforces (the rest are the bus core's). */
@@ -101,19 +111,50 @@ export class Daemon {
     }
     const identity = { guid: newBusGuid(), machineId: machine.id, startedAt: new Date().toISOString() };
     const { bus, connections } = Daemon.createCore(settings, identity, log, extraMethods);
-    const targets = settings.listen.map((address) => firstListenTarget(address));
+    // Only a bus told to listen on `systemd:` takes systemd's sockets (and clears LISTEN_*).
+    const passed = settings.listen.some(namesSystemd) ? takeSystemdSockets() : undefined;
+    const systemd = passed && { passed: passed.fds.length, missing: passed.missing };
+    const chosen = settings.listen.map((address) => {
+      try {
+        return firstListenTarget(address, { systemd });
+      } catch (err) {
+        throw explainListenError(err, address, settings);
+      }
+    });
     const servers: net.Server[] = [];
+    const targets: ListenTarget[] = [];
+    const systemdSocketPaths: string[] = [];
+    const onConnection = (socket: net.Socket) => connections.accept(socket);
+    let unserved = passed?.fds ?? [];
     try {
-      for (const target of targets) servers.push(await listen(target, (socket) => connections.accept(socket)));
+      for (const target of chosen) {
+        if (!target.systemd) {
+          servers.push(await listen(target, onConnection));
+          targets.push(target);
+          continue;
+        }
+        // Every socket systemd passed, once (a second `systemd:` entry adds nothing).
+        const fds = unserved;
+        unserved = [];
+        for (const fd of fds) {
+          const { server, path } = await serveSystemdSocket(fd, onConnection);
+          servers.push(server);
+          targets.push(passedTarget(path));
+          if (path !== '' && !path.startsWith('\0')) systemdSocketPaths.push(path);
+        }
+      }
     } catch (err) {
       for (const server of servers) server.close();
       throw err;
     }
     const addresses = targets.map((t) =>
-      formatAddressEntry({ transport: 'unix', params: { ...t.address.params, guid: identity.guid } }),
+      t.systemd ? 'systemd:' : formatAddressEntry({ transport: 'unix', params: { ...t.address.params, guid: identity.guid } }),
     );
     for (const address of addresses) log.notice('listening', 'bus is listening', { address, kind: settings.kind });
-    return new Daemon(bus, connections, servers, targets, addresses, settings, identity, log);
+    const running: DaemonSettings = systemdSocketPaths.length > 0
+      ? { ...settings, runtime: { ...settings.runtime, systemdSocketPaths } }
+      : settings;
+    return new Daemon(bus, connections, servers, targets, addresses, running, identity, log);
   }
 
   get startedAt(): string {
@@ -129,8 +170,9 @@ export class Daemon {
     const closed = Promise.all(this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
     this.connections.closeAll('bus is stopping');
     await closed;
+    const systemds = new Set(this.settings.runtime?.systemdSocketPaths ?? []);
     for (const target of this.targets) {
-      if (target.abstract) continue;
+      if (target.abstract || target.path === '' || systemds.has(target.path)) continue;
       try {
         fs.unlinkSync(target.path);
       } catch {
@@ -138,6 +180,35 @@ export class Daemon {
       }
     }
   }
+}
+
+function namesSystemd(address: string): boolean {
+  try {
+    return parseAddress(address).some((entry) => entry.transport === 'systemd');
+  } catch {
+    return false; // firstListenTarget reports the bad address
+  }
+}
+
+function namesOnlySystemd(address: string): boolean {
+  const entries = parseAddress(address);
+  return entries.length === 1 && entries[0]!.transport === 'systemd';
+}
+
+/** A passed socket as a target: the address clients use is where it is bound, if it is named. */
+function passedTarget(socketPath: string): ListenTarget {
+  if (socketPath === '') return { path: '', abstract: false, address: { transport: 'systemd', params: {} }, systemd: true };
+  const abstract = socketPath.startsWith('\0');
+  const params: Record<string, string> = abstract ? { abstract: socketPath.slice(1) } : { path: socketPath };
+  return { path: socketPath, abstract, address: { transport: 'unix', params } };
+}
+
+/** `--address=systemd: but no sockets were passed (…)` names the flag the address came from. */
+function explainListenError(err: unknown, address: string, settings: DaemonSettings): unknown {
+  if (!(err instanceof AddressError) || err.code !== 'ADDRESS_NO_SYSTEMD_SOCKETS') return err;
+  if (!namesOnlySystemd(address)) return err; // a list: its message names every entry's reason
+  const where = settings.source?.address === address ? '--address=' : 'listen address ';
+  return new FerryError('NoSystemdSockets', `${where}${err.message}`, { cause: err });
 }
 
 /** Writes the address (or pid) line to an fd, as dbus-daemon's --print-address=FD does. */

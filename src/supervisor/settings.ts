@@ -113,5 +113,6 @@ export function rereadSettings(inherited: DaemonSettings, log: Logger): DaemonSe
   if (JSON.stringify(fresh.limits) !== JSON.stringify(inherited.limits)) {
     log.notice('config-limits-changed', 'limits changed in the configuration; applying them', { limits: fresh.limits });
   }
-  return { ...fresh, listen: inherited.listen };
+  // What the bus set up at start (pid file, systemd's sockets) is not configuration: it stays.
+  return { ...fresh, listen: inherited.listen, runtime: inherited.runtime };
 }

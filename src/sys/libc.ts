@@ -1,5 +1,6 @@
 // Thin, typed koffi bindings to the few libc calls ferrybus needs and Node does not offer:
-// peer credentials of a unix socket, close-on-exec control, chroot/chdir and execve.
+// peer credentials of a unix socket, close-on-exec control, chroot/chdir and execve, the
+// local name of an inherited socket, dup2.
 //
 // Ownership and call-once rules:
 // - libc is loaded lazily, once, on the first call. The handoff path must call `loadLibc()`
@@ -20,6 +21,9 @@ const SO_PEERSEC = 31;
 const SO_PEERCRED = 17;
 const SO_PEERGROUPS = 59;
 const SO_ACCEPTCONN = 30;
+const SO_TYPE = 3;
+const AF_UNIX = 1;
+const SOCK_STREAM = 1;
 const F_GETFD = 1;
 const F_SETFD = 2;
 const FD_CLOEXEC = 1;
@@ -97,6 +101,8 @@ interface Bindings {
   readonly connect: NativeFn;
   readonly send: NativeFn;
   readonly close: NativeFn;
+  readonly getsockname: NativeFn;
+  readonly dup2: NativeFn;
   readonly ucred: TypeObject;
 }
 
@@ -123,6 +129,8 @@ function libc(): Bindings {
       close: lib.func('int close(int fd)') as NativeFn,
       connect: lib.func('int connect(int fd, const void *addr, uint32_t addrlen)') as NativeFn,
       send: lib.func('intptr_t send(int fd, const void *buf, size_t len, int flags)') as NativeFn,
+      getsockname: lib.func('int getsockname(int fd, _Inout_ void *addr, _Inout_ uint32_t *addrlen)') as NativeFn,
+      dup2: lib.func('int dup2(int oldfd, int newfd)') as NativeFn,
       ucred: koffi.struct({ pid: 'int32_t', uid: 'uint32_t', gid: 'uint32_t' }),
     };
   }
@@ -342,4 +350,38 @@ export function socketFd(socket: net.Socket | net.Server): number {
     );
   }
   return fd;
+}
+
+/**
+ * Where a unix stream socket is bound (getsockname): its path, an abstract name ('\0'-prefixed,
+ * as `net.Server#listen({ path })` takes it), or '' when unnamed. Throws for a socket that is not
+ * AF_UNIX/SOCK_STREAM (e.g. a TCP socket from systemd): ferrybus serves unix sockets only.
+ * Node offers no getsockname for a pipe server opened on an fd, hence this.
+ */
+export function unixStreamSocketName(fd: number): string {
+  checkFd('getsockname', fd);
+  const { getsockname, getsockopt } = libc();
+  const type = new Int32Array(1);
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, type, [4]) !== 0) fail('getsockopt(SO_TYPE)');
+  // sockaddr_un: sa_family_t (2 bytes) + sun_path[108].
+  const addr = Buffer.alloc(110);
+  const length = [addr.length];
+  if (getsockname(fd, addr, length) !== 0) fail('getsockname');
+  const family = addr.readUInt16LE(0);
+  if (family !== AF_UNIX || type[0] !== SOCK_STREAM) {
+    throw new SysError('getsockname', os.constants.errno.EAFNOSUPPORT, undefined,
+      `fd ${fd} is not a unix stream socket (family ${family}, type ${type[0]})`);
+  }
+  const name = addr.subarray(2, Math.min(length[0]!, addr.length));
+  if (name.length === 0) return '';
+  if (name[0] === 0) return '\0' + name.subarray(1).toString('utf8');
+  const end = name.indexOf(0);
+  return name.subarray(0, end < 0 ? name.length : end).toString('utf8');
+}
+
+/** dup2(2): makes `newFd` refer to what `oldFd` refers to (closing what newFd was first). */
+export function dup2(oldFd: number, newFd: number): void {
+  checkFd('dup2', oldFd);
+  checkFd('dup2', newFd);
+  if (libc().dup2(oldFd, newFd) < 0) fail('dup2');
 }

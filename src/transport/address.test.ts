@@ -233,7 +233,7 @@ describe('listenAddressFor', () => {
     expectCode(() => listenAddressFor(unix({ runtime: 'no' }), { env: {} }), 'ADDRESS_BAD_VALUE');
   });
 
-  it.each(['tcp', 'nonce-tcp', 'launchd', 'systemd', 'autolaunch', 'carrier-pigeon'])(
+  it.each(['tcp', 'nonce-tcp', 'launchd', 'autolaunch', 'carrier-pigeon'])(
     'refuses transport %s, naming it',
     (transport) => {
       const error = expectCode(
@@ -243,6 +243,17 @@ describe('listenAddressFor', () => {
       expect(error.message).toContain(`'${transport}'`);
     },
   );
+
+  it('takes systemd: only when systemd passed sockets, saying why not otherwise; a list falls back', () => {
+    const systemd = { transport: 'systemd', params: {} };
+    expect(listenAddressFor(systemd, { systemd: { passed: 2 } })).toMatchObject({ systemd: true, path: '' });
+    const none = expectCode(() => listenAddressFor(systemd), 'ADDRESS_NO_SYSTEMD_SOCKETS');
+    expect(none.message).toBe('systemd: but no sockets were passed (LISTEN_FDS unset)');
+    const zero = expectCode(() => listenAddressFor(systemd, { systemd: { passed: 0, missing: 'LISTEN_FDS=0' } }), 'ADDRESS_NO_SYSTEMD_SOCKETS');
+    expect(zero.message).toBe('systemd: but no sockets were passed (LISTEN_FDS=0)');
+    expectCode(() => listenAddressFor({ transport: 'systemd', params: { path: '/x' } }, { systemd: { passed: 1 } }), 'ADDRESS_UNKNOWN_PARAM');
+    expect(firstListenTarget('systemd:;unix:path=/run/x').path).toBe('/run/x');
+  });
 
   it('wants exactly one known location key', () => {
     expectCode(() => listenAddressFor(unix({})), 'ADDRESS_MISSING_PARAM');

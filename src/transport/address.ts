@@ -30,7 +30,8 @@ export type AddressErrorCode =
   | 'ADDRESS_CONFLICTING_PARAMS'
   | 'ADDRESS_UNKNOWN_PARAM'
   | 'ADDRESS_BAD_VALUE'
-  | 'ADDRESS_NO_RUNTIME_DIR';
+  | 'ADDRESS_NO_RUNTIME_DIR'
+  | 'ADDRESS_NO_SYSTEMD_SOCKETS';
 
 export class AddressError extends Error {
   readonly code: AddressErrorCode;
@@ -55,6 +56,11 @@ export interface ListenTarget {
   readonly abstract: boolean;
   /** The address clients connect to (the bus appends its guid when it advertises it). */
   readonly address: AddressEntry;
+  /**
+   * `systemd:`: serve the sockets systemd passed (sd_listen_fds) instead of binding `path`
+   * (which is then ''). The listener finds out where they are bound.
+   */
+  readonly systemd?: true;
 }
 
 export interface ListenOptions {
@@ -62,6 +68,12 @@ export interface ListenOptions {
   readonly env?: Readonly<Record<string, string | undefined>>;
   /** The socket file name for `unix:dir=`/`unix:tmpdir=`; defaults to `dbus-` + 10 random characters. */
   readonly randomName?: () => string;
+  /**
+   * For `systemd:`: how many listening sockets systemd passed, and if none why not (e.g.
+   * 'LISTEN_FDS unset'). Deciding that reads the environment, so the caller does it.
+   * Default: none were passed.
+   */
+  readonly systemd?: { readonly passed: number; readonly missing?: string };
 }
 
 /** Transports other D-Bus implementations know, which ferrybus does not listen on. */
@@ -69,7 +81,6 @@ const KNOWN_UNSUPPORTED = new Set([
   'tcp',
   'nonce-tcp',
   'launchd',
-  'systemd',
   'autolaunch',
   'unixexec',
   'vsock',
@@ -259,9 +270,12 @@ function checkLength(location: string, bytes: number, limit: number): void {
 /**
  * Decides where to listen for one address entry. Supported: `unix:path=`, `unix:abstract=`,
  * `unix:dir=` and `unix:tmpdir=` (a fresh random socket name in that directory, never an
- * abstract socket), `unix:runtime=yes` ($XDG_RUNTIME_DIR/bus). Anything else throws.
+ * abstract socket), `unix:runtime=yes` ($XDG_RUNTIME_DIR/bus), and `systemd:` (the sockets
+ * systemd passed; unusable when it passed none, so a list can fall back to the next entry,
+ * as with libdbus). Anything else throws.
  */
 export function listenAddressFor(entry: AddressEntry, options: ListenOptions = {}): ListenTarget {
+  if (entry.transport === 'systemd') return systemdTarget(entry, options);
   if (entry.transport !== 'unix') {
     const known = KNOWN_UNSUPPORTED.has(entry.transport) ? '' : ' (unknown transport)';
     throw new AddressError(
@@ -324,6 +338,21 @@ export function listenAddressFor(entry: AddressEntry, options: ListenOptions = {
   }
   checkLength(`path '${socketPath}'`, Buffer.byteLength(socketPath), SUN_PATH_BYTES - 1);
   return { path: socketPath, abstract: false, address: { transport: 'unix', params: { path: socketPath } } };
+}
+
+function systemdTarget(entry: AddressEntry, options: ListenOptions): ListenTarget {
+  const keys = Object.keys(entry.params);
+  if (keys.length > 0) {
+    throw new AddressError('ADDRESS_UNKNOWN_PARAM', `systemd: listen address takes no keys (got ${keys.join(', ')})`);
+  }
+  const passed = options.systemd?.passed ?? 0;
+  if (passed === 0) {
+    throw new AddressError(
+      'ADDRESS_NO_SYSTEMD_SOCKETS',
+      `systemd: but no sockets were passed (${options.systemd?.missing ?? 'LISTEN_FDS unset'})`,
+    );
+  }
+  return { path: '', abstract: false, address: { transport: 'systemd', params: {} }, systemd: true };
 }
 
 /**
