@@ -1,5 +1,6 @@
 import type { BusLimits } from '../bus/bus.js';
-import { readConfig, sessionConfig, systemConfig, type BusConfig } from './config.js';
+import { checkListenAddresses, readConfig, type BusConfig, type ReadConfigOptions } from './config.js';
+import { sessionConfig, stockConfigFile, STOCK_CONFIG_FILES, systemConfig } from './config-presets.js';
 import type { DaemonSettings } from './daemon.js';
 import type { Logger } from './logger.js';
 
@@ -19,21 +20,39 @@ const LIMIT_NAMES: Record<string, keyof BusLimits | 'maxOutgoingBytes'> = {
   max_outgoing_bytes: 'maxOutgoingBytes',
 };
 
-function loadConfig(args: SettingsSource): BusConfig | undefined {
-  const env = process.env;
-  if (args.configFile) return readConfig(args.configFile);
-  if (args.system) return systemConfig();
-  if (args.session) return sessionConfig({ uid: process.getuid!(), env });
-  return undefined;
+/** Where --system/--session look, and how files are read: tests substitute both. */
+export interface ConfigSources {
+  readonly exists?: (file: string) => boolean;
+  readonly read?: ReadConfigOptions;
 }
 
 /**
- * Combines the config file (or the --session/--system preset) with --address,
+ * --config-file reads that file; --system and --session read dbus-daemon's stock file with
+ * everything it includes, as dbus-daemon does, and fall back to a built-in preset only where
+ * dbus is not installed.
+ */
+export function loadConfig(args: SettingsSource, log: Logger, sources: ConfigSources = {}): BusConfig | undefined {
+  if (args.configFile) return readConfig(args.configFile, sources.read);
+  const kind = args.system ? 'system' : args.session ? 'session' : undefined;
+  if (kind === undefined) return undefined;
+  const file = stockConfigFile(kind, sources.exists);
+  if (file !== undefined) return readConfig(file, sources.read);
+  log.warning(
+    'config-stock-missing',
+    `--${kind}: neither ${STOCK_CONFIG_FILES[kind].join(' nor ')} exists (is dbus installed?); using ferrybus's built-in ${kind} preset, which includes no ${kind}.d files`,
+  );
+  return kind === 'system' ? systemConfig() : sessionConfig({ uid: process.getuid!(), env: process.env });
+}
+
+/**
+ * Combines the config file (or what --session/--system read) with --address,
  * which wins over <listen>. Everything the config asks for that ferrybus does
  * not do yet is said in a warning, never silently ignored.
  */
-export function settingsFromConfig(args: SettingsSource, log: Logger): DaemonSettings {
-  const config = loadConfig(args);
+export function settingsFromConfig(args: SettingsSource, log: Logger, sources: ConfigSources = {}): DaemonSettings {
+  const config = loadConfig(args, log, sources);
+  // Like dbus-daemon, a bad address fails the start, not the reading; --address replaces them.
+  if (config && !args.address) checkListenAddresses(config);
   const kind = config?.type ?? (args.system ? 'system' : 'session');
   const settings: DaemonSettings = { listen: config ? [...config.listen] : [], kind, limits: {}, source: { ...args } };
   if (args.address) settings.listen = [args.address];
@@ -64,18 +83,19 @@ export function settingsFromConfig(args: SettingsSource, log: Logger): DaemonSet
  * changed <listen> is reported, not applied.
  */
 export function rereadSettings(inherited: DaemonSettings, log: Logger): DaemonSettings {
-  if (!inherited.source?.configFile) return inherited;
+  const source = inherited.source;
+  if (!source?.configFile && !source?.system && !source?.session) return inherited;
   let fresh: DaemonSettings;
   try {
-    fresh = settingsFromConfig(inherited.source, log);
+    fresh = settingsFromConfig(source, log);
   } catch (err) {
     log.warning('config-reread-failed', 'could not re-read the configuration; keeping the one in force', {
-      file: inherited.source.configFile,
+      file: source.configFile ?? (source.system ? 'system' : 'session'),
       error: (err as Error).message,
     });
     return inherited;
   }
-  if (inherited.source.address === undefined && JSON.stringify(fresh.listen) !== JSON.stringify(inherited.listen)) {
+  if (source.address === undefined && JSON.stringify(fresh.listen) !== JSON.stringify(inherited.listen)) {
     log.warning('config-listen-changed', 'listen addresses changed in the configuration; the inherited sockets stay until a restart', {
       inForce: inherited.listen.join(' '),
       configured: fresh.listen.join(' '),
