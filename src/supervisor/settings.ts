@@ -1,5 +1,6 @@
 import type { BusLimits } from '../bus/bus.js';
-import { readConfig, sessionConfig, systemConfig, type BusConfig } from './config.js';
+import { checkListenAddresses, readConfig, type BusConfig, type ReadConfigOptions } from './config.js';
+import { sessionConfig, stockConfigFile, STOCK_CONFIG_FILES, systemConfig } from './config-presets.js';
 import type { DaemonSettings, TransportLimits } from './daemon.js';
 import type { Logger } from './logger.js';
 
@@ -25,7 +26,8 @@ const LIMIT_NAMES: Record<string, keyof BusLimits | keyof TransportLimits> = {
 };
 
 /**
- * Limits that hold without code of their own, and why; every other unknown one is a warning.
+ * Limits that hold without code of their own, and why. (config.ts refuses names dbus-daemon does
+ * not know; a known one missing from both tables is named in a warning.)
  * ferrybus routes each message as it arrives (no incoming queue), passes no unix fds yet and
  * activates no services, so these bounds cannot be exceeded.
  */
@@ -39,21 +41,39 @@ const HOLD_BY_DESIGN: Record<string, string> = {
   max_pending_service_starts: 'there is no service activation yet',
 };
 
-function loadConfig(args: SettingsSource): BusConfig | undefined {
-  const env = process.env;
-  if (args.configFile) return readConfig(args.configFile);
-  if (args.system) return systemConfig();
-  if (args.session) return sessionConfig({ uid: process.getuid!(), env });
-  return undefined;
+/** Where --system/--session look, and how files are read: tests substitute both. */
+export interface ConfigSources {
+  readonly exists?: (file: string) => boolean;
+  readonly read?: ReadConfigOptions;
 }
 
 /**
- * Combines the config file (or the --session/--system preset) with --address,
+ * --config-file reads that file; --system and --session read dbus-daemon's stock file with
+ * everything it includes, as dbus-daemon does, and fall back to a built-in preset only where
+ * dbus is not installed.
+ */
+export function loadConfig(args: SettingsSource, log: Logger, sources: ConfigSources = {}): BusConfig | undefined {
+  if (args.configFile) return readConfig(args.configFile, sources.read);
+  const kind = args.system ? 'system' : args.session ? 'session' : undefined;
+  if (kind === undefined) return undefined;
+  const file = stockConfigFile(kind, sources.exists);
+  if (file !== undefined) return readConfig(file, sources.read);
+  log.warning(
+    'config-stock-missing',
+    `--${kind}: neither ${STOCK_CONFIG_FILES[kind].join(' nor ')} exists (is dbus installed?); using ferrybus's built-in ${kind} preset, which includes no ${kind}.d files`,
+  );
+  return kind === 'system' ? systemConfig() : sessionConfig({ uid: process.getuid!(), env: process.env });
+}
+
+/**
+ * Combines the config file (or what --session/--system read) with --address,
  * which wins over <listen>. Everything the config asks for that ferrybus does
  * not do yet is said in a warning, never silently ignored.
  */
-export function settingsFromConfig(args: SettingsSource, log: Logger): DaemonSettings {
-  const config = loadConfig(args);
+export function settingsFromConfig(args: SettingsSource, log: Logger, sources: ConfigSources = {}): DaemonSettings {
+  const config = loadConfig(args, log, sources);
+  // Like dbus-daemon, a bad address fails the start, not the reading; --address replaces them.
+  if (config && !args.address) checkListenAddresses(config);
   const kind = config?.type ?? (args.system ? 'system' : 'session');
   const settings: DaemonSettings = { listen: config ? [...config.listen] : [], kind, limits: {}, source: { ...args } };
   if (args.address) settings.listen = [args.address];
@@ -85,7 +105,7 @@ export function settingsFromConfig(args: SettingsSource, log: Logger): DaemonSet
  */
 export function rereadSettings(inherited: DaemonSettings, log: Logger): DaemonSettings {
   const source = inherited.source;
-  if (!source || (!source.configFile && !source.system && !source.session)) return inherited;
+  if (!source?.configFile && !source?.system && !source?.session) return inherited;
   let fresh: DaemonSettings;
   try {
     fresh = settingsFromConfig(source, log);

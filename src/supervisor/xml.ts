@@ -1,7 +1,15 @@
-// A deliberately tiny and strict XML parser for busconfig files: elements, attributes, text,
-// comments and a prologue (<?xml?>, <!DOCTYPE>). Hand-written so that every element carries
-// its exact line number, which config warnings and errors need, without a dependency. It
-// rejects what expat (used by dbus-daemon) would reject in such files.
+// A deliberately small and strict XML parser for busconfig files: elements, attributes, text,
+// CDATA, comments, processing instructions and a prologue (<?xml?>, <!DOCTYPE>). Hand-written so
+// that every element carries its exact line number, which config warnings and errors need,
+// without a dependency.
+//
+// It accepts what expat (used by dbus-daemon) accepts, with two deliberate exceptions, both
+// refusals where expat would read something other than what the file seems to say:
+//  - declarations inside <!DOCTYPE [ ... ]>: expat applies <!ENTITY> definitions and
+//    <!ATTLIST> default attributes (a default can add send_type="..." to every <allow>);
+//  - references to undefined entities: where the file has an external DTD (the standard
+//    busconfig DOCTYPE has one), expat drops them silently, so own="a&x;b" would mean "ab".
+// The tests in config.test.ts hold the cases checked against expat and dbus-daemon.
 
 import { ConfigError } from './config-error.js';
 
@@ -21,8 +29,14 @@ export interface XmlText {
 
 export type XmlNode = XmlElement | XmlText;
 
-const NAME = /[A-Za-z_:][-A-Za-z0-9_.:]*/y;
+// XML 1.0 (fifth edition) names.
+const NAME_START = ':A-Z_a-z\\u00C0-\\u00D6\\u00D8-\\u00F6\\u00F8-\\u02FF\\u0370-\\u037D\\u037F-\\u1FFF\\u200C\\u200D\\u2070-\\u218F\\u2C00-\\u2FEF\\u3001-\\uD7FF\\uF900-\\uFDCF\\uFDF0-\\uFFFD\\u{10000}-\\u{EFFFF}';
+const NAME_CHAR = `${NAME_START}\\-.0-9\\u00B7\\u0300-\\u036F\\u203F-\\u2040`;
+const NAME = new RegExp(`[${NAME_START}][${NAME_CHAR}]*`, 'uy');
 const PREDEFINED_ENTITIES: Record<string, string> = { lt: '<', gt: '>', amp: '&', quot: '"', apos: "'" };
+const BAD_CHAR = /[\x00-\x08\x0B\x0C\x0E-\x1F\uFFFE\uFFFF]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+const PUBID_CHAR = /^[ \r\na-zA-Z0-9\-'()+,./:=?;!*#@$_%]*$/;
+const XML_DECL = /<\?xml([ \t\r\n]+version[ \t\r\n]*=[ \t\r\n]*("[a-zA-Z0-9_.:-]+"|'[a-zA-Z0-9_.:-]+'))([ \t\r\n]+encoding[ \t\r\n]*=[ \t\r\n]*("[A-Za-z][A-Za-z0-9._-]*"|'[A-Za-z][A-Za-z0-9._-]*'))?([ \t\r\n]+standalone[ \t\r\n]*=[ \t\r\n]*("(yes|no)"|'(yes|no)'))?[ \t\r\n]*\?>/y;
 
 class XmlParser {
   private pos = 0;
@@ -51,8 +65,9 @@ class XmlParser {
   }
 
   document(): XmlElement {
-    const bad = /[\x00-\x08\x0B\x0C\x0E-\x1F\uFFFE\uFFFF]/.exec(this.text);
+    const bad = BAD_CHAR.exec(this.text);
     if (bad) this.fail(`character U+${bad[0].charCodeAt(0).toString(16).padStart(4, '0')} is not allowed in XML`, bad.index);
+    this.xmlDeclaration();
     let sawDoctype = false;
     let root: XmlElement | undefined;
     for (;;) {
@@ -93,15 +108,26 @@ class XmlParser {
     return match[0];
   }
 
+  /** `<?xml version="..." encoding="..." standalone="..."?>`, only at the very start. */
+  private xmlDeclaration(): void {
+    if (!/^<\?xml[ \t\r\n?]/.test(this.text)) return;
+    XML_DECL.lastIndex = 0;
+    const match = XML_DECL.exec(this.text);
+    if (!match) this.fail('the <?xml?> declaration is not well-formed: it is <?xml version="1.0" encoding="..." standalone="yes|no"?>, in that order', 0);
+    // The declared encoding is not used: like dbus-daemon, which tells expat the bytes are
+    // UTF-8, the file is read as UTF-8 (or UTF-16 with a byte order mark).
+    this.pos = match[0].length;
+  }
+
   private processingInstruction(): void {
     const start = this.pos;
     this.pos += 2;
     const target = this.name();
-    if (target.toLowerCase() === 'xml' && start !== 0) {
-      this.fail('the <?xml?> declaration must be at the very start of the file', start);
-    }
+    if (target === 'xml') this.fail('the <?xml?> declaration must be at the very start of the file', start);
+    if (target.toLowerCase() === 'xml') this.fail(`processing instruction target '${target}' is reserved`, start);
     const end = this.text.indexOf('?>', this.pos);
     if (end < 0) this.fail(`<?${target} is not closed with ?>`, start);
+    if (end > this.pos && !this.skipWhitespace()) this.fail(`expected whitespace after <?${target}`);
     this.pos = end + 2;
   }
 
@@ -113,26 +139,59 @@ class XmlParser {
     this.pos = end + 3;
   }
 
+  private quoted(what: string): string {
+    const quote = this.text[this.pos];
+    if (quote !== '"' && quote !== "'") this.fail(`expected a quoted ${what}`);
+    const close = this.text.indexOf(quote, this.pos + 1);
+    if (close < 0) this.fail(`${what} is not closed`);
+    const value = this.text.slice(this.pos + 1, close);
+    this.pos = close + 1;
+    return value;
+  }
+
+  /**
+   * `<!DOCTYPE name (SYSTEM "..." | PUBLIC "..." "...")? ([ ... ])? >`. The internal subset
+   * may hold comments and processing instructions only (see the header comment).
+   */
   private doctype(): void {
     const start = this.pos;
-    let depth = 0;
-    for (this.pos += 9; this.pos < this.text.length; this.pos++) {
-      const char = this.text[this.pos]!;
-      if (this.at('<!--')) {
-        this.comment();
-        this.pos--;
-      } else if (char === '"' || char === "'") {
-        const close = this.text.indexOf(char, this.pos + 1);
-        if (close < 0) break;
-        this.pos = close;
-      } else if (char === '[') depth++;
-      else if (char === ']') depth--;
-      else if (char === '>' && depth === 0) {
-        this.pos++;
-        return;
+    this.pos += 9;
+    if (!this.skipWhitespace()) this.fail('expected whitespace after <!DOCTYPE');
+    this.name();
+    let spaced = this.skipWhitespace();
+    if (spaced && (this.at('SYSTEM') || this.at('PUBLIC'))) {
+      const isPublic = this.at('PUBLIC');
+      this.pos += 6;
+      if (!this.skipWhitespace()) this.fail('expected whitespace after SYSTEM or PUBLIC');
+      if (isPublic) {
+        const at = this.pos;
+        if (!PUBID_CHAR.test(this.quoted('public identifier'))) this.fail('illegal character in the public identifier', at);
+        if (!this.skipWhitespace()) this.fail('expected whitespace and a system identifier after the public identifier');
       }
+      this.quoted('system identifier');
+      spaced = this.skipWhitespace();
     }
-    this.fail('<!DOCTYPE is not closed', start);
+    if (this.at('[')) {
+      this.pos++;
+      for (;;) {
+        this.skipWhitespace();
+        if (this.pos >= this.text.length) this.fail('<!DOCTYPE is not closed', start);
+        if (this.at(']')) break;
+        if (this.at('<!--')) this.comment();
+        else if (this.at('<?')) this.processingInstruction();
+        else if (/^(<!(ENTITY|ATTLIST|ELEMENT|NOTATION)[ \t\r\n]|%)/.test(this.text.slice(this.pos, this.pos + 11))) {
+          this.fail(
+            'declarations inside <!DOCTYPE [ ... ]> are not supported: expat would apply their entities and default attributes; ferrybus refuses rather than read the file differently',
+          );
+        } else this.fail('syntax error in the <!DOCTYPE> internal subset');
+      }
+      this.pos++;
+      this.skipWhitespace();
+    } else if (!spaced && !this.at('>')) {
+      this.fail('syntax error in <!DOCTYPE>');
+    }
+    if (!this.at('>')) this.fail('syntax error in <!DOCTYPE>: expected >');
+    this.pos++;
   }
 
   private decode(raw: string, offset: number): string {
@@ -152,7 +211,9 @@ class XmlParser {
         return String.fromCodePoint(code);
       }
       const value = PREDEFINED_ENTITIES[body];
-      if (value === undefined) this.fail(`unknown entity &${body};`, offset + at);
+      if (value === undefined) {
+        this.fail(`unknown entity &${body}; (only &lt; &gt; &amp; &quot; &apos; and character references like &#x41; are defined)`, offset + at);
+      }
       return value;
     });
   }
