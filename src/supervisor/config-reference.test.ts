@@ -65,7 +65,8 @@ function dbusDaemonVerdict(file: string): Promise<{ verdict: Verdict; message: s
       child.kill('SIGKILL');
       resolve({ verdict: 'accept', message: stderr });
     });
-    child.once('exit', () => {
+    // 'close', not 'exit': the process can be gone before its stderr was read to the end.
+    child.once('close', () => {
       clearTimeout(timer);
       resolve({ verdict: 'refuse', message: stderr });
     });
