@@ -10,6 +10,7 @@ import { ReplyRegistry } from './reply-registry.js';
 import { RoutedMessage } from './routed-message.js';
 import type { BusPolicy, PolicyMessage } from './policy.js';
 import { RateLimit } from '../util/rate-limit.js';
+import { UidAccounts, type UidAccount, type UidResource } from './uid-accounts.js';
 
 export const BUS_NAME = 'org.freedesktop.DBus';
 export const BUS_PATH = '/org/freedesktop/DBus';
@@ -20,9 +21,10 @@ const LOCAL_INTERFACE = 'org.freedesktop.DBus.Local';
 export interface BusSink {
   /**
    * Queues a message for a peer, as pieces to write in order (a large body is a view
-   * of the received bytes); false when its outbound quota would be exceeded (nothing queued).
+   * of the received bytes), charged to `payer`'s queued bytes until the kernel takes them;
+   * false when the peer's outbound quota or the payer's account would be exceeded (nothing queued).
    */
-  send(peer: Peer, pieces: readonly Buffer[]): boolean;
+  send(peer: Peer, pieces: readonly Buffer[], payer: UidAccount): boolean;
   /** Closes a peer's connection; the transport then calls Bus#detach. */
   disconnect(peer: Peer, reason: string): void;
 }
@@ -34,19 +36,25 @@ export interface BusLimits {
   maxNamesPerConnection: number;
   maxRepliesPerConnection: number;
   maxConnectionsPerUser: number;
+  /** max_outgoing_bytes: bytes queued for one connection, and for one uid on the whole bus. */
+  maxOutgoingBytes: number;
   /** max_completed_connections: authenticated connections on the whole bus. */
   maxCompletedConnections: number;
   /** reply_timeout in ms: the bus answers NoReply to a call unanswered this long; 0 = never. */
   replyTimeoutMs: number;
 }
 
-/** dbus-daemon's session.conf defaults, which fit a system bus too. */
+/**
+ * dbus-daemon's compiled defaults (bus/config-parser.c), which are its system bus's: a config
+ * file's <limit> elements override them (session.conf raises most of them).
+ */
 export const DEFAULT_LIMITS: BusLimits = {
-  maxMatchRulesPerConnection: 50000,
-  maxNamesPerConnection: 50000,
-  maxRepliesPerConnection: 50000,
-  maxConnectionsPerUser: 100000,
-  maxCompletedConnections: 100000,
+  maxMatchRulesPerConnection: 512,
+  maxNamesPerConnection: 512,
+  maxRepliesPerConnection: 128,
+  maxConnectionsPerUser: 256,
+  maxOutgoingBytes: 127 * 1024 * 1024,
+  maxCompletedConnections: 2048,
   replyTimeoutMs: 0,
 };
 
@@ -67,6 +75,12 @@ export interface BusOptions {
   describe?: (credentials: Credentials) => string;
 }
 
+function byteLength(pieces: readonly Buffer[]): number {
+  let n = 0;
+  for (const p of pieces) n += p.length;
+  return n;
+}
+
 /** Why the policy refused a message: which side, and how many rules matched. */
 interface Denial {
   readonly direction: 'send' | 'receive';
@@ -83,8 +97,8 @@ export class Bus {
   readonly peers = new Map<number, Peer>();
   readonly limits: BusLimits;
   private readonly byUniqueName = new Map<string, Peer>();
-  /** Charged on attach, released on detach: max_connections_per_user without a scan. */
-  private readonly connectionsPerUid = new Map<number, number>();
+  /** What each uid holds, charged when created and released when destroyed. */
+  readonly accounts = new UidAccounts((resource) => this.uidCeiling(resource));
   private readonly monitors = new Set<Peer>();
   /** Peers holding at least one eavesdrop=true rule: they see unicast traffic too. */
   private readonly eavesdroppers = new Set<Peer>();
@@ -111,6 +125,22 @@ export class Bus {
     this.log = options.log ?? (() => {});
     this.driver = new Driver(this, options.extraMethods ?? []);
     this.policyInForce = options.policy;
+  }
+
+  /**
+   * A uid may hold what max_connections_per_user connections may hold each (dbus-broker's rule),
+   * except queued bytes: max_outgoing_bytes for the whole uid, or one uid could make the bus
+   * hold 256 × 127 MiB.
+   */
+  private uidCeiling(resource: UidResource): number {
+    const l = this.limits;
+    switch (resource) {
+      case 'connections': return l.maxConnectionsPerUser;
+      case 'names': return l.maxConnectionsPerUser * l.maxNamesPerConnection;
+      case 'matchRules': return l.maxConnectionsPerUser * l.maxMatchRulesPerConnection;
+      case 'pendingReplies': return l.maxConnectionsPerUser * l.maxRepliesPerConnection;
+      case 'queuedBytes': return l.maxOutgoingBytes;
+    }
   }
 
   // ---- security policy ------------------------------------------------------
@@ -193,16 +223,16 @@ export class Bus {
    * connections, and one lowered in the configuration must not disconnect clients already there.
    */
   attach(credentials: Credentials, id = this.nextPeerId++, inherited = false): Peer {
-    const sameUser = this.connectionsPerUid.get(credentials.uid) ?? 0;
-    if (!inherited && sameUser >= this.limits.maxConnectionsPerUser) {
-      throw new BusError(DBusErrorName.LimitsExceeded, `uid ${credentials.uid} has too many connections`);
+    const account = this.accounts.account(credentials.uid);
+    if (!inherited && !account.allows('connections')) {
+      throw new BusError(DBusErrorName.LimitsExceeded, `uid ${credentials.uid} has too many connections (max_connections_per_user ${this.limits.maxConnectionsPerUser})`);
     }
     if (!inherited && this.peers.size >= this.limits.maxCompletedConnections) {
       throw new BusError(DBusErrorName.LimitsExceeded, `the bus has too many connections (max_completed_connections ${this.limits.maxCompletedConnections})`);
     }
-    this.connectionsPerUid.set(credentials.uid, sameUser + 1);
+    account.force('connections');
     if (id >= this.nextPeerId) this.nextPeerId = id + 1;
-    const peer = new Peer(id, credentials);
+    const peer = new Peer(id, credentials, account);
     peer.policy = this.policyInForce?.forPeer(credentials);
     this.peers.set(id, peer);
     return peer;
@@ -211,10 +241,8 @@ export class Bus {
   /** A connection is gone: release everything it held and tell whoever cares. */
   detach(peer: Peer): void {
     if (!this.peers.delete(peer.id)) return;
-    const uid = peer.credentials.uid;
-    const left = (this.connectionsPerUid.get(uid) ?? 1) - 1;
-    if (left > 0) this.connectionsPerUid.set(uid, left);
-    else this.connectionsPerUid.delete(uid);
+    peer.account.release('connections');
+    peer.account.release('matchRules', peer.matches.length);
     this.monitors.delete(peer);
     this.subscribers.delete(peer);
     this.eavesdroppers.delete(peer);
@@ -262,9 +290,14 @@ export class Bus {
 
   // ---- match rules and monitors --------------------------------------------
 
-  addMatch(peer: Peer, rule: MatchRule): void {
-    if (peer.matches.length >= this.limits.maxMatchRulesPerConnection) {
-      throw new BusError(DBusErrorName.LimitsExceeded, `connection ${peer.label} has too many match rules`);
+  /** `inherited`: restored from an earlier image, so no limit refuses it. */
+  addMatch(peer: Peer, rule: MatchRule, inherited = false): void {
+    if (inherited) {
+      peer.account.force('matchRules');
+    } else if (peer.matches.length >= this.limits.maxMatchRulesPerConnection) {
+      throw new BusError(DBusErrorName.LimitsExceeded, `connection ${peer.label} has too many match rules (max_match_rules_per_connection ${this.limits.maxMatchRulesPerConnection})`);
+    } else if (!peer.account.charge('matchRules')) {
+      throw new BusError(DBusErrorName.LimitsExceeded, `uid ${peer.credentials.uid} has too many match rules on the bus (${this.accounts.ceilings().matchRules})`);
     }
     peer.matches.push(rule);
     this.subscribers.add(peer);
@@ -275,6 +308,7 @@ export class Bus {
     const at = peer.matches.findIndex((r) => r.canonical === rule.canonical);
     if (at < 0) throw new BusError(DBusErrorName.MatchRuleNotFound, 'The given match rule wasn\'t found and can\'t be removed');
     peer.matches.splice(at, 1);
+    peer.account.release('matchRules');
     if (peer.matches.length === 0) this.subscribers.delete(peer);
     if (!peer.matches.some((r) => r.eavesdrop)) this.eavesdroppers.delete(peer);
   }
@@ -290,6 +324,7 @@ export class Bus {
     this.sendSignal(peer, 'NameLost', 's', [unique]);
     this.emitNameOwnerChanged(unique, unique, '');
     this.byUniqueName.delete(unique);
+    peer.account.release('matchRules', peer.matches.length);
     peer.matches.length = 0;
     this.subscribers.delete(peer);
     this.eavesdroppers.delete(peer);
@@ -498,15 +533,22 @@ export class Bus {
         `The maximum number of pending replies for "${sender}" (${this.limits.maxRepliesPerConnection}) has been reached`);
       return;
     }
+    if (expectsReply && !peer.account.allows('pendingReplies')) {
+      this.errorForCall(peer, msg, DBusErrorName.LimitsExceeded,
+        `The maximum number of pending replies for uid ${peer.credentials.uid} (${this.accounts.ceilings().pendingReplies}) has been reached`);
+      return;
+    }
     this.toMonitors(routed);
     this.toEavesdroppers(routed, to, peer);
     if (this.policyInForce) {
       const denial = this.policyDenies(peer, to, routed, false, false);
       if (denial) return this.refuse(peer, to, msg, routed, denial, false);
     }
-    if (!this.deliver(to, routed)) {
-      this.errorForCall(peer, msg, DBusErrorName.LimitsExceeded,
-        `The destination ${destination} has too many bytes queued; the message was not delivered`);
+    // A call or unicast signal is the sender's doing: its bytes are charged to the sender's uid.
+    if (!this.deliver(to, routed, peer.account)) {
+      this.errorForCall(peer, msg, DBusErrorName.LimitsExceeded, peer.account.allows('queuedBytes', byteLength(routed.pieces))
+        ? `The destination ${destination} has too many bytes queued; the message was not delivered`
+        : `uid ${peer.credentials.uid} has max_outgoing_bytes (${this.limits.maxOutgoingBytes}) queued for receivers that have not read them; the message was not delivered`);
       return;
     }
     if (expectsReply) {
@@ -515,8 +557,14 @@ export class Bus {
     }
   }
 
-  private deliver(to: Peer, routed: RoutedMessage): boolean {
-    if (this.sink.send(to, routed.pieces)) {
+  /**
+   * Queues a message for `to`. Its bytes are charged to whoever asked for them: the receiver for a
+   * broadcast it subscribed to, a reply it asked for or anything the bus sends it; the sender for
+   * a call or a unicast signal. So neither a flooder nor a reader that never reads can fill
+   * another uid's account.
+   */
+  private deliver(to: Peer, routed: RoutedMessage, payer: UidAccount = to.account): boolean {
+    if (this.sink.send(to, routed.pieces, payer)) {
       to.overQuota = false;
       return true;
     }
@@ -526,6 +574,7 @@ export class Bus {
         receiver: to.label,
         sender: routed.sender,
         type: routed.type,
+        chargedToUid: payer.uid,
       });
     }
     to.overQuota = true;

@@ -123,6 +123,9 @@ const METHODS: DriverMethod[] = [
       if (!peer.names.has(name) && peer.names.size >= call.bus.limits.maxNamesPerConnection) {
         throw new BusError(DBusErrorName.LimitsExceeded, `Connection "${peer.label}" is not allowed to own more services (increase limits in configuration file if required)`);
       }
+      if (!peer.names.has(name) && !peer.account.allows('names')) {
+        throw new BusError(DBusErrorName.LimitsExceeded, `uid ${peer.credentials.uid} is not allowed to own more services on the bus (${call.bus.accounts.ceilings().names}; increase limits in configuration file if required)`);
+      }
       const { reply, changes } = call.bus.names.request(peer, name, flags);
       call.bus.applyNameChanges(changes);
       return [reply];

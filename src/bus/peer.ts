@@ -1,5 +1,6 @@
 import type { MatchRule } from './match-rule.js';
 import type { PeerPolicy } from './policy.js';
+import { unlimitedAccount, type UidAccount } from './uid-accounts.js';
 
 /** What the kernel told us about a peer when it connected (SO_PEERCRED & co). */
 export interface Credentials {
@@ -8,6 +9,33 @@ export interface Credentials {
   pid: number;
   groups: number[];
   securityLabel?: string;
+}
+
+/** A peer's well-known names (owned or queued for): each one is charged to the peer's uid. */
+class OwnedNames extends Set<string> {
+  constructor(private readonly account: UidAccount) {
+    super();
+  }
+
+  override add(name: string): this {
+    if (!this.has(name)) {
+      super.add(name);
+      // The driver checked the ceiling before asking; queue moves and restores must not fail.
+      this.account.force('names');
+    }
+    return this;
+  }
+
+  override delete(name: string): boolean {
+    if (!super.delete(name)) return false;
+    this.account.release('names');
+    return true;
+  }
+
+  override clear(): void {
+    this.account.release('names', this.size);
+    super.clear();
+  }
 }
 
 /**
@@ -19,7 +47,7 @@ export class Peer {
   uniqueName: string | undefined;
   readonly matches: MatchRule[] = [];
   /** Well-known names this peer owns or waits for, in request order. */
-  readonly names = new Set<string>();
+  readonly names: Set<string>;
   /** Non-null once the peer called BecomeMonitor: its rules (empty = everything). */
   monitorRules: MatchRule[] | null = null;
   /** Method calls this peer made that still await a reply. */
@@ -32,7 +60,11 @@ export class Peer {
   constructor(
     readonly id: number,
     readonly credentials: Credentials,
-  ) {}
+    /** Where everything this peer holds is charged (src/bus/uid-accounts.ts). */
+    readonly account: UidAccount = unlimitedAccount(credentials.uid),
+  ) {
+    this.names = new OwnedNames(account);
+  }
 
   get registered(): boolean {
     return this.uniqueName !== undefined;

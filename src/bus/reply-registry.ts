@@ -31,6 +31,7 @@ export class ReplyRegistry {
     if (!set) this.byCallee.set(callee, (set = new Set()));
     set.add(call);
     caller.pendingCalls++;
+    caller.account.force('pendingReplies');
   }
 
   /** True (and forgotten) when `callee` may answer `caller`'s call `serial`. */
@@ -81,5 +82,6 @@ export class ReplyRegistry {
     if (set?.size === 0) this.byCallee.delete(call.callee);
     this.inOrder.delete(call);
     call.caller.pendingCalls--;
+    call.caller.account.release('pendingReplies');
   }
 }

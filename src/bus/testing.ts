@@ -7,6 +7,7 @@ import { marshal } from '../wire/marshal.js';
 import type { DBusValue } from '../wire/values.js';
 import { Bus, BUS_NAME, BUS_PATH, type BusLimits, type BusSink } from './bus.js';
 import type { Credentials, Peer } from './peer.js';
+import type { UidAccount } from './uid-accounts.js';
 
 /** A message as a peer received it: its header fields and decoded body. */
 export type Received = Header & { args: DBusValue[] };
@@ -17,11 +18,18 @@ export class MemorySink implements BusSink {
   /** Peers whose outbound queue is "full": send() refuses and queues nothing. */
   readonly full = new Set<Peer>();
 
-  send(peer: Peer, pieces: readonly Buffer[]): boolean {
+  /** Who pays for each message held in an inbox, until a take releases it (like a socket's queue). */
+  private readonly charges = new WeakMap<Received, [UidAccount, number]>();
+
+  send(peer: Peer, pieces: readonly Buffer[], payer: UidAccount): boolean {
     if (this.full.has(peer)) return false;
-    const msg = parseMessage(Buffer.concat(pieces));
+    const bytes = Buffer.concat(pieces);
+    if (!payer.charge('queuedBytes', bytes.length)) return false;
+    const msg = parseMessage(bytes);
     const list = this.inbox.get(peer) ?? [];
-    list.push({ ...msg.header, args: readBody(msg) });
+    const received = { ...msg.header, args: readBody(msg) };
+    this.charges.set(received, [payer, bytes.length]);
+    list.push(received);
     this.inbox.set(peer, list);
     return true;
   }
@@ -34,14 +42,21 @@ export class MemorySink implements BusSink {
   take(peer: Peer): Received[] {
     const list = this.inbox.get(peer) ?? [];
     this.inbox.delete(peer);
+    for (const m of list) this.release(m);
     return list;
+  }
+
+  private release(m: Received | undefined): Received | undefined {
+    const charge = m && this.charges.get(m);
+    if (charge) charge[0].release('queuedBytes', charge[1]);
+    return m;
   }
 
   /** Removes and returns the reply to `serial` from the peer's inbox, leaving other mail queued. */
   takeReply(peer: Peer, serial: number): Received | undefined {
     const list = this.inbox.get(peer) ?? [];
     const at = list.findIndex((m) => m.replySerial === serial);
-    return at < 0 ? undefined : list.splice(at, 1)[0];
+    return at < 0 ? undefined : this.release(list.splice(at, 1)[0]);
   }
 }
 

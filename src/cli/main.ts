@@ -13,6 +13,7 @@ import { runHandoffCommand } from './handoff-command.js';
 import { runInspectCommand } from './inspect-command.js';
 import { runMonitorCommand } from './monitor-command.js';
 import { runNamesCommand } from './names-command.js';
+import { runUsersCommand } from './users-command.js';
 import { runQueueCommand } from './queue-command.js';
 import { runStatusCommand } from './status-command.js';
 import type { BusArgs } from './supervisor-client.js';
@@ -168,6 +169,12 @@ else await yargs(hideBin(process.argv))
     'list client connections: unique name, pid, uid, command, names, match rules, queued bytes, monitor',
     (y) => busOptions(y),
     (argv) => run(() => runConnectionsCommand({ ...busArgs(argv), json: argv.json })),
+  )
+  .command(
+    'users',
+    'show what each uid holds on the bus (connections, names, match rules, pending calls, queued bytes) against its ceiling',
+    (y) => busOptions(y),
+    (argv) => run(() => runUsersCommand({ ...busArgs(argv), json: argv.json })),
   )
   .command(
     'queue',

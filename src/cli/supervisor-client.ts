@@ -67,6 +67,12 @@ export interface NameInfo {
   queue: NameOwnerInfo[];
 }
 
+/** What one uid holds on the bus, per resource: now and the ceiling for one uid. */
+export interface UserInfo {
+  uid: number;
+  usage: Record<string, { held: number; ceiling: number }>;
+}
+
 export interface PendingCallInfo {
   caller: string;
   serial: number;
@@ -190,4 +196,13 @@ export async function fetchNames(client: BusClient): Promise<NameInfo[]> {
 export async function fetchPendingCalls(client: BusClient): Promise<PendingCallInfo[]> {
   const [rows] = await callSupervisor(client, 'ListPendingCalls');
   return (rows as DBusValue[][]).map((r) => ({ caller: str(r[0]), serial: num(r[1]), callee: str(r[2]) }));
+}
+
+/** ListUsers() → a(ua(stt)). */
+export async function fetchUsers(client: BusClient): Promise<UserInfo[]> {
+  const [rows] = await callSupervisor(client, 'ListUsers');
+  return (rows as DBusValue[][]).map((r) => ({
+    uid: num(r[0]),
+    usage: Object.fromEntries((r[1] as DBusValue[][]).map((u) => [str(u[0]), { held: num(u[1]), ceiling: num(u[2]) }])),
+  }));
 }

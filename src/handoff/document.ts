@@ -58,6 +58,8 @@ export interface PendingCallDoc {
   caller: number;
   serial: number;
   callee: number;
+  /** When the bus answers NoReply itself (reply_timeout), ms since the epoch; absent: never. */
+  expiresAt?: number;
 }
 
 export interface HandoffDocument {

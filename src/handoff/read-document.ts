@@ -143,7 +143,8 @@ export function readDocument(
   });
   const pendingCalls = list(raw.pendingCalls, 'pendingCalls', warnings).filter((p): p is PendingCallDoc => {
     const ok = isObj(p) && isInt(p.caller) && isInt(p.serial, 1, 0xffffffff) && isInt(p.callee) &&
-      peerIds.has(p.caller) && peerIds.has(p.callee);
+      peerIds.has(p.caller) && peerIds.has(p.callee) &&
+      (p.expiresAt === undefined || (typeof p.expiresAt === 'number' && Number.isFinite(p.expiresAt)));
     if (!ok) warnings.push('pendingCalls: a malformed or orphaned entry dropped');
     return ok;
   });

@@ -63,7 +63,7 @@ export function restore(doc: HandoffDocument, bus: Bus, connections: ConnectionS
       if (c.uniqueName) bus.adoptUniqueName(peer, c.uniqueName);
       for (const text of c.matches) {
         try {
-          bus.addMatch(peer, parseMatchRule(text));
+          bus.addMatch(peer, parseMatchRule(text), true);
           report.matches++;
         } catch (err) {
           report.dropped.push(`connection ${who}: match rule "${text}": ${(err as Error).message}`);
@@ -117,11 +117,17 @@ export function restore(doc: HandoffDocument, bus: Bus, connections: ConnectionS
     report.names++;
   }
 
-  for (const p of doc.pendingCalls) {
+  // Oldest deadline first: the reply registry expires calls in the order they were added.
+  const timeout = bus.limits.replyTimeoutMs;
+  const now = Date.now();
+  const deadline = (p: HandoffDocument['pendingCalls'][number]) => p.expiresAt ?? (timeout > 0 ? now + timeout : Infinity);
+  for (const p of [...doc.pendingCalls].sort((a, b) => deadline(a) - deadline(b) || 0)) {
     const caller = peers.get(p.caller);
     const callee = peers.get(p.callee);
     if (caller && callee) {
-      bus.replies.expect(caller, p.serial, callee);
+      // The deadline set when the call was made still holds; a reply_timeout set since (a
+      // reload) applies from now, as it would to a call made now.
+      bus.replies.expect(caller, p.serial, callee, deadline(p));
       report.pendingCalls++;
     } else if (caller && departed.has(p.callee)) {
       bus.sendError(caller, p.serial, DBusErrorName.NoReply, 'Message recipient disconnected from message bus without replying');

@@ -73,7 +73,9 @@ export function snapshot(input: SnapshotInput): HandoffDocument {
       name,
       queue: queue.map((o) => ({ peerId: o.peer.id, flags: o.flags })),
     })),
-    pendingCalls: [...bus.replies.all()].map((c) => ({ caller: c.caller.id, serial: c.serial, callee: c.callee.id })),
+    pendingCalls: [...bus.replies.all()].map((c) => ({
+      caller: c.caller.id, serial: c.serial, callee: c.callee.id, ...(c.expiresAt !== Infinity ? { expiresAt: c.expiresAt } : {}),
+    })),
     handoffCallers: input.handoffCallers,
     lastHandoff: input.lastHandoff,
   };

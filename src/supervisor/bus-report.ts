@@ -1,4 +1,5 @@
 import type { DBusValue } from '../wire/values.js';
+import { UID_RESOURCES } from '../bus/uid-accounts.js';
 import type { Daemon } from './daemon.js';
 
 /**
@@ -76,6 +77,19 @@ export function pendingCallRows(daemon: Daemon): DBusValue[] {
     rows.push([call.caller.uniqueName ?? '', call.serial, call.callee.uniqueName ?? '']);
   }
   return rows;
+}
+
+/**
+ * ListUsers() → a(ua(stt)), one struct per uid holding anything, by uid: u uid, a(stt) per
+ * resource (connections, names, matchRules, pendingReplies, queuedBytes): s resource, t held
+ * now, t the ceiling in force for one uid (see src/bus/uid-accounts.ts).
+ */
+export function userRows(daemon: Daemon): DBusValue[] {
+  const ceilings = daemon.bus.accounts.ceilings();
+  return daemon.bus.accounts.active().map((a) => [
+    a.uid,
+    UID_RESOURCES.map((r) => [r, BigInt(a[r]), BigInt(Math.min(ceilings[r], Number.MAX_SAFE_INTEGER))]),
+  ]);
 }
 
 /** Totals for Status(): bytes queued, monitors, pending calls. */

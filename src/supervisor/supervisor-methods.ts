@@ -1,7 +1,7 @@
 import type { DriverCall, DriverMethod } from '../bus/driver.js';
 import { BusError, DBusErrorName } from '../bus/errors.js';
 import { Variant, type DBusValue } from '../wire/values.js';
-import { connectionRows, nameRows, pendingCallRows, totals } from './bus-report.js';
+import { connectionRows, nameRows, pendingCallRows, totals, userRows } from './bus-report.js';
 import type { Daemon } from './daemon.js';
 import type { HandoffController } from './handoff-controller.js';
 
@@ -55,6 +55,7 @@ function status(daemon: Daemon): Map<DBusValue, DBusValue> {
  *   ListConnections() → a(usuuuasasuttub)   see connectionRows in bus-report.ts
  *   ListNameOwners() → a(sa(suu))           see nameRows
  *   ListPendingCalls() → a(sus)             see pendingCallRows
+ *   ListUsers() → a(ua(stt))                see userRows
  *
  * Keys may be added to Status; the struct signatures change only with a new interface version.
  */
@@ -94,6 +95,13 @@ export function supervisorMethods(daemon: () => Daemon, handoff: HandoffControll
       handler(call) {
         requirePrivileged(call, 'ListPendingCalls');
         return [pendingCallRows(daemon())];
+      },
+    },
+    {
+      interface: SUPERVISOR_INTERFACE, member: 'ListUsers', in: '', out: 'a(ua(stt))',
+      handler(call) {
+        requirePrivileged(call, 'ListUsers');
+        return [userRows(daemon())];
       },
     },
   ];

@@ -1,6 +1,7 @@
 import * as net from 'node:net';
 import type { Bus, BusSink } from '../bus/bus.js';
 import type { Credentials, Peer } from '../bus/peer.js';
+import type { UidAccount } from '../bus/uid-accounts.js';
 import { peerCredentials, peerGroups, peerSecurityLabel, socketFd } from '../sys/libc.js';
 
 /**
@@ -64,7 +65,8 @@ export class ConnectionSet implements BusSink {
     /** auth_timeout and max_incomplete_connections (dbus-daemon's system defaults). */
     public authTimeoutMs = DEFAULT_AUTH_TIMEOUT_MS,
     public maxIncompleteConnections = 64,
-    public maxMessageSize?: number,
+    /** max_message_size: dbus-daemon's compiled default, a quarter of what the protocol allows. */
+    public maxMessageSize = 32 * 1024 * 1024,
   ) {
     this.hooks = {
       attached: (conn) => this.byPeer.set(conn.peer!.id, conn),
@@ -116,9 +118,9 @@ export class ConnectionSet implements BusSink {
     return this.byPeer.get(peer.id);
   }
 
-  send(peer: Peer, pieces: readonly Buffer[]): boolean {
+  send(peer: Peer, pieces: readonly Buffer[], payer: UidAccount): boolean {
     const conn = this.byPeer.get(peer.id);
-    return conn ? conn.send(pieces) : true;
+    return conn ? conn.send(pieces, false, payer) : true;
   }
 
   disconnect(peer: Peer, reason: string): void {

@@ -143,15 +143,19 @@ export class Connection {
     return this.sasl?.exportState() ?? null;
   }
 
-  /** Queues bytes for this client; false (and nothing queued) when over its quota. */
-  send(pieces: Buffer | readonly Buffer[], force = false): boolean {
+  /**
+   * Queues bytes for this client, charged to `payer` (by default this client's own uid) until
+   * the kernel takes them; false (and nothing queued) when over this connection's quota or the
+   * payer's account. `force`: queued whatever the quotas say (SASL, a handoff's unsent bytes).
+   */
+  send(pieces: Buffer | readonly Buffer[], force = false, payer = this.peer?.account): boolean {
     if (this.closing) return true; // gone: accepted and discarded, like a closed socket
     let length = 0;
     if (Buffer.isBuffer(pieces)) length = pieces.length;
     else for (const p of pieces) length += p.length;
-    if (!force && this.outbound.size + length > this.maxOutgoingBytes) return false;
+    if (!force && (this.outbound.size + length > this.maxOutgoingBytes || (payer && !payer.allows('queuedBytes', length)))) return false;
     const wasIdle = !this.outbound.hasPending;
-    this.outbound.push(pieces);
+    this.outbound.push(pieces, length, payer);
     if (wasIdle && !this.writing) this.hooks.markDirty(this);
     return true;
   }
@@ -197,6 +201,7 @@ export class Connection {
     if (loud) this.hooks.log('client-dropped', `disconnecting client: ${reason}`, fields);
     else this.hooks.log('client-disconnected', 'client disconnected', fields);
     this.socket.destroy();
+    this.outbound.discard();
     if (this.peer) this.bus.detach(this.peer);
     this.hooks.closed(this);
   }

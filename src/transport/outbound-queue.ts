@@ -1,3 +1,5 @@
+import type { UidAccount } from '../bus/uid-accounts.js';
+
 /**
  * Bytes accepted for one connection and not yet taken by the kernel.
  *
@@ -9,12 +11,29 @@
  *
  * Pieces are kept as given (a large body is a view of the received bytes) and
  * never joined: the socket writes them with one writev.
+ *
+ * Each byte is charged to a uid's account (src/bus/uid-accounts.ts) from push until the
+ * kernel has it, or until the connection is gone.
  */
+function totalLength(pieces: Buffer | readonly Buffer[]): number {
+  if (Buffer.isBuffer(pieces)) return pieces.length;
+  let n = 0;
+  for (const p of pieces) n += p.length;
+  return n;
+}
+
+function releaseAll(charges: Map<UidAccount, number>): void {
+  for (const [account, bytes] of charges) account.release('queuedBytes', bytes);
+  charges.clear();
+}
+
 export class OutboundQueue {
   private pending: Buffer[] = [];
   private pendingBytes = 0;
   private inFlight: Buffer[] = [];
   private inFlightBytes = 0;
+  private pendingCharges = new Map<UidAccount, number>();
+  private inFlightCharges = new Map<UidAccount, number>();
 
   get size(): number {
     return this.pendingBytes + this.inFlightBytes;
@@ -24,7 +43,12 @@ export class OutboundQueue {
     return this.pendingBytes > 0;
   }
 
-  push(pieces: Buffer | readonly Buffer[]): void {
+  /** Queues `length` bytes (the pieces' total), charged to `payer` when there is one. */
+  push(pieces: Buffer | readonly Buffer[], length = totalLength(pieces), payer?: UidAccount): void {
+    if (payer && length > 0) {
+      payer.force('queuedBytes', length);
+      this.pendingCharges.set(payer, (this.pendingCharges.get(payer) ?? 0) + length);
+    }
     if (Buffer.isBuffer(pieces)) {
       this.pending.push(pieces);
       this.pendingBytes += pieces.length;
@@ -43,6 +67,10 @@ export class OutboundQueue {
     this.inFlightBytes = this.pendingBytes;
     this.pending = [];
     this.pendingBytes = 0;
+    // The maps swap roles, so a flush allocates nothing.
+    const released = this.inFlightCharges;
+    this.inFlightCharges = this.pendingCharges;
+    this.pendingCharges = released;
     return batch;
   }
 
@@ -50,6 +78,15 @@ export class OutboundQueue {
   written(): void {
     this.inFlight = [];
     this.inFlightBytes = 0;
+    releaseAll(this.inFlightCharges);
+  }
+
+  /** The connection is gone: nothing queued will be written, and nobody pays for it any more. */
+  discard(): void {
+    this.pending = [];
+    this.pendingBytes = 0;
+    this.written();
+    releaseAll(this.pendingCharges);
   }
 
   /**

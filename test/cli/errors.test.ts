@@ -7,7 +7,7 @@ import { startBus } from '../harness/start-bus.js';
 import { makeTempDir, removeTempDir } from '../harness/temp-dir.js';
 import { CLI, ferrybus, useFerrybus } from './support/cli.js';
 
-const BUS_COMMANDS = [['status'], ['names'], ['connections'], ['queue'], ['monitor'], ['handoff']];
+const BUS_COMMANDS = [['status'], ['names'], ['connections'], ['queue'], ['users'], ['monitor'], ['handoff']];
 const isRoot = process.getuid!() === 0;
 const NOBODY = 65534;
 
@@ -109,6 +109,9 @@ describe('ferrybus against a bus that will not answer', () => {
       `ferrybus: the bus at ${bus().socketPath} refused org.ferrybus.Supervisor1.ListConnections: ` +
         `ListConnections is allowed to uid 0 only (caller is uid ${NOBODY}) (run as root or as the bus's user)\n`,
     );
+    const users = await asNobody(['users', '--address', bus().address]);
+    expect(users.exitCode, describeResult(users)).toBe(1);
+    expect(users.stderr).toMatch(/refused org\.ferrybus\.Supervisor1\.ListUsers: ListUsers is allowed to uid 0 only/);
   });
 });
 

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { describeResult } from '../harness/run-client.js';
 import { ferrybus } from './support/cli.js';
 
-const OPERATOR_COMMANDS = ['status', 'names', 'connections', 'queue', 'monitor', 'handoff', 'inspect'];
+const OPERATOR_COMMANDS = ['status', 'names', 'connections', 'queue', 'users', 'monitor', 'handoff', 'inspect'];
 
 describe('ferrybus usage', () => {
   it('--help lists every operator command and the exit statuses', async () => {
@@ -12,7 +12,7 @@ describe('ferrybus usage', () => {
     expect(r.stdout).toMatch(/Exit status: 0 on success, 1 when something failed at run time, 64 for a usage\s+error\./);
   });
 
-  it.each(['status', 'names', 'connections', 'queue', 'monitor'])('`ferrybus %s --help` offers --address (naming the default), --json and --timeout', async (c) => {
+  it.each(['status', 'names', 'connections', 'queue', 'users', 'monitor'])('`ferrybus %s --help` offers --address (naming the default), --json and --timeout', async (c) => {
     const r = await ferrybus([c, '--help']);
     expect(r.exitCode, describeResult(r)).toBe(0);
     expect(r.stdout).toMatch(/--address\s+the bus to talk to \(default: unix:path=\S+\)/);

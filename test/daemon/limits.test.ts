@@ -9,6 +9,7 @@ import { REPO_ROOT } from '../harness/fixtures.js';
 import { type LongRunning, startLongRunning } from '../harness/long-running.js';
 import { waitForAddressLine } from '../harness/running-bus.js';
 import { makeTempDir, removeTempDir } from '../harness/temp-dir.js';
+import { describeResult, runClient } from '../harness/run-client.js';
 
 const ALLOW = '<policy context="default"><allow user="*"/><allow send_destination="*"/><allow receive_sender="*"/><allow own="*"/></policy>';
 
@@ -81,5 +82,45 @@ describe('limits and timeouts from the config', () => {
     big.send({ type: TYPE.SIGNAL, path: '/x', interface: 'org.example.Big', member: 'Blob' }, 's', ['x'.repeat(70_000)]);
     await big.whenClosed(5000);
     await daemon.waitFor(/client-dropped: .*max_message_size/, { stream: 'stderr' });
+  });
+});
+
+describe('reply_timeout across a handoff', () => {
+  let dir: string;
+  let socketPath: string;
+  let daemon: LongRunning;
+  const TIMEOUT_MS = 4000;
+
+  beforeAll(async () => {
+    dir = await makeTempDir('ferrybus-limits-handoff');
+    socketPath = path.join(dir, 'bus');
+    const config = path.join(dir, 'bus.conf');
+    writeFileSync(config, `<busconfig><listen>${unixPathAddress(socketPath)}</listen>${ALLOW}
+      <limit name="reply_timeout">${TIMEOUT_MS}</limit>
+    </busconfig>`);
+    daemon = startLongRunning(process.execPath, [path.join(REPO_ROOT, 'dist/src/cli/main.js'), 'daemon', '--nofork', '--print-address=1', `--config-file=${config}`]);
+    await waitForAddressLine(daemon);
+  });
+  afterAll(async () => {
+    await daemon?.stop();
+    await removeTempDir(dir);
+  });
+
+  it('a call pending when the bus is handed off still gets NoReply at its original deadline', async () => {
+    const caller = await RawClient.connect(socketPath);
+    const callee = await RawClient.connect(socketPath);
+    const started = Date.now();
+    const serial = caller.send({ type: TYPE.METHOD_CALL, destination: callee.uniqueName, path: '/x', interface: 'org.example.Slow', member: 'Wait' });
+    await callee.waitFor((m) => m.header.member === 'Wait', 'the call');
+    const handoff = await runClient(process.execPath, [path.join(REPO_ROOT, 'dist/src/cli/main.js'), 'handoff', '--address', unixPathAddress(socketPath)], { timeoutMs: 20_000 });
+    expect(handoff.exitCode, describeResult(handoff)).toBe(0);
+    expect(caller.received.filter((m) => m.header.replySerial === serial)).toHaveLength(0);
+    const answer = await caller.waitForReply(serial, 'NoReply after the handoff', TIMEOUT_MS + 10_000);
+    expect(answer.header.errorName).toBe('org.freedesktop.DBus.Error.NoReply');
+    const waited = Date.now() - started;
+    expect(waited).toBeGreaterThanOrEqual(TIMEOUT_MS - 100);
+    expect(waited).toBeLessThan(2 * TIMEOUT_MS);
+    caller.socket.destroy();
+    callee.socket.destroy();
   });
 });
