@@ -211,6 +211,7 @@ export class Bus {
   /** A connection is gone: release everything it held and tell whoever cares. */
   detach(peer: Peer): void {
     if (!this.peers.delete(peer.id)) return;
+    this.driver.stats.forget(peer);
     const uid = peer.credentials.uid;
     const left = (this.connectionsPerUid.get(uid) ?? 1) - 1;
     if (left > 0) this.connectionsPerUid.set(uid, left);

@@ -15,9 +15,19 @@ export class OutboundQueue {
   private pendingBytes = 0;
   private inFlight: Buffer[] = [];
   private inFlightBytes = 0;
+  /** One push is one message (Connection#send), for Debug.Stats' OutgoingMessages. */
+  private pendingMessages = 0;
+  private inFlightMessages = 0;
+  /** The most bytes ever queued at once (PeakOutgoingBytes). */
+  peakSize = 0;
 
   get size(): number {
     return this.pendingBytes + this.inFlightBytes;
+  }
+
+  /** Messages not yet fully taken by the kernel. */
+  get messages(): number {
+    return this.pendingMessages + this.inFlightMessages;
   }
 
   get hasPending(): boolean {
@@ -25,15 +35,17 @@ export class OutboundQueue {
   }
 
   push(pieces: Buffer | readonly Buffer[]): void {
+    this.pendingMessages++;
     if (Buffer.isBuffer(pieces)) {
       this.pending.push(pieces);
       this.pendingBytes += pieces.length;
-      return;
+    } else {
+      for (const piece of pieces) {
+        this.pending.push(piece);
+        this.pendingBytes += piece.length;
+      }
     }
-    for (const piece of pieces) {
-      this.pending.push(piece);
-      this.pendingBytes += piece.length;
-    }
+    if (this.size > this.peakSize) this.peakSize = this.size;
   }
 
   /** Takes everything pending as the next batch to write (one batch at a time). */
@@ -41,8 +53,10 @@ export class OutboundQueue {
     const batch = this.pending;
     this.inFlight = batch;
     this.inFlightBytes = this.pendingBytes;
+    this.inFlightMessages = this.pendingMessages;
     this.pending = [];
     this.pendingBytes = 0;
+    this.pendingMessages = 0;
     return batch;
   }
 
@@ -50,6 +64,7 @@ export class OutboundQueue {
   written(): void {
     this.inFlight = [];
     this.inFlightBytes = 0;
+    this.inFlightMessages = 0;
   }
 
   /**
