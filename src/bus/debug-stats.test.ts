@@ -81,12 +81,15 @@ describe('Debug.Stats GetStats', () => {
     expect(getStats(bus, sink, a)).toMatchObject({ BusNames: 3, PeakBusNames: 3 });
   });
 
-  it('leaves a monitor out of the names', () => {
+  it('leaves a monitor out of the names and counts its rules, an empty list as one, like dbus-daemon', () => {
     const { bus, sink } = newBus();
     const a = connect(bus, sink);
     const m = connect(bus, sink);
+    const n = connect(bus, sink);
+    callDriver(bus, sink, m, 'AddMatch', 's', ["type='signal'"]);
     callDriver(bus, sink, m, 'BecomeMonitor', 'asu', [[], 0], { interface: 'org.freedesktop.DBus.Monitoring' });
-    expect(getStats(bus, sink, a)).toMatchObject({ ActiveConnections: 2, BusNames: 1 });
+    callDriver(bus, sink, n, 'BecomeMonitor', 'asu', [["type='signal'", "type='error'"], 0], { interface: 'org.freedesktop.DBus.Monitoring' });
+    expect(getStats(bus, sink, a)).toMatchObject({ ActiveConnections: 3, BusNames: 1, MatchRules: 3 });
   });
 });
 

@@ -41,6 +41,11 @@ interface Holdings {
 
 const u32 = (n: number) => new Variant('u', Math.min(n, 0xffffffff) >>> 0);
 
+/** A monitor's rules count as match rules in dbus-daemon; an empty list is its one match-all rule. */
+function rulesOf(peer: Peer): number {
+  return peer.monitorRules ? Math.max(1, peer.monitorRules.length) : peer.matches.length;
+}
+
 /** dbus-daemon counts the unique name as an owned name, and every queued request too. */
 function namesOf(peer: Peer): number {
   return (peer.uniqueName !== undefined && !peer.isMonitor ? 1 : 0) + peer.names.size;
@@ -71,7 +76,7 @@ export class DebugStats {
   /** Brings the peer's counts up to date and raises the peaks. Cheap: call after every driver call. */
   observe(peer: Peer): void {
     if (this.bus.peers.get(peer.id) !== peer) return this.forget(peer);
-    const rules = peer.matches.length;
+    const rules = rulesOf(peer);
     const names = namesOf(peer);
     let h = this.held.get(peer);
     if (!h) {
@@ -141,7 +146,7 @@ export class DebugStats {
     this.connectionStatsSerial = (this.connectionStatsSerial + 1) >>> 0;
     return new Map<DBusValue, DBusValue>([
       ['Serial', u32(serial)],
-      ['MatchRules', u32(peer.matches.length)],
+      ['MatchRules', u32(rulesOf(peer))],
       ['PeakMatchRules', u32(h?.peakRules ?? 0)],
       ['BusNames', u32(namesOf(peer))],
       ['PeakBusNames', u32(h?.peakNames ?? 0)],
