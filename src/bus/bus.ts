@@ -243,6 +243,7 @@ export class Bus {
     if (!this.peers.delete(peer.id)) return;
     peer.account.release('connections');
     peer.account.release('matchRules', peer.matches.length);
+    this.driver.stats.forget(peer);
     this.monitors.delete(peer);
     this.subscribers.delete(peer);
     this.eavesdroppers.delete(peer);

@@ -423,7 +423,7 @@ describe('Peer, Introspectable and Properties on the driver', () => {
     const { bus, sink } = newBus();
     const a = connect(bus, sink);
     const xml = callDriver(bus, sink, a, 'Introspect', '', [], { interface: 'org.freedesktop.DBus.Introspectable' })?.args[0] as string;
-    for (const i of ['org.freedesktop.DBus', 'org.freedesktop.DBus.Monitoring', 'org.freedesktop.DBus.Peer', 'org.freedesktop.DBus.Properties']) {
+    for (const i of ['org.freedesktop.DBus', 'org.freedesktop.DBus.Monitoring', 'org.freedesktop.DBus.Debug.Stats', 'org.freedesktop.DBus.Peer', 'org.freedesktop.DBus.Properties']) {
       expect(xml).toContain(`<interface name="${i}">`);
     }
   });
@@ -434,7 +434,7 @@ describe('Peer, Introspectable and Properties on the driver', () => {
     const { bus, sink } = newBus();
     const a = connect(bus, sink);
     const ifaces = callDriver(bus, sink, a, 'Get', 'ss', [BUS_NAME, 'Interfaces'], P)?.args[0] as Variant;
-    expect(ifaces).toEqual(new Variant('as', ['org.freedesktop.DBus.Monitoring']));
+    expect(ifaces).toEqual(new Variant('as', ['org.freedesktop.DBus.Monitoring', 'org.freedesktop.DBus.Debug.Stats']));
     const all = callDriver(bus, sink, a, 'GetAll', 's', [BUS_NAME], P)?.args[0] as Map<string, Variant>;
     expect([...all.keys()].sort()).toEqual(['Features', 'Interfaces']);
   });

@@ -7,6 +7,7 @@ import { BusError, DBusErrorName } from './errors.js';
 import { DRIVER_INTROSPECTION } from './introspection.js';
 import { parseSignature } from '../wire/signature.js';
 import { parseMatchRule } from './match-rule.js';
+import { DEBUG_STATS, DEBUG_STATS_METHODS, DebugStats } from './debug-stats.js';
 import type { Peer } from './peer.js';
 
 const DBUS = 'org.freedesktop.DBus';
@@ -26,6 +27,8 @@ export interface DriverCall {
   afterReply(fn: () => void): void;
   /** The driver's introspection XML, including extra interfaces. */
   introspection: string;
+  /** org.freedesktop.DBus.Debug.Stats' counters. */
+  stats: DebugStats;
 }
 
 /** One row of the driver table: checked before the handler runs. */
@@ -49,9 +52,9 @@ export interface DriverMethod {
 const PROPERTY_VALUES = new Map<string, () => Variant>([
   // The bus drops header fields it does not know when forwarding (stitchSender).
   ['Features', () => new Variant('as', ['HeaderFiltering'])],
-  ['Interfaces', () => new Variant('as', [MONITORING])],
+  ['Interfaces', () => new Variant('as', [MONITORING, DEBUG_STATS])],
 ]);
-const DRIVER_INTERFACES = new Set([DBUS, MONITORING, INTROSPECTABLE, PEER, PROPERTIES]);
+const DRIVER_INTERFACES = new Set([DBUS, MONITORING, DEBUG_STATS, INTROSPECTABLE, PEER, PROPERTIES]);
 
 /** The properties of a driver interface, or UnknownInterface (dbus-daemon's bus_driver_find_interface). */
 function propertiesOf(iface: string): ReadonlyMap<string, () => Variant> {
@@ -128,6 +131,8 @@ const METHODS: DriverMethod[] = [
       }
       const { reply, changes } = call.bus.names.request(peer, name, flags);
       call.bus.applyNameChanges(changes);
+      // A replaced owner that would not queue lost the name by this call, not by one of its own.
+      for (const c of changes) if (c.oldOwner && c.oldOwner !== peer) call.stats.observe(c.oldOwner);
       return [reply];
     },
   },
@@ -271,6 +276,7 @@ const METHODS: DriverMethod[] = [
       return [];
     },
   },
+  ...DEBUG_STATS_METHODS,
   { interface: INTROSPECTABLE, member: 'Introspect', in: '', out: 's', handler: (call) => [call.introspection] },
   { interface: PEER, member: 'Ping', in: '', out: '', handler: () => [] },
   { interface: PEER, member: 'GetMachineId', in: '', out: 's', handler: (call) => [call.bus.options.machineId] },
@@ -309,6 +315,7 @@ export class Driver {
   private readonly byMember = new Map<string, DriverMethod>();
   private readonly interfaces = new Set<string>();
   private readonly introspection: string;
+  readonly stats: DebugStats;
 
   constructor(
     private readonly bus: Bus,
@@ -320,6 +327,7 @@ export class Driver {
       this.interfaces.add(m.interface);
     }
     this.introspection = driverIntrospection(extra);
+    this.stats = new DebugStats(bus);
   }
 
   dispatch(caller: Peer, message: Message): void {
@@ -363,7 +371,7 @@ export class Driver {
         throw new BusError(DBusErrorName.InvalidArgs, `Call to ${member} has wrong args (${h.signature}, expected ${method.in})`);
       }
       const args = method.in === '' ? [] : readBody(message);
-      const out = method.handler({ bus: this.bus, caller, message, args, afterReply: (fn) => after.push(fn), introspection: this.introspection });
+      const out = method.handler({ bus: this.bus, caller, message, args, afterReply: (fn) => after.push(fn), introspection: this.introspection, stats: this.stats });
       if (out !== null) this.bus.replyTo(caller, message, method.out, out);
     } catch (err) {
       if (err instanceof BusError) {
@@ -376,6 +384,7 @@ export class Driver {
       }
     }
     for (const fn of after) fn();
+    this.stats.observe(caller);
   }
 
   private replyError(caller: Peer, message: Message, name: string, text: string): void {

@@ -31,6 +31,11 @@ export const DRIVER_INTROSPECTION = `<!DOCTYPE node PUBLIC "-//freedesktop//DTD 
   <interface name="org.freedesktop.DBus.Monitoring">
     <method name="BecomeMonitor"><arg direction="in" type="as"/><arg direction="in" type="u"/></method>
   </interface>
+  <interface name="org.freedesktop.DBus.Debug.Stats">
+    <method name="GetStats"><arg direction="out" type="a{sv}"/></method>
+    <method name="GetConnectionStats"><arg direction="in" type="s"/><arg direction="out" type="a{sv}"/></method>
+    <method name="GetAllMatchRules"><arg direction="out" type="a{sas}"/></method>
+  </interface>
   <interface name="org.freedesktop.DBus.Introspectable">
     <method name="Introspect"><arg direction="out" type="s"/></method>
   </interface>

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { BusError, DBusErrorName } from './errors.js';
-import { matchRuleMatches, parseMatchRule, type MatchTarget } from './match-rule.js';
+import { formatMatchRule, matchRuleMatches, parseMatchRule, type MatchTarget } from './match-rule.js';
 
 type Arg = string | { o: string } | number;
 
@@ -300,5 +300,15 @@ describe('matchRuleMatches: arguments', () => {
     expect(matches(ns, msg({ args: [{ o: '/com/example/Foo' }] }))).toBe(false);
     expect(matches(ns, msg({ args: [] }))).toBe(false);
     expect(matches("arg0namespace='com'", msg({ args: ['com.example'] }))).toBe(true);
+  });
+});
+
+describe('formatMatchRule', () => {
+  it('prints keys in dbus-daemon\'s order with its quoting', () => {
+    const rule = parseMatchRule("arg2path='/p/',eavesdrop=true,destination=':1.5',sender='org.freedesktop.DBus',path='/a',member='M',interface='a.b',type='signal',arg0='it'\\''s'");
+    expect(formatMatchRule(rule)).toBe(
+      "type='signal',interface='a.b',member='M',path='/a',sender='org.freedesktop.DBus',destination=':1.5',eavesdrop='true',arg0='it'\\''s',arg2path='/p/'");
+    expect(formatMatchRule(parseMatchRule("arg0namespace='com.x',path_namespace='/q'"))).toBe("path_namespace='/q',arg0namespace='com.x'");
+    expect(formatMatchRule(parseMatchRule('eavesdrop=false'))).toBe('');
   });
 });

@@ -184,6 +184,26 @@ function canonicalize(rule: Omit<MatchRule, 'canonical' | 'text' | 'args'>, args
   return parts.join(',');
 }
 
+/**
+ * The rule as dbus-daemon prints it (GetAllMatchRules, its match_rule_to_string): its key
+ * order differs from `canonical`, and scripts compare these strings.
+ */
+export function formatMatchRule(rule: MatchRule): string {
+  const parts: string[] = [];
+  const typeName = [...TYPES].find(([, t]) => t === rule.type)?.[0];
+  if (typeName) parts.push(`type=${quote(typeName)}`);
+  if (rule.interface !== undefined) parts.push(`interface=${quote(rule.interface)}`);
+  if (rule.member !== undefined) parts.push(`member=${quote(rule.member)}`);
+  if (rule.path !== undefined) parts.push(`path=${quote(rule.path)}`);
+  if (rule.pathNamespace !== undefined) parts.push(`path_namespace=${quote(rule.pathNamespace)}`);
+  if (rule.sender !== undefined) parts.push(`sender=${quote(rule.sender)}`);
+  if (rule.destination !== undefined) parts.push(`destination=${quote(rule.destination)}`);
+  if (rule.eavesdrop) parts.push(`eavesdrop='true'`);
+  if (rule.arg0namespace !== undefined) parts.push(`arg0namespace=${quote(rule.arg0namespace)}`);
+  for (const a of rule.args) parts.push(`arg${a.index}${a.path ? 'path' : ''}=${quote(a.value)}`);
+  return parts.join(',');
+}
+
 /** argNpath: equal, or one is a '/'-terminated prefix of the other. */
 function pathArgMatches(pattern: string, arg: string): boolean {
   if (pattern === arg) return true;

@@ -1,5 +1,6 @@
 import * as net from 'node:net';
 import type { Bus, BusSink } from '../bus/bus.js';
+import type { PeerTraffic, TrafficSource } from '../bus/debug-stats.js';
 import type { Credentials, Peer } from '../bus/peer.js';
 import type { UidAccount } from '../bus/uid-accounts.js';
 import { peerCredentials, peerGroups, peerSecurityLabel, socketFd } from '../sys/libc.js';
@@ -49,7 +50,7 @@ export const DEFAULT_MAX_OUTGOING_BYTES = 127 * 1024 * 1024;
  * Writes are coalesced: connections with bytes queued are flushed together
  * once per event-loop turn (setImmediate runs after the turn's I/O).
  */
-export class ConnectionSet implements BusSink {
+export class ConnectionSet implements BusSink, TrafficSource {
   private readonly byPeer = new Map<number, Connection>();
   readonly all = new Set<Connection>();
   private readonly dirty = new Set<Connection>();
@@ -121,6 +122,22 @@ export class ConnectionSet implements BusSink {
   send(peer: Peer, pieces: readonly Buffer[], payer: UidAccount): boolean {
     const conn = this.byPeer.get(peer.id);
     return conn ? conn.send(pieces, false, payer) : true;
+  }
+
+  traffic(peer: Peer): PeerTraffic | undefined {
+    const conn = this.byPeer.get(peer.id);
+    if (!conn) return undefined;
+    return {
+      incomingBytes: conn.framer.pendingLength,
+      peakIncomingBytes: conn.peakIncomingBytes,
+      outgoingMessages: conn.outbound.messages,
+      outgoingBytes: conn.outbound.size,
+      peakOutgoingBytes: conn.outbound.peakSize,
+    };
+  }
+
+  authenticatingConnections(): number {
+    return this.all.size - this.byPeer.size;
   }
 
   disconnect(peer: Peer, reason: string): void {

@@ -41,6 +41,8 @@ export class Connection {
   private closing = false;
   /** At most one socket.write is outstanding, so unsent bytes are always known exactly. */
   private writing = false;
+  /** The most bytes read from this client and held at once (Debug.Stats' PeakIncomingBytes). */
+  peakIncomingBytes = 0;
   /** auth_timeout: a client that never finishes SASL must not hold a slot forever. */
   private authTimer: NodeJS.Timeout | undefined;
 
@@ -112,6 +114,8 @@ export class Connection {
         this.hooks.log('client-authenticated', 'client authenticated', { pid: this.credentials.pid, uid: step.uid });
         chunk = step.rest;
       }
+      const held = this.framer.pendingLength + chunk.length;
+      if (held > this.peakIncomingBytes) this.peakIncomingBytes = held;
       for (const bytes of this.framer.push(chunk)) {
         const msg = parseMessage(bytes);
         validateBody(msg);

@@ -59,4 +59,14 @@ describe('OutboundQueue', () => {
     expect(q.unsent(7).toString()).toBe('TESnext');
     expect(q.unsent(19).toString()).toBe('head:BODY-BYTESnext');
   });
+
+  it('counts queued messages and remembers the most bytes ever queued', () => {
+    const q = new OutboundQueue();
+    q.push([b('ab'), b('c')]);
+    q.takePending();
+    q.push(b('de'));
+    expect([q.messages, q.size, q.peakSize]).toEqual([2, 5, 5]);
+    q.written();
+    expect([q.messages, q.size, q.peakSize]).toEqual([1, 2, 5]);
+  });
 });

@@ -34,9 +34,19 @@ export class OutboundQueue {
   private inFlightBytes = 0;
   private pendingCharges = new Map<UidAccount, number>();
   private inFlightCharges = new Map<UidAccount, number>();
+  /** One push is one message (Connection#send), for Debug.Stats' OutgoingMessages. */
+  private pendingMessages = 0;
+  private inFlightMessages = 0;
+  /** The most bytes ever queued at once (PeakOutgoingBytes). */
+  peakSize = 0;
 
   get size(): number {
     return this.pendingBytes + this.inFlightBytes;
+  }
+
+  /** Messages not yet fully taken by the kernel. */
+  get messages(): number {
+    return this.pendingMessages + this.inFlightMessages;
   }
 
   get hasPending(): boolean {
@@ -49,15 +59,17 @@ export class OutboundQueue {
       payer.force('queuedBytes', length);
       this.pendingCharges.set(payer, (this.pendingCharges.get(payer) ?? 0) + length);
     }
+    this.pendingMessages++;
     if (Buffer.isBuffer(pieces)) {
       this.pending.push(pieces);
       this.pendingBytes += pieces.length;
-      return;
+    } else {
+      for (const piece of pieces) {
+        this.pending.push(piece);
+        this.pendingBytes += piece.length;
+      }
     }
-    for (const piece of pieces) {
-      this.pending.push(piece);
-      this.pendingBytes += piece.length;
-    }
+    if (this.size > this.peakSize) this.peakSize = this.size;
   }
 
   /** Takes everything pending as the next batch to write (one batch at a time). */
@@ -65,12 +77,14 @@ export class OutboundQueue {
     const batch = this.pending;
     this.inFlight = batch;
     this.inFlightBytes = this.pendingBytes;
+    this.inFlightMessages = this.pendingMessages;
     this.pending = [];
     this.pendingBytes = 0;
     // The maps swap roles, so a flush allocates nothing.
     const released = this.inFlightCharges;
     this.inFlightCharges = this.pendingCharges;
     this.pendingCharges = released;
+    this.pendingMessages = 0;
     return batch;
   }
 
@@ -78,6 +92,7 @@ export class OutboundQueue {
   written(): void {
     this.inFlight = [];
     this.inFlightBytes = 0;
+    this.inFlightMessages = 0;
     releaseAll(this.inFlightCharges);
   }
 
@@ -85,6 +100,7 @@ export class OutboundQueue {
   discard(): void {
     this.pending = [];
     this.pendingBytes = 0;
+    this.pendingMessages = 0;
     this.written();
     releaseAll(this.pendingCharges);
   }
