@@ -17,6 +17,7 @@ export function handoffDirectory(uid: number, env: NodeJS.ProcessEnv): string {
  */
 export function writeHandoffFile(dir: string, doc: HandoffDocument): string {
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  checkPrivateDirectory(dir);
   fs.chmodSync(dir, 0o700);
   const file = path.join(dir, `generation-${doc.generation + 1}-pid-${doc.pid}.json`);
   const temp = `${file}.tmp`;
@@ -36,6 +37,40 @@ export function writeHandoffFile(dir: string, doc: HandoffDocument): string {
   return file;
 }
 
+/**
+ * The document holds every client's queued bytes: a directory someone else owns, or a symlink
+ * put in its place, would let them read it or plant one. Refused before anything is written.
+ */
+function checkPrivateDirectory(dir: string): void {
+  const st = fs.lstatSync(dir);
+  const uid = process.getuid!();
+  if (!st.isDirectory()) {
+    throw new HandoffError('HandoffDirectoryUnsafe', `${dir} is not a directory (a symlink?); refusing to write the handoff document there`);
+  }
+  if (st.uid !== uid) {
+    throw new HandoffError('HandoffDirectoryUnsafe', `${dir} belongs to uid ${st.uid}, not to the bus's uid ${uid}; refusing to write the handoff document there`);
+  }
+  // Whoever may rename entries in a parent could swap the directory for their own (StrictModes).
+  for (let parent = path.dirname(path.resolve(dir)); ; parent = path.dirname(parent)) {
+    const p = fs.statSync(parent);
+    const othersMayRename = (p.mode & 0o022) !== 0 && (p.mode & 0o1000) === 0 // sticky (/tmp): only owners rename;
+    if ((p.uid !== uid && p.uid !== 0) || othersMayRename) {
+      throw new HandoffError('HandoffDirectoryUnsafe', `${parent} (above ${dir}) can be changed by another user (owner uid ${p.uid}, mode ${(p.mode & 0o7777).toString(8)}); refusing to write the handoff document under it`);
+    }
+    if (parent === path.dirname(parent)) break;
+  }
+}
+
+/** A document the new image trusts must be the bus's own: its uid's, readable by nobody else. */
+function checkPrivateFile(file: string, st: fs.Stats): void {
+  const uid = process.getuid!();
+  if (!st.isFile()) throw new HandoffError('HandoffDocumentInvalid', `${file} is not a regular file`);
+  if (st.uid !== uid) throw new HandoffError('HandoffDocumentInvalid', `${file} belongs to uid ${st.uid}, not to the bus's uid ${uid}`);
+  if ((st.mode & 0o077) !== 0) {
+    throw new HandoffError('HandoffDocumentInvalid', `${file} is accessible to other users (mode ${(st.mode & 0o777).toString(8)}); a document is written 0600`);
+  }
+}
+
 export function removeHandoffFile(file: string): void {
   try {
     fs.unlinkSync(file);
@@ -50,9 +85,11 @@ export function removeHandoffFile(file: string): void {
  * memory, all of it a pause, before failing anyway).
  */
 export function readHandoffFile(file: string, expect: { nonce?: string; pid?: number }): ReadResult {
-  const fd = fs.openSync(file, 'r');
+  const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
   try {
-    const { size } = fs.fstatSync(fd);
+    const st = fs.fstatSync(fd);
+    checkPrivateFile(file, st);
+    const { size } = st;
     if (size > MAX_DOCUMENT_BYTES) {
       throw new HandoffError('HandoffDocumentInvalid', `document of ${size} bytes exceeds ${MAX_DOCUMENT_BYTES}`);
     }
