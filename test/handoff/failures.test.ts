@@ -349,7 +349,7 @@ describe('a new image whose document is unusable keeps serving and drops the old
   it('oversized (refused by its size, never read)', async () => {
     const d = await fresh('oversized');
     const giant = path.join(d, 'generation-2.json');
-    writeFileSync(giant, '{"format":1,');
+    writeFileSync(giant, '{"format":1,', { mode: 0o600 });
     truncateSync(giant, MAX_DOCUMENT_BYTES + 1); // sparse: no disk, no memory
     const a = await launchNewImage(d, 2, { raw: giant });
     await expectServesWithoutState(a, new RegExp(`document of ${MAX_DOCUMENT_BYTES + 1} bytes exceeds ${MAX_DOCUMENT_BYTES}`));

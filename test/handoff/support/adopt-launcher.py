@@ -48,7 +48,9 @@ def main():
     if opts.template:
         with open(opts.template, encoding="utf-8") as f:
             text = f.read()
-        with open(opts.document, "w", encoding="utf-8") as f:
+        # As an old image writes it: 0600 (the new image refuses a document others can read).
+        fd = os.open(opts.document, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(fill(text))
     for sock in [listener] + accepted:
         os.set_inheritable(sock.fileno(), True)
