@@ -301,8 +301,14 @@ function runCase(opts, bus, item) {
   const started = Date.now();
   return new Promise((resolve) => {
     const child = spawn(binary, args, { env, cwd: tmp, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    // Both streams in arrival order for the log, stdout alone for the verdict: the bus's
+    // stderr can land in the middle of a TAP line.
     const chunks = [];
-    child.stdout.on('data', (c) => chunks.push(c));
+    const stdout = [];
+    child.stdout.on('data', (c) => {
+      chunks.push(c);
+      stdout.push(c);
+    });
     child.stderr.on('data', (c) => chunks.push(c));
     let timedOut = false;
     const timer = setTimeout(() => {
@@ -337,7 +343,8 @@ function runCase(opts, bus, item) {
     function complete(code, signal, killed) {
       const output = Buffer.concat(chunks).toString('utf8') + (spawnError ? `\nspawn: ${spawnError.message}\n` : '');
       const exit = { code, signal, timedOut };
-      const v = verdict(output, item.case, exit);
+      const v = verdict(Buffer.concat(stdout).toString('utf8'), item.case, exit);
+      if (v.status === 'fail' && !v.reason.startsWith('Bail out!')) v.reason = lastError(output.split('\n')) ?? v.reason;
       const logFile = path.join(opts.logs, bus, item.binary, `${sanitize(item.case)}.log`);
       fs.mkdirSync(path.dirname(logFile), { recursive: true });
       fs.writeFileSync(logFile, `# ${binary} ${args.join(' ')}\n# DBUS_TEST_DAEMON=${env.DBUS_TEST_DAEMON}\n${output}\n# ${exitText(exit)}${timedOut ? ' (timeout)' : ''}\n`);
