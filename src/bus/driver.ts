@@ -120,7 +120,8 @@ const METHODS: DriverMethod[] = [
       if (!call.bus.mayOwn(peer, name)) {
         throw new BusError(DBusErrorName.AccessDenied, `Connection "${peer.label}" is not allowed to own the service "${name}" due to security policies in the configuration file`);
       }
-      if (!peer.names.has(name) && peer.names.size >= call.bus.limits.maxNamesPerConnection) {
+      // The unique name counts as one of the names, as in dbus-daemon (it is a service there).
+      if (!peer.names.has(name) && peer.names.size + 1 >= call.bus.limits.maxNamesPerConnection) {
         throw new BusError(DBusErrorName.LimitsExceeded, `Connection "${peer.label}" is not allowed to own more services (increase limits in configuration file if required)`);
       }
       const { reply, changes } = call.bus.names.request(peer, name, flags);
