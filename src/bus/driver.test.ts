@@ -128,8 +128,9 @@ describe('RequestName and ReleaseName', () => {
     expect(callDriver(bus, sink, a, 'ReleaseName', 's', [name])?.errorName).toBe(E.InvalidArgs);
   });
 
-  it('enforces maxNamesPerConnection, counting queue places, but lets an owner ask again', () => {
-    const { bus, sink } = newBus({ maxNamesPerConnection: 2 });
+  it('enforces maxNamesPerConnection, counting the unique name and queue places, but lets an owner ask again', () => {
+    // 3: the unique name and two more, as libdbus's test-dbus-daemon /limits/max-names-per-connection expects.
+    const { bus, sink } = newBus({ maxNamesPerConnection: 3 });
     const a = connect(bus, sink);
     const b = connect(bus, sink);
     callDriver(bus, sink, b, 'RequestName', 'su', ['com.queued', 0]);
@@ -306,7 +307,7 @@ describe('other org.freedesktop.DBus methods', () => {
     expect(callDriver(bus, sink, a, 'ListNames', '', [], { interface: undefined })?.type).toBe(MessageType.MethodReturn);
   });
 
-  it('serves older methods at any object path, newer ones only at /org/freedesktop/DBus (spec, dbus-daemon)', () => {
+  it('serves older methods at any object path, newer ones and the Properties and Monitoring interfaces only at /org/freedesktop/DBus (spec, dbus-daemon)', () => {
     const { bus, sink } = newBus();
     const a = connect(bus, sink);
     const at = { path: '/' };
@@ -314,8 +315,11 @@ describe('other org.freedesktop.DBus methods', () => {
     expect(callDriver(bus, sink, a, 'Introspect', '', [], { ...at, interface: 'org.freedesktop.DBus.Introspectable' })?.type).toBe(MessageType.MethodReturn);
     const env: DBusValue[] = [new Map([['A', 'b']])];
     expect(callDriver(bus, sink, a, 'UpdateActivationEnvironment', 'a{ss}', env, at)?.errorName).toBe(E.AccessDenied);
-    expect(callDriver(bus, sink, a, 'GetAll', 's', [BUS_NAME], { ...at, interface: 'org.freedesktop.DBus.Properties' })?.errorName).toBe(E.AccessDenied);
-    expect(callDriver(bus, sink, a, 'BecomeMonitor', 'asu', [[], 0], { ...at, interface: 'org.freedesktop.DBus.Monitoring' })?.errorName).toBe(E.AccessDenied);
+    // Properties and Monitoring do not exist elsewhere (libdbus's test-dbus-daemon /properties/*-invalid-path, test-monitor /monitor/invalid).
+    expect(callDriver(bus, sink, a, 'Get', 'ss', [BUS_NAME, 'Features'], { ...at, interface: 'org.freedesktop.DBus.Properties' })?.errorName).toBe(E.UnknownInterface);
+    expect(callDriver(bus, sink, a, 'GetAll', 's', [BUS_NAME], { ...at, interface: 'org.freedesktop.DBus.Properties' })?.errorName).toBe(E.UnknownInterface);
+    expect(callDriver(bus, sink, a, 'GetAll', 's', [BUS_NAME], { ...at, interface: undefined })?.errorName).toBe(E.UnknownMethod);
+    expect(callDriver(bus, sink, a, 'BecomeMonitor', 'asu', [[], 0], { ...at, interface: 'org.freedesktop.DBus.Monitoring' })?.errorName).toBe(E.UnknownInterface);
     expect(a.isMonitor).toBe(false);
   });
 

@@ -55,6 +55,14 @@ const PROPERTY_VALUES = new Map<string, () => Variant>([
   ['Interfaces', () => new Variant('as', [MONITORING, DEBUG_STATS])],
 ]);
 const DRIVER_INTERFACES = new Set([DBUS, MONITORING, DEBUG_STATS, INTROSPECTABLE, PEER, PROPERTIES]);
+/**
+ * Interfaces that exist only at /org/freedesktop/DBus: elsewhere a call to them is
+ * UnknownInterface, or UnknownMethod without an interface field (dbus-daemon's interfaces
+ * without INTERFACE_FLAG_ANY_PATH). The others are served at every path, where a newer method
+ * of theirs answers AccessDenied instead (DriverMethod.canonicalPathOnly).
+ */
+const CANONICAL_PATH_INTERFACES: ReadonlySet<string> = new Set([MONITORING, PROPERTIES]);
+const NO_INTERFACES: ReadonlySet<string> = new Set();
 
 /** The properties of a driver interface, or UnknownInterface (dbus-daemon's bus_driver_find_interface). */
 function propertiesOf(iface: string): ReadonlyMap<string, () => Variant> {
@@ -123,7 +131,8 @@ const METHODS: DriverMethod[] = [
       if (!call.bus.mayOwn(peer, name)) {
         throw new BusError(DBusErrorName.AccessDenied, `Connection "${peer.label}" is not allowed to own the service "${name}" due to security policies in the configuration file`);
       }
-      if (!peer.names.has(name) && peer.names.size >= call.bus.limits.maxNamesPerConnection) {
+      // The unique name counts as one of the names, as in dbus-daemon (it is a service there).
+      if (!peer.names.has(name) && peer.names.size + 1 >= call.bus.limits.maxNamesPerConnection) {
         throw new BusError(DBusErrorName.LimitsExceeded, `Connection "${peer.label}" is not allowed to own more services (increase limits in configuration file if required)`);
       }
       if (!peer.names.has(name) && !peer.account.allows('names')) {
@@ -265,7 +274,7 @@ const METHODS: DriverMethod[] = [
   },
   { interface: DBUS, member: 'GetId', in: '', out: 's', handler: (call) => [call.bus.options.guid] },
   {
-    interface: MONITORING, member: 'BecomeMonitor', in: 'asu', out: '', canonicalPathOnly: true,
+    interface: MONITORING, member: 'BecomeMonitor', in: 'asu', out: '',
     handler(call) {
       const [ruleTexts, flags] = call.args as [string[], number];
       const { bus, caller } = call;
@@ -281,14 +290,14 @@ const METHODS: DriverMethod[] = [
   { interface: PEER, member: 'Ping', in: '', out: '', handler: () => [] },
   { interface: PEER, member: 'GetMachineId', in: '', out: 's', handler: (call) => [call.bus.options.machineId] },
   {
-    interface: PROPERTIES, member: 'Get', in: 'ss', out: 'v', canonicalPathOnly: true,
+    interface: PROPERTIES, member: 'Get', in: 'ss', out: 'v',
     handler(call) {
       const [iface, prop] = call.args as [string, string];
       return [property(iface, prop)()];
     },
   },
   {
-    interface: PROPERTIES, member: 'GetAll', in: 's', out: 'a{sv}', canonicalPathOnly: true,
+    interface: PROPERTIES, member: 'GetAll', in: 's', out: 'a{sv}',
     handler(call) {
       const iface = nameArg(call);
       const out = new Map<DBusValue, DBusValue>();
@@ -297,7 +306,7 @@ const METHODS: DriverMethod[] = [
     },
   },
   {
-    interface: PROPERTIES, member: 'Set', in: 'ssv', out: '', canonicalPathOnly: true,
+    interface: PROPERTIES, member: 'Set', in: 'ssv', out: '',
     handler(call) {
       const [iface, prop] = call.args as [string, string];
       property(iface, prop);
@@ -333,10 +342,11 @@ export class Driver {
   dispatch(caller: Peer, message: Message): void {
     const h = message.header;
     const member = h.member!;
+    const hidden = h.path === DBUS_PATH ? NO_INTERFACES : CANONICAL_PATH_INTERFACES;
     this.run(caller, message, () => {
       const method = h.interface === undefined ? this.byMember.get(member) : this.byKey.get(`${h.interface}.${member}`);
-      if (method) return method;
-      if (h.interface !== undefined && !this.interfaces.has(h.interface)) {
+      if (method && !hidden.has(method.interface)) return method;
+      if (h.interface !== undefined && (!this.interfaces.has(h.interface) || hidden.has(h.interface))) {
         throw new BusError(DBusErrorName.UnknownInterface, `org.freedesktop.DBus does not understand message ${member}`);
       }
       throw new BusError(DBusErrorName.UnknownMethod, `org.freedesktop.DBus does not understand message ${member}`);

@@ -4,6 +4,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RawClient, TYPE } from '../handoff/support/raw-client.js';
+import { readBody } from '../../src/wire/message.js';
 import { unixPathAddress } from '../harness/address.js';
 import { REPO_ROOT } from '../harness/fixtures.js';
 import { type LongRunning, startLongRunning } from '../harness/long-running.js';
@@ -45,6 +46,7 @@ describe('limits and timeouts from the config', () => {
     const answer = await caller.waitForReply(serial, 'NoReply', 5000);
     expect(answer.header.type).toBe(TYPE.ERROR);
     expect(answer.header.errorName).toBe('org.freedesktop.DBus.Error.NoReply');
+    expect(readBody(answer)).toEqual(['Message did not receive a reply (timeout by message bus)']);
     expect(Date.now() - started).toBeGreaterThanOrEqual(450);
     callee.send({ type: TYPE.METHOD_RETURN, destination: caller.uniqueName, replySerial: call.header.serial });
     // A ping after the late reply: if the reply had been forwarded it would arrive first.

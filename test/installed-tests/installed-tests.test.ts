@@ -1,0 +1,105 @@
+// A fast subset of libdbus's installed tests (scripts/installed-tests.mjs): every case pinned
+// here passed on dbus-daemon and on ferrybus in test/installed-tests/results/latest.json, and
+// must keep passing on ferrybus wherever it passes on dbus-daemon. Skipped without the Debian
+// package dbus-tests. The full comparison (all cases, dbus-broker too) is `npm run installed-tests`.
+import { execFile } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, describe, expect, it } from 'vitest';
+import { REPO_ROOT } from '../harness/fixtures.js';
+import { makeTempDir, removeTempDir } from '../harness/temp-dir.js';
+
+const TESTS_DIR = '/usr/lib/dbus-1.0/installed-tests/dbus';
+
+const PINNED: Array<[string, string]> = [
+  ["test-dbus-daemon", "/creds"],
+  ["test-dbus-daemon", "/processid"],
+  ["test-dbus-daemon", "/unix-runtime-is-default"],
+  ["test-dbus-daemon", "/echo/session"],
+  ["test-dbus-daemon", "/echo/limited"],
+  ["test-dbus-daemon", "/no-reply/disconnect"],
+  ["test-dbus-daemon", "/no-reply/timeout"],
+  ["test-dbus-daemon", "/canonical-path/uae"],
+  ["test-dbus-daemon", "/limits/max-replies-per-connection"],
+  ["test-dbus-daemon", "/limits/max-match-rules-per-connection"],
+  ["test-dbus-daemon", "/limits/max-names-per-connection"],
+  ["test-dbus-daemon", "/match/remove/fails"],
+  ["test-dbus-daemon", "/match/remove/succeeds"],
+  ["test-dbus-daemon", "/peer/ping"],
+  ["test-dbus-daemon", "/peer/get-machine-id"],
+  ["test-dbus-daemon", "/properties/get-invalid-iface"],
+  ["test-dbus-daemon", "/properties/get-invalid-path"],
+  ["test-dbus-daemon", "/properties/get-invalid"],
+  ["test-dbus-daemon", "/properties/get-all-invalid-iface"],
+  ["test-dbus-daemon", "/properties/get-all-invalid-path"],
+  ["test-dbus-daemon", "/properties/set-invalid-iface"],
+  ["test-dbus-daemon", "/properties/set-invalid-path"],
+  ["test-dbus-daemon", "/properties/set-invalid"],
+  ["test-dbus-daemon", "/properties/set"],
+  ["test-dbus-daemon", "/system-policy/send-destination/prefix"],
+  ["test-dbus-daemon-eavesdrop", "/eavedrop/match_keyword/broadcast"],
+  ["test-dbus-daemon-eavesdrop", "/eavedrop/match_keyword/unicast_to_receiver"],
+  ["test-dbus-daemon-eavesdrop", "/eavedrop/match_keyword/unicast_to_sender"],
+  ["test-monitor", "/monitor/invalid"],
+  ["test-monitor", "/monitor/become"],
+  ["test-monitor", "/monitor/broadcast"],
+  ["test-monitor", "/monitor/unicast-signal"],
+  ["test-monitor", "/monitor/method-call"],
+  ["test-monitor", "/monitor/forbidden-method"],
+  ["test-monitor", "/monitor/dbus-daemon"],
+  ["test-monitor", "/monitor/selective"],
+  ["test-monitor", "/monitor/well-known-destination"],
+  ["test-monitor", "/monitor/unique-destination"],
+  ["test-monitor", "/monitor/wildcard"],
+  ["test-monitor", "/monitor/no-rule"],
+  ["test-monitor", "/monitor/eavesdrop"],
+  ["test-monitor", "/monitor/no-eavesdrop"],
+  ["test-header-fields", "/message/weird-header-field/none"],
+  ["test-header-fields", "/message/weird-header-field/append"],
+  ["test-header-fields", "/message/weird-header-field/change"],
+  ["test-header-fields", "/message/weird-header-field/prepend"],
+  ["test-header-fields", "/message/weird-header-field/multi"],
+  ["test-containers", "/containers/get-supported-arguments"],
+  ["test-containers", "/containers/invalid-metadata-getters"],
+  ["test-uid-permissions", "/uid-permissions/uae/other"],
+  ["test-uid-permissions", "/uid-permissions/monitor/root"],
+  ["test-uid-permissions", "/uid-permissions/monitor/messagebus"],
+  ["test-uid-permissions", "/uid-permissions/monitor/other"],
+  ["test-dbus-daemon-fork.sh", "(script)"],
+];
+
+interface CaseResult {
+  status: 'pass' | 'fail' | 'skip' | 'timeout';
+  reason?: string;
+  log: string;
+}
+interface Results {
+  cases: Array<{ binary: string; case: string; results: Record<string, CaseResult> }>;
+}
+
+const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+describe.skipIf(!existsSync(path.join(TESTS_DIR, 'test-dbus-daemon')))('libdbus installed tests (pinned subset)', () => {
+  let dir: string | undefined;
+  afterAll(async () => {
+    if (dir) await removeTempDir(dir);
+  });
+
+  it('every pinned case that passes on dbus-daemon passes on ferrybus', { timeout: 120_000 }, async () => {
+    dir = await makeTempDir('ferrybus-installed-tests');
+    const output = path.join(dir, 'results.json');
+    const filter = `^(${PINNED.map(([b, c]) => escape(`${b}:${c}`)).join('|')})$`;
+    await promisify(execFile)(process.execPath, [
+      path.join(REPO_ROOT, 'scripts/installed-tests.mjs'),
+      '--bus=dbus-daemon,ferrybus', `--filter=${filter}`, '--timeout=30', '--jobs=4',
+      `--tests-dir=${TESTS_DIR}`, `--output=${output}`, `--logs=${path.join(dir, 'logs')}`,
+    ], { maxBuffer: 16 * 1024 * 1024 });
+    const results = JSON.parse(readFileSync(output, 'utf8')) as Results;
+    expect(results.cases.map((c) => `${c.binary}:${c.case}`).sort()).toEqual(PINNED.map(([b, c]) => `${b}:${c}`).sort());
+    const regressions = results.cases
+      .filter((c) => c.results['dbus-daemon']!.status === 'pass' && c.results.ferrybus!.status !== 'pass')
+      .map((c) => `${c.binary} ${c.case}: ${c.results.ferrybus!.status} ${c.results.ferrybus!.reason ?? ''}`);
+    expect(regressions).toEqual([]);
+  });
+});
