@@ -225,10 +225,10 @@ export class Bus {
   attach(credentials: Credentials, id = this.nextPeerId++, inherited = false): Peer {
     const account = this.accounts.account(credentials.uid);
     if (!inherited && !account.allows('connections')) {
-      throw new BusError(DBusErrorName.LimitsExceeded, `uid ${credentials.uid} has too many connections (max_connections_per_user ${this.limits.maxConnectionsPerUser})`);
+      throw new BusError(DBusErrorName.LimitsExceeded, `The maximum number of active connections for UID ${credentials.uid} has been reached`);
     }
     if (!inherited && this.peers.size >= this.limits.maxCompletedConnections) {
-      throw new BusError(DBusErrorName.LimitsExceeded, `the bus has too many connections (max_completed_connections ${this.limits.maxCompletedConnections})`);
+      throw new BusError(DBusErrorName.LimitsExceeded, `The maximum number of active connections has been reached (max_completed_connections ${this.limits.maxCompletedConnections})`);
     }
     account.force('connections');
     if (id >= this.nextPeerId) this.nextPeerId = id + 1;

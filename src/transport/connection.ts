@@ -3,7 +3,9 @@ import type { Bus } from '../bus/bus.js';
 import type { Credentials, Peer } from '../bus/peer.js';
 import { FerryError, WireError } from '../util/errors.js';
 import { Framer } from '../wire/framer.js';
-import { parseMessage } from '../wire/message.js';
+import { buildMessage, MessageFlag, MessageType, parseMessage, type Message } from '../wire/message.js';
+import { marshal } from '../wire/marshal.js';
+import { BusError } from '../bus/errors.js';
 import { SaslServer, type SaslState } from '../wire/sasl.js';
 import { validateBody } from '../wire/validate.js';
 import { OutboundQueue } from './outbound-queue.js';
@@ -39,6 +41,8 @@ export class Connection {
   readonly outbound = new OutboundQueue();
   peer: Peer | undefined;
   private closing = false;
+  /** Set when the bus refused this client after authentication: only Hello is answered. */
+  private refusal: BusError | undefined;
   /** At most one socket.write is outstanding, so unsent bytes are always known exactly. */
   private writing = false;
   /** The most bytes read from this client and held at once (Debug.Stats' PeakIncomingBytes). */
@@ -53,7 +57,7 @@ export class Connection {
     private readonly hooks: ConnectionHooks,
     readonly maxOutgoingBytes: number,
     adopted?: AdoptedState,
-    authTimeoutMs = DEFAULT_AUTH_TIMEOUT_MS,
+    private readonly authTimeoutMs = DEFAULT_AUTH_TIMEOUT_MS,
     maxMessageSize?: number,
   ) {
     this.framer = new Framer(maxMessageSize);
@@ -109,9 +113,16 @@ export class Connection {
         if (step.state === 'continue') return;
         this.sasl = null;
         clearTimeout(this.authTimer);
-        this.peer = this.bus.attach(this.credentials);
-        this.hooks.attached(this);
-        this.hooks.log('client-authenticated', 'client authenticated', { pid: this.credentials.pid, uid: step.uid });
+        try {
+          this.peer = this.bus.attach(this.credentials);
+          this.hooks.attached(this);
+          this.hooks.log('client-authenticated', 'client authenticated', { pid: this.credentials.pid, uid: step.uid });
+        } catch (err) {
+          if (!(err instanceof BusError)) throw err;
+          this.refusal = err; // told in the answer to Hello, as dbus-daemon tells it
+          this.authTimer = setTimeout(() => this.close(`${err.message}; no Hello to answer within auth_timeout`, true), this.authTimeoutMs);
+          this.authTimer.unref();
+        }
         chunk = step.rest;
       }
       const held = this.framer.pendingLength + chunk.length;
@@ -119,6 +130,7 @@ export class Connection {
       for (const bytes of this.framer.push(chunk)) {
         const msg = parseMessage(bytes);
         validateBody(msg);
+        if (this.refusal) return this.refuse(msg, this.refusal);
         this.bus.receive(this.peer!, msg);
         if (this.closing) return;
       }
@@ -135,6 +147,25 @@ export class Connection {
       });
       return this.close('internal error', true);
     }
+  }
+
+  /**
+   * A client the bus would not take (a connection limit): its first call, Hello, is answered
+   * with the error from the bus, then the connection is closed once the answer is written.
+   */
+  private refuse(msg: Message, refusal: BusError): void {
+    const reason = refusal.message;
+    const h = msg.header;
+    if (h.type !== MessageType.MethodCall || (h.flags & MessageFlag.NoReplyExpected) !== 0) return this.close(reason, true);
+    const answer = buildMessage({
+      type: MessageType.Error, serial: 1, replySerial: h.serial, sender: 'org.freedesktop.DBus',
+      errorName: refusal.dbusName, signature: 's', body: marshal('s', [reason]),
+    });
+    this.closing = true; // nothing more is read; the close follows the write
+    this.socket.write(answer.bytes, () => {
+      this.closing = false;
+      this.close(reason, true);
+    });
   }
 
   /** Feeds bytes received by an earlier image (a handoff) as if they had just arrived. */

@@ -126,3 +126,36 @@ describe('reply_timeout across a handoff', () => {
     callee.socket.destroy();
   });
 });
+
+describe('max_connections_per_user', () => {
+  let dir: string;
+  let socketPath: string;
+  let daemon: LongRunning;
+
+  beforeAll(async () => {
+    dir = await makeTempDir('ferrybus-limits-per-user');
+    socketPath = path.join(dir, 'bus');
+    const config = path.join(dir, 'bus.conf');
+    writeFileSync(config, `<busconfig><listen>${unixPathAddress(socketPath)}</listen>${ALLOW}
+      <limit name="max_connections_per_user">2</limit>
+    </busconfig>`);
+    daemon = startLongRunning(process.execPath, [path.join(REPO_ROOT, 'dist/src/cli/main.js'), 'daemon', '--nofork', '--print-address=1', `--config-file=${config}`]);
+    await waitForAddressLine(daemon);
+  });
+  afterAll(async () => {
+    await daemon?.stop();
+    await removeTempDir(dir);
+  });
+
+  it("answers the Hello of a uid's connection beyond the limit with LimitsExceeded, as dbus-daemon does", async () => {
+    const held = [await RawClient.connect(socketPath), await RawClient.connect(socketPath)];
+    const refused = await runClient('dbus-send', [`--bus=${unixPathAddress(socketPath)}`, '--print-reply', '--dest=org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus.Peer.Ping']);
+    expect(refused.exitCode, describeResult(refused)).not.toBe(0);
+    expect(refused.stderr, describeResult(refused)).toContain(`message bus: The maximum number of active connections for UID ${process.getuid!()} has been reached`);
+    held[0]!.socket.destroy();
+    await daemon.waitFor(/client-disconnected|client-dropped/, { stream: 'stderr' });
+    const admitted = await runClient('dbus-send', [`--bus=${unixPathAddress(socketPath)}`, '--print-reply', '--dest=org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus.Peer.Ping']);
+    expect(admitted.exitCode, describeResult(admitted)).toBe(0);
+    held[1]!.socket.destroy();
+  });
+});

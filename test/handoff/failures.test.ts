@@ -469,12 +469,12 @@ describe('a new image whose configuration became stricter', () => {
     for (const c of clients) await c.ping();
     expect((await clients[2]!.driver('GetNameOwner', 's', [OWNED]))[0]).toBe(clients[1]!.uniqueName);
     expect(gone.map((g) => g())).toEqual([undefined, undefined, undefined]);
-    // The lowered limit is in force for new connections: the fourth is closed once authenticated.
+    // The lowered limit is in force for new connections: the fourth one's Hello is refused, then it is closed.
     const late = await RawClient.connect(bus.socketPath, 'sasl-ok');
     scope(() => late.close());
-    late.write('BEGIN\r\n');
+    await expect(late.begin()).rejects.toThrow(/^org\.freedesktop\.DBus\.Error\.LimitsExceeded: The maximum number of active connections for UID \d+ has been reached$/);
     await late.whenClosed();
-    await bus.process.waitFor(/client-dropped: .*too many connections/, { stream: 'stderr', from });
+    await bus.process.waitFor(/client-dropped: .*maximum number of active connections/, { stream: 'stderr', from });
   });
 });
 
