@@ -199,8 +199,37 @@ export class Bus {
       `destination="${m.destination ?? BUS_NAME}" (${this.loginfo(to)})`;
   }
 
-  /** A message the policy refused from a client: one log line (rate-limited), an error for a call. */
+  /**
+   * A unicast message the policy refused: one log line (rate-limited) and AccessDenied to the
+   * sender whatever the message's type (a signal or a reply too), as dbus-daemon answers.
+   */
   private refuse(from: Peer, to: Peer | undefined, msg: Message, m: PolicyMessage, denial: Denial, requestedReply: boolean): void {
+    const text = this.logDenial(denial, from, to, m, requestedReply);
+    this.sendError(from, msg.header.serial, DBusErrorName.AccessDenied, text);
+  }
+
+  /**
+   * A broadcast the policy kept from one receiver: the sender is not told (the others got it),
+   * but monitors see the AccessDenied the bus would have sent, as on dbus-daemon.
+   */
+  private refuseBroadcast(from: Peer | undefined, to: Peer, routed: RoutedMessage, denial: Denial): void {
+    const text = from ? this.logDenial(denial, from, to, routed, false) : '';
+    if (this.monitors.size === 0) return;
+    this.captureError(routed, from?.uniqueName, DBusErrorName.AccessDenied, text);
+  }
+
+  /** An error from the bus to the sender of `inReplyTo` that only monitors see (nobody is sent it). */
+  private captureError(inReplyTo: RoutedMessage, destination: string | undefined, name: string, text: string): void {
+    const msg = buildMessage({
+      type: MessageType.Error, serial: this.driverSerial++, replySerial: inReplyTo.header.serial, sender: BUS_NAME,
+      destination, errorName: name, signature: 's', body: marshal('s', [text]),
+    });
+    if (this.driverSerial > 0xffffffff) this.driverSerial = 1;
+    this.toMonitors(new RoutedMessage(msg, BUS_NAME, [msg.bytes], this.ownerCheck));
+  }
+
+  /** dbus-daemon's denial text, logged once as `policy-denied` (rate-limited); returns the text. */
+  private logDenial(denial: Denial, from: Peer, to: Peer | undefined, m: PolicyMessage, requestedReply: boolean): string {
     const text = this.denialText(denial, from, to, m, requestedReply);
     const suppressed = this.denialLog.take();
     if (suppressed !== undefined) {
@@ -212,7 +241,7 @@ export class Bus {
         ...(suppressed > 0 ? { suppressedBefore: suppressed } : {}),
       });
     }
-    this.errorForCall(from, msg, DBusErrorName.AccessDenied, text);
+    return text;
   }
 
   // ---- connection lifecycle -------------------------------------------------
@@ -405,8 +434,14 @@ export class Bus {
       this.toMonitors(routed);
       if (to) {
         this.toEavesdroppers(routed, to, undefined);
-        // The bus sends only replies that were asked for; a refused one is dropped silently.
-        if (to.policy && this.policyDenies(undefined, to, routed, true, false)) return;
+        // The bus wants no answer: a message of its own that a receiver refuses is dropped,
+        // and only monitors see the AccessDenied (as on dbus-daemon).
+        const denial = to.policy ? this.policyDenies(undefined, to, routed, true, false) : undefined;
+        if (denial) {
+          if (this.monitors.size > 0) this.captureError(routed, BUS_NAME, DBusErrorName.AccessDenied,
+            `Rejected receive message from the bus, ${denial.matched} matched rules; type="${routed.type}" member="${routed.member ?? '(unset)'}"`);
+          return;
+        }
         this.deliver(to, routed);
       }
     } else {
@@ -595,7 +630,10 @@ export class Bus {
       return;
     }
     for (const peer of this.subscribers) {
-      if (this.wants(peer, routed) && !this.policyDenies(from, peer, routed, false, false)) this.deliver(peer, routed);
+      if (!this.wants(peer, routed)) continue;
+      const denial = this.policyDenies(from, peer, routed, false, false);
+      if (denial) this.refuseBroadcast(from, peer, routed, denial);
+      else this.deliver(peer, routed);
     }
   }
 

@@ -15,6 +15,33 @@ import { useCleanup } from '../harness/use-bus.js';
 const kind = busKindFromEnv();
 const ECHO = 'org.ferrybus.Test.Echo';
 const PATH = '/org/ferrybus/Test/Echo';
+/** Signals on this interface are denied to every sender but root. */
+const QUIET = 'org.ferrybus.Test.Quiet';
+
+/**
+ * Sends one signal (to argv[2], or broadcast when it is "-"), then a round trip to the bus, and
+ * prints every error the bus sent back in answer to the signal: "error NAME: TEXT", or "none".
+ */
+const SIGNAL_SENDER = `
+import sys, dbus, dbus.lowlevel
+from dbus.mainloop.glib import DBusGMainLoop
+from gi.repository import GLib
+bus = dbus.bus.BusConnection(sys.argv[1], mainloop=DBusGMainLoop())
+answers = []
+def seen(conn, msg):
+    if msg.get_type() == 3 and msg.get_reply_serial() == serial:
+        answers.append('error %s: %s' % (msg.get_error_name(), msg.get_args_list()[0]))
+bus.add_message_filter(seen)
+signal = dbus.lowlevel.SignalMessage('/org/ferrybus/Test', '${QUIET}', 'Hush')
+if sys.argv[2] != '-':
+    signal.set_destination(sys.argv[2])
+serial = bus.send_message(signal)
+bus.get_unique_name(); bus.call_blocking('org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus', 'GetId', '', ())
+context = GLib.MainContext.default()
+while context.iteration(False):
+    pass
+print('\\n'.join(answers) or 'none')
+`;
 
 /** A system-bus style policy: default deny, holes punched per name, as distributions ship. */
 const TEST_CONFIG = (users: { alice: TestUser; carol: TestUser }) => (listen: string) => `<busconfig>
@@ -41,6 +68,7 @@ const TEST_CONFIG = (users: { alice: TestUser; carol: TestUser }) => (listen: st
   </policy>
   <policy context="default">
     <allow send_destination="org.ferrybus.Test.Alice" send_interface="${ECHO}" send_member="Echo"/>
+    <deny send_interface="${QUIET}"/>
   </policy>
   <policy user="root">
     <allow own="*"/>
@@ -110,6 +138,26 @@ describe.skipIf(!isRoot || kind === 'dbus-broker')(`policy with real uids (${kin
     );
     const asRoot = await gdbus(bus, undefined, 'org.ferrybus.Test.Alice', PATH, `${ECHO}.Whoami`);
     expect(asRoot.stdout, describeResult(asRoot)).toMatch(/^\(':[0-9.]+',\)\n$/);
+    await service.stop();
+  });
+
+  it('answers a unicast signal the policy denies with AccessDenied, and a denied broadcast with silence', async () => {
+    const service = await startAliceService();
+    const owner = await gdbus(bus, undefined, 'org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus.GetNameOwner', 'org.ferrybus.Test.Alice');
+    const unique = /'(:[0-9.]+)'/.exec(owner.stdout)?.[1];
+    expect(unique, describeResult(owner)).toBeDefined();
+    const send = (user: TestUser | undefined, to: string) => {
+      const argv = [...(user ? asUser(user) : []), SYSTEM_PYTHON, '-c', SIGNAL_SENDER, bus.address, to];
+      return runClient(argv[0]!, argv.slice(1));
+    };
+    const unicast = await send(bob, unique!);
+    expect(unicast.stdout, describeResult(unicast)).toMatch(
+      new RegExp(`^error org\\.freedesktop\\.DBus\\.Error\\.AccessDenied: Rejected send message, \\d+ matched rules; type="signal", sender=":[0-9.]+" \\(uid=${bob.uid} pid=\\d+ comm="[^"]*"\\) interface="${QUIET}" member="Hush"`),
+    );
+    const broadcast = await send(bob, '-');
+    expect(broadcast.stdout, describeResult(broadcast)).toBe('none\n');
+    const byRoot = await send(undefined, unique!);
+    expect(byRoot.stdout, describeResult(byRoot)).toBe('none\n');
     await service.stop();
   });
 
