@@ -3,6 +3,7 @@ import path from 'node:path';
 import { launchDbusBroker } from '../test/harness/buses/dbus-broker.js';
 import { launchDbusDaemon } from '../test/harness/buses/dbus-daemon.js';
 import { launchFerrybus } from '../test/harness/buses/ferrybus.js';
+import { startBusWithConfig } from '../test/harness/config-bus.js';
 import { REPO_ROOT } from '../test/harness/fixtures.js';
 import type { LaunchedBus } from '../test/harness/running-bus.js';
 import { makeTempDir, removeTempDir } from '../test/harness/temp-dir.js';
@@ -24,9 +25,17 @@ export interface BenchBus {
 export interface StartOptions {
   /** Extra node flags for ferrybus (e.g. --cpu-prof). */
   nodeFlags?: string[];
+  /** A busconfig to run under instead of the permissive one (ferrybus and dbus-daemon only). */
+  config?: (listen: string) => string;
 }
 
 export async function startBenchBus(name: BusName, options: StartOptions = {}): Promise<BenchBus> {
+  if (options.config) {
+    if (name === 'dbus-broker') throw new Error('dbus-broker reads no busconfig (its launcher compiles one)');
+    if (options.nodeFlags?.length) throw new Error('node flags with a busconfig are not supported');
+    const bus = await startBusWithConfig(name, options.config);
+    return { name, address: bus.address, socketPath: bus.socketPath, pid: bus.pid, stop: () => bus.stop() };
+  }
   const dir = await makeTempDir(`ferrybus-bench-${name}`);
   const socketPath = path.join(dir, 'bus');
   let launched: LaunchedBus;

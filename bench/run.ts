@@ -182,7 +182,7 @@ const median = (xs: number[]): number => {
 
 /** One measured run of one scenario on a fresh bus. */
 async function measure(s: Scenario, bus: BusName, params: Record<string, number>, rep: number, position: number, nodeFlags: string[]): Promise<RunRecord> {
-  const b = await startBenchBus(bus, { nodeFlags });
+  const b = await startBenchBus(bus, { nodeFlags, config: s.config });
   try {
     const prepared = await s.prepare(b, params);
     try {
@@ -309,6 +309,7 @@ async function benchmark(o: Options): Promise<void> {
     for (const s of scenarios) {
       const params = scaledParams(s, o.scale);
       for (const [position, bus] of order.entries()) {
+        if (s.buses && !s.buses.includes(bus)) continue;
         let rec: RunRecord;
         try {
           rec = await measure(s, bus, params, rep, position, o.nodeFlags);
@@ -331,7 +332,7 @@ async function benchmark(o: Options): Promise<void> {
   const results = scenarios.map((s, i) => {
     const rs = runs.get(s.id)!;
     const summary: Partial<Record<BusName, BusSummary>> = {};
-    for (const bus of o.buses) summary[bus] = summarize(rs.filter((r) => r.bus === bus));
+    for (const bus of o.buses) if (!s.buses || s.buses.includes(bus)) summary[bus] = summarize(rs.filter((r) => r.bus === bus));
     printTable(i, s, summary, o.reps);
     return {
       id: s.id,
@@ -564,7 +565,8 @@ async function syscalls(o: Options): Promise<void> {
     console.log(`\n${s.title} — per ${s.unit === 'msg' ? 'routed message' : 'connection'}`);
     console.log(`  ${pad('', 14)}${lpad('syscalls', 10)}${lpad('ctx switches', 14)}`);
     for (const bus of o.buses) {
-      const b = await startBenchBus(bus, { nodeFlags: o.nodeFlags });
+      if (s.buses && !s.buses.includes(bus)) continue;
+      const b = await startBenchBus(bus, { nodeFlags: o.nodeFlags, config: s.config });
       try {
         const prepared = await s.prepare(b, params);
         try {

@@ -4,7 +4,8 @@ import type * as net from 'node:net';
 import { startLongRunning, type LongRunning } from '../test/harness/long-running.js';
 import { Framer } from '../src/wire/framer.js';
 import { MessageType, parseMessage } from '../src/wire/message.js';
-import type { BenchBus } from './buses.js';
+import type { BenchBus, BusName } from './buses.js';
+import { systemPolicyConfig } from './system-policy.js';
 import {
   BUS_NAME,
   BUS_PATH,
@@ -42,6 +43,10 @@ export interface Scenario {
   scaled: readonly string[];
   describe: string;
   prepare(bus: BenchBus, params: Record<string, number>): Promise<Prepared>;
+  /** The busconfig the bus runs under (default: the permissive one). */
+  config?: (listen: string) => string;
+  /** The buses it runs on (default: all). */
+  buses?: readonly BusName[];
 }
 
 const SETPRIV = '/usr/bin/setpriv';
@@ -92,6 +97,14 @@ async function startEcho(bus: BenchBus): Promise<LongRunning> {
   return echo;
 }
 
+/** A policy bench that measured a bus not enforcing its policy would measure nothing. */
+async function expectDenied(bus: BenchBus, echo: LongRunning, iface: string): Promise<void> {
+  const r = await runToEnd('dbus-send', [`--bus=${bus.address}`, '--print-reply', `--dest=${ECHO_NAME}`, '/', `${iface}.Probe`], {}, undefined, 10_000);
+  if (/org\.freedesktop\.DBus\.Error\.AccessDenied/.test(r.stderr)) return;
+  await echo.stop();
+  throw new Error(`${bus.name} did not refuse a call the policy denies (${iface}.Probe): exit ${r.code}, ${r.stderr.trim()}`);
+}
+
 /** spam → bus → echo → bus → spam: `count` calls with `queue` in flight. */
 function spamScenario(
   id: string,
@@ -99,6 +112,8 @@ function spamScenario(
   params: Record<string, number>,
   payload: (p: Record<string, number>) => Buffer | undefined,
   describe: string,
+  /** Under a policy: a call on this interface must be refused, proving the policy is in force. */
+  enforced?: string,
 ): Scenario {
   return {
     id,
@@ -109,6 +124,7 @@ function spamScenario(
     describe,
     async prepare(bus, p) {
       const echo = await startEcho(bus);
+      if (enforced) await expectDenied(bus, echo, enforced);
       const input = payload(p);
       return {
         async drive(count) {
@@ -284,6 +300,14 @@ export const SCENARIOS: readonly Scenario[] = [
     'dbus-test-tool spam --queue=128 → dbus-test-tool echo; routed messages = 2 × count'),
   spamScenario('payload64k', '64 KiB payloads', { count: 4_000, queue: 4, bytes: 65536 }, (p) => Buffer.alloc(p.bytes!, 0x78),
     'dbus-test-tool spam --bytes --stdin (a 64 KiB byte array) --queue=4 → echo (empty reply); routed messages = 2 × count'),
+  {
+    ...spamScenario('roundtrip-policy', 'round trip under the stock system.conf policy', { count: 20_000, queue: 1 }, () => undefined,
+      'as roundtrip, on Debian\'s stock system.conf + system.d plus a dozen bench rules (bench/system-policy.ts); ' +
+      'a call the policy denies is refused before the drive; dbus-broker reads no busconfig, so it is not run here',
+      'org.example.Bench.Admin'),
+    config: (listen: string) => systemPolicyConfig(listen, ECHO_NAME),
+    buses: ['ferrybus', 'dbus-daemon'],
+  },
   fanOut,
   connectStorm,
 ];
