@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { stockSystemConfig } from '../test/harness/stock-system-config.js';
 
 /**
  * The bench's system-bus configuration: Debian's stock system.conf (with every system.d file it
@@ -7,14 +7,7 @@ import { readFileSync } from 'node:fs';
  * ferrybus and dbus-daemon.
  */
 export function systemPolicyConfig(listen: string, echoName: string): string {
-  const stock = readFileSync('/usr/share/dbus-1/system.conf', 'utf8')
-    .replace(/<listen>[^<]*<\/listen>/, `<listen>${listen}</listen>`)
-    // The bench runs as root on a private socket: no user switch, no pid file, no fork.
-    .replace(/<user>[^<]*<\/user>/, '')
-    .replace(/<pidfile>[^<]*<\/pidfile>/, '')
-    .replace(/<fork\/>/, '')
-    .replace(/<includedir>system\.d<\/includedir>/, '<includedir>/usr/share/dbus-1/system.d</includedir>');
-  return stock.replace('</busconfig>', `${benchRules(echoName)}</busconfig>`);
+  return stockSystemConfig(listen).replace('</busconfig>', `${benchRules(echoName)}</busconfig>`);
 }
 
 /** A dozen rules like a system.d file's: own, send_destination, send_interface, allow and deny. */

@@ -221,10 +221,9 @@ export class Bus {
   /** An error from the bus to the sender of `inReplyTo` that only monitors see (nobody is sent it). */
   private captureError(inReplyTo: RoutedMessage, destination: string | undefined, name: string, text: string): void {
     const msg = buildMessage({
-      type: MessageType.Error, serial: this.driverSerial++, replySerial: inReplyTo.header.serial, sender: BUS_NAME,
+      type: MessageType.Error, serial: this.takeDriverSerial(), replySerial: inReplyTo.header.serial, sender: BUS_NAME,
       destination, errorName: name, signature: 's', body: marshal('s', [text]),
     });
-    if (this.driverSerial > 0xffffffff) this.driverSerial = 1;
     this.toMonitors(new RoutedMessage(msg, BUS_NAME, [msg.bytes], this.ownerCheck));
   }
 
@@ -421,10 +420,15 @@ export class Bus {
 
   // ---- the driver's own messages -------------------------------------------
 
+  private takeDriverSerial(): number {
+    const serial = this.driverSerial++;
+    if (this.driverSerial > 0xffffffff) this.driverSerial = 1;
+    return serial;
+  }
+
   /** Sends a message from org.freedesktop.DBus (serial assigned here). */
   driverEmit(m: NewMessage): void {
-    m.serial = this.driverSerial++;
-    if (this.driverSerial > 0xffffffff) this.driverSerial = 1;
+    m.serial = this.takeDriverSerial();
     m.sender = BUS_NAME;
     const msg = buildMessage(m);
     const routed = new RoutedMessage(msg, BUS_NAME, [msg.bytes], this.ownerCheck);

@@ -770,6 +770,7 @@ const DBUS_TEST_DATA = ['/usr/lib/dbus-1.0/installed-tests/dbus/data', '/usr/lib
 const confFiles = (dir: string): string[] =>
   fs.existsSync(dir) ? fs.readdirSync(dir).filter((name) => name.endsWith('.conf')).sort() : [];
 
+// The reference's own test configs ship in dbus-tests (.ci/run installs it, so CI runs these).
 describe.skipIf(DBUS_TEST_DATA === undefined)('dbus-daemon test data (needs the dbus-tests package)', () => {
   const data = DBUS_TEST_DATA ?? '';
   const invalidDir = path.join(data, 'invalid-config-files');

@@ -257,6 +257,7 @@ describe('peerGroups', () => {
     await closeAll(client, accepted, server);
   });
 
+  // setgroups() with many groups needs root (CI runs as root).
   it.skipIf(!isRoot)('grows its buffer for a peer in many groups', async () => {
     const { server, path: socketPath, accepted } = await listen();
     const wanted = Array.from({ length: 300 }, (_, i) => 40_000 + i * 7);
@@ -441,6 +442,7 @@ describe('execve success (in a child process)', () => {
     expect(lines[1]).toMatch(/^\d+ closed$/);
   });
 
+  // chroot() needs root (CI runs as root).
   it.skipIf(!isRoot)('keeps working after chroot into an empty root, once loaded', () => {
     const emptyRoot = fs.mkdtempSync(path.join(tmp, 'root-'));
     const result = runChild(`

@@ -1,5 +1,5 @@
 import type * as net from 'node:net';
-import type { Bus } from '../bus/bus.js';
+import { BUS_NAME, type Bus } from '../bus/bus.js';
 import type { Credentials, Peer } from '../bus/peer.js';
 import { FerryError, WireError } from '../util/errors.js';
 import { Framer } from '../wire/framer.js';
@@ -158,7 +158,7 @@ export class Connection {
     const h = msg.header;
     if (h.type !== MessageType.MethodCall || (h.flags & MessageFlag.NoReplyExpected) !== 0) return this.close(reason, true);
     const answer = buildMessage({
-      type: MessageType.Error, serial: 1, replySerial: h.serial, sender: 'org.freedesktop.DBus',
+      type: MessageType.Error, serial: 1, replySerial: h.serial, sender: BUS_NAME,
       errorName: refusal.dbusName, signature: 's', body: marshal('s', [reason]),
     });
     this.closing = true; // nothing more is read; the close follows the write

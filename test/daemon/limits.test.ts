@@ -14,32 +14,36 @@ import { describeResult, runClient } from '../harness/run-client.js';
 
 const ALLOW = '<policy context="default"><allow user="*"/><allow send_destination="*"/><allow receive_sender="*"/><allow own="*"/></policy>';
 
-describe('limits and timeouts from the config', () => {
+/** A ferrybus daemon on a permissive config with these <limit> elements, stopped after the describe block. */
+function daemonWithLimits(name: string, limits: string): { readonly socketPath: string; readonly daemon: LongRunning } {
+  const state = { socketPath: '', daemon: undefined as unknown as LongRunning };
   let dir: string;
-  let socketPath: string;
-  let daemon: LongRunning;
-
   beforeAll(async () => {
-    dir = await makeTempDir('ferrybus-limits');
-    socketPath = path.join(dir, 'bus');
+    dir = await makeTempDir(name);
+    state.socketPath = path.join(dir, 'bus');
     const config = path.join(dir, 'bus.conf');
-    writeFileSync(config, `<busconfig><listen>${unixPathAddress(socketPath)}</listen>${ALLOW}
+    writeFileSync(config, `<busconfig><listen>${unixPathAddress(state.socketPath)}</listen>${ALLOW}${limits}</busconfig>`);
+    state.daemon = startLongRunning(process.execPath, [path.join(REPO_ROOT, 'dist/src/cli/main.js'), 'daemon', '--nofork', '--print-address=1', `--config-file=${config}`]);
+    await waitForAddressLine(state.daemon);
+  });
+  afterAll(async () => {
+    await state.daemon?.stop();
+    await removeTempDir(dir);
+  });
+  return state;
+}
+
+describe('limits and timeouts from the config', () => {
+  const bus = daemonWithLimits('ferrybus-limits', `
       <limit name="reply_timeout">500</limit>
       <limit name="auth_timeout">700</limit>
       <limit name="max_incomplete_connections">3</limit>
       <limit name="max_message_size">65536</limit>
-    </busconfig>`);
-    daemon = startLongRunning(process.execPath, [path.join(REPO_ROOT, 'dist/src/cli/main.js'), 'daemon', '--nofork', '--print-address=1', `--config-file=${config}`]);
-    await waitForAddressLine(daemon);
-  });
-  afterAll(async () => {
-    await daemon?.stop();
-    await removeTempDir(dir);
-  });
+    `);
 
   it('answers NoReply for a call nobody answers within reply_timeout, and drops the late reply', async () => {
-    const caller = await RawClient.connect(socketPath);
-    const callee = await RawClient.connect(socketPath);
+    const caller = await RawClient.connect(bus.socketPath);
+    const callee = await RawClient.connect(bus.socketPath);
     const started = Date.now();
     const serial = caller.send({ type: TYPE.METHOD_CALL, destination: callee.uniqueName, path: '/x', interface: 'org.example.Slow', member: 'Wait' });
     const call = await callee.waitFor((m) => m.header.member === 'Wait', 'the call');
@@ -57,33 +61,33 @@ describe('limits and timeouts from the config', () => {
   });
 
   it('closes a connection that does not finish authenticating within auth_timeout', async () => {
-    const idle = await RawClient.connect(socketPath, 'connected');
+    const idle = await RawClient.connect(bus.socketPath, 'connected');
     const started = Date.now();
     await idle.whenClosed(5000);
     expect(Date.now() - started).toBeGreaterThanOrEqual(600);
-    await daemon.waitFor(/client-dropped: .*auth_timeout/, { stream: 'stderr' });
+    await bus.daemon.waitFor(/client-dropped: .*auth_timeout/, { stream: 'stderr' });
   });
 
   it('refuses new connections beyond max_incomplete_connections while others still authenticate', async () => {
-    const idle = await Promise.all([0, 1, 2].map(() => RawClient.connect(socketPath, 'connected')));
+    const idle = await Promise.all([0, 1, 2].map(() => RawClient.connect(bus.socketPath, 'connected')));
     await new Promise((r) => setTimeout(r, 100));
-    const extra = await RawClient.connect(socketPath, 'connected');
+    const extra = await RawClient.connect(bus.socketPath, 'connected');
     await extra.whenClosed(500);
     expect(idle.map((c) => c.closed)).toEqual([undefined, undefined, undefined]);
-    await daemon.waitFor(/client-refused: .*max_incomplete_connections/, { stream: 'stderr' });
+    await bus.daemon.waitFor(/client-refused: .*max_incomplete_connections/, { stream: 'stderr' });
     for (const c of idle) c.socket.destroy();
     // Once they are gone, a client gets in again.
     await new Promise((r) => setTimeout(r, 100));
-    const fine = await RawClient.connect(socketPath);
+    const fine = await RawClient.connect(bus.socketPath);
     expect(fine.uniqueName).toMatch(/^:1\./);
     fine.socket.destroy();
   });
 
   it('disconnects a client that announces a message above max_message_size', async () => {
-    const big = await RawClient.connect(socketPath);
+    const big = await RawClient.connect(bus.socketPath);
     big.send({ type: TYPE.SIGNAL, path: '/x', interface: 'org.example.Big', member: 'Blob' }, 's', ['x'.repeat(70_000)]);
     await big.whenClosed(5000);
-    await daemon.waitFor(/client-dropped: .*max_message_size/, { stream: 'stderr' });
+    await bus.daemon.waitFor(/client-dropped: .*max_message_size/, { stream: 'stderr' });
   });
 });
 
@@ -128,26 +132,10 @@ describe('reply_timeout across a handoff', () => {
 });
 
 describe('max_connections_per_user', () => {
-  let dir: string;
-  let socketPath: string;
-  let daemon: LongRunning;
-
-  beforeAll(async () => {
-    dir = await makeTempDir('ferrybus-limits-per-user');
-    socketPath = path.join(dir, 'bus');
-    const config = path.join(dir, 'bus.conf');
-    writeFileSync(config, `<busconfig><listen>${unixPathAddress(socketPath)}</listen>${ALLOW}
-      <limit name="max_connections_per_user">2</limit>
-    </busconfig>`);
-    daemon = startLongRunning(process.execPath, [path.join(REPO_ROOT, 'dist/src/cli/main.js'), 'daemon', '--nofork', '--print-address=1', `--config-file=${config}`]);
-    await waitForAddressLine(daemon);
-  });
-  afterAll(async () => {
-    await daemon?.stop();
-    await removeTempDir(dir);
-  });
+  const bus = daemonWithLimits('ferrybus-limits-per-user', '<limit name="max_connections_per_user">2</limit>');
 
   it("answers the Hello of a uid's connection beyond the limit with LimitsExceeded, as dbus-daemon does", async () => {
+    const { socketPath, daemon } = bus;
     const held = [await RawClient.connect(socketPath), await RawClient.connect(socketPath)];
     const refused = await runClient('dbus-send', [`--bus=${unixPathAddress(socketPath)}`, '--print-reply', '--dest=org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus.Peer.Ping']);
     expect(refused.exitCode, describeResult(refused)).not.toBe(0);

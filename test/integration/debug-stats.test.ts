@@ -2,7 +2,6 @@
 // Runs against ferrybus (default) and dbus-daemon (FERRYBUS_TEST_BUS=dbus-daemon; Debian builds
 // it with --enable-stats). dbus-broker is left out: it does not offer the interface (dbus-broker 33
 // answers its methods with Failed "Unimplemented functionality"; Interfaces lists only Monitoring).
-import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { busKindFromEnv } from '../harness/bus-kind.js';
 import { runOn } from '../harness/clients.js';
@@ -12,6 +11,7 @@ import { describeResult, runClient } from '../harness/run-client.js';
 import type { RunningBus } from '../harness/running-bus.js';
 import { asUser, ensureTestUser, isRoot, type TestUser } from '../harness/test-users.js';
 import { useBus, useCleanup } from '../harness/use-bus.js';
+import { stockSystemConfig } from '../harness/stock-system-config.js';
 
 const kind = busKindFromEnv();
 const STATS = 'org.freedesktop.DBus.Debug.Stats';
@@ -135,17 +135,6 @@ describe.skipIf(kind === 'dbus-broker')(`Debug.Stats on the test bus (${kind})`,
     expect(r.stderr, describeResult(r)).toMatch(/org\.freedesktop\.DBus\.Error\.UnknownInterface/);
   });
 });
-
-/** Debian's own system.conf, listening on a test socket (see policy.test.ts). */
-function stockSystemConfig(listen: string): string {
-  return readFileSync('/usr/share/dbus-1/system.conf', 'utf8')
-    .replace(/<listen>[^<]*<\/listen>/, `<listen>${listen}</listen>`)
-    .replace(/<user>[^<]*<\/user>/, '')
-    .replace(/<pidfile>[^<]*<\/pidfile>/, '')
-    .replace(/<fork\/>/, '')
-    .replace(/<includedir>system\.d<\/includedir>/, '<includedir>/usr/share/dbus-1/system.d</includedir>')
-    .replace(/<include ignore_missing="yes">system-local\.conf<\/include>/, '');
-}
 
 describe.skipIf(!isRoot || kind === 'dbus-broker')(`Debug.Stats under Debian's stock system.conf (${kind})`, () => {
   // Needs root to run clients as a test user (CI runs as root).

@@ -1,7 +1,6 @@
 // The busconfig policy enforced for real clients running as real, different uids.
 // Runs against ferrybus (default) and dbus-daemon (FERRYBUS_TEST_BUS=dbus-daemon); the two
 // must agree. dbus-broker is left out: it reads no busconfig (its launcher compiles one).
-import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { busKindFromEnv } from '../harness/bus-kind.js';
 import { startBusWithConfig } from '../harness/config-bus.js';
@@ -10,6 +9,7 @@ import { startLongRunning } from '../harness/long-running.js';
 import { describeResult, runClient } from '../harness/run-client.js';
 import type { RunningBus } from '../harness/running-bus.js';
 import { asUser, ensureTestUser, isRoot, type TestUser } from '../harness/test-users.js';
+import { stockSystemConfig } from '../harness/stock-system-config.js';
 import { useCleanup } from '../harness/use-bus.js';
 
 const kind = busKindFromEnv();
@@ -177,18 +177,7 @@ describe.skipIf(!isRoot || kind === 'dbus-broker')(`policy with real uids (${kin
   });
 });
 
-/** Debian's own system.conf and system.d, listening on a test socket instead of the system one. */
-function stockSystemConfig(listen: string): string {
-  return readFileSync('/usr/share/dbus-1/system.conf', 'utf8')
-    .replace(/<listen>[^<]*<\/listen>/, `<listen>${listen}</listen>`)
-    // Stay root (the tests connect as several users to a socket in a private directory), no pid file.
-    .replace(/<user>[^<]*<\/user>/, '')
-    .replace(/<pidfile>[^<]*<\/pidfile>/, '')
-    .replace(/<fork\/>/, '')
-    .replace(/<includedir>system\.d<\/includedir>/, '<includedir>/usr/share/dbus-1/system.d</includedir>')
-    .replace(/<include ignore_missing="yes">system-local\.conf<\/include>/, '');
-}
-
+// Needs root to run clients as test users (CI runs as root); dbus-broker reads no busconfig.
 describe.skipIf(!isRoot || kind === 'dbus-broker')(`Debian's stock system.conf (${kind})`, () => {
   const defer = useCleanup();
   let bus: RunningBus;
