@@ -11,6 +11,7 @@ import { RoutedMessage } from './routed-message.js';
 import type { BusPolicy, PolicyMessage } from './policy.js';
 import { RateLimit } from '../util/rate-limit.js';
 import { UidAccounts, type UidAccount, type UidResource } from './uid-accounts.js';
+import type { UnixFds } from './unix-fds.js';
 
 export const BUS_NAME = 'org.freedesktop.DBus';
 export const BUS_PATH = '/org/freedesktop/DBus';
@@ -23,8 +24,9 @@ export interface BusSink {
    * Queues a message for a peer, as pieces to write in order (a large body is a view
    * of the received bytes), charged to `payer`'s queued bytes until the kernel takes them;
    * false when the peer's outbound quota or the payer's account would be exceeded (nothing queued).
+   * `fds` go with the message's first byte; the sink takes its own reference while it holds them.
    */
-  send(peer: Peer, pieces: readonly Buffer[], payer: UidAccount): boolean;
+  send(peer: Peer, pieces: readonly Buffer[], payer: UidAccount, fds?: UnixFds): boolean;
   /** Closes a peer's connection; the transport then calls Bus#detach. */
   disconnect(peer: Peer, reason: string): void;
 }
@@ -499,11 +501,16 @@ export class Bus {
 
   // ---- routing --------------------------------------------------------------
 
-  /** Routes one complete message received from `peer`. */
-  receive(peer: Peer, msg: Message): void {
+  /**
+   * Routes one complete message received from `peer`, with the fds that came with it (the caller
+   * keeps its reference and releases it afterwards; receivers take their own).
+   */
+  receive(peer: Peer, msg: Message, fds?: UnixFds): void {
     const h = msg.header;
     if (peer.isMonitor) return this.sink.disconnect(peer, 'monitors may not send messages');
-    if (h.unixFds) return this.sink.disconnect(peer, 'sent unix fds without negotiating them');
+    if ((h.unixFds ?? 0) !== (fds?.count ?? 0) || (fds && !peer.acceptsFds)) {
+      return this.sink.disconnect(peer, 'sent unix fds without negotiating them, or not the number its header says');
+    }
     if (h.path === LOCAL_PATH || h.interface === LOCAL_INTERFACE) {
       return this.sink.disconnect(peer, 'sent a message with the reserved local path or interface');
     }
@@ -516,7 +523,7 @@ export class Bus {
       return this.sink.disconnect(peer, 'sent a message other than Hello without being registered');
     }
     const sender = peer.uniqueName!;
-    const routed = new RoutedMessage(msg, sender, undefined, this.ownerCheck);
+    const routed = new RoutedMessage(msg, sender, undefined, this.ownerCheck, fds);
 
     const destination = h.destination;
     if (destination === undefined) {
@@ -584,6 +591,12 @@ export class Bus {
       const denial = this.policyDenies(peer, to, routed, false, false);
       if (denial) return this.refuse(peer, to, msg, routed, denial, false);
     }
+    if (routed.fds && !to.acceptsFds) {
+      // dbus-daemon's text, missing space included (bus/dispatch.c).
+      this.errorForCall(peer, msg, DBusErrorName.NotSupported,
+        "Tried to send message with Unix file descriptorsto a client that doesn't support that.");
+      return;
+    }
     // A call or unicast signal is the sender's doing: its bytes are charged to the sender's uid.
     if (!this.deliver(to, routed, peer.account)) {
       this.errorForCall(peer, msg, DBusErrorName.LimitsExceeded, peer.account.allows('queuedBytes', byteLength(routed.pieces))
@@ -604,7 +617,9 @@ export class Bus {
    * another uid's account.
    */
   private deliver(to: Peer, routed: RoutedMessage, payer: UidAccount = to.account): boolean {
-    if (this.sink.send(to, routed.pieces, payer)) {
+    // A receiver that did not negotiate fd passing could not even parse it: it is skipped.
+    if (routed.fds && !to.acceptsFds) return true;
+    if (this.sink.send(to, routed.pieces, payer, routed.fds)) {
       to.overQuota = false;
       return true;
     }

@@ -3,6 +3,7 @@ import { FerryError } from '../util/errors.js';
 /** Every D-Bus error name the bus itself sends, in one place. */
 export const DBusErrorName = {
   Failed: 'org.freedesktop.DBus.Error.Failed',
+  NotSupported: 'org.freedesktop.DBus.Error.NotSupported',
   ServiceUnknown: 'org.freedesktop.DBus.Error.ServiceUnknown',
   NameHasNoOwner: 'org.freedesktop.DBus.Error.NameHasNoOwner',
   UnknownMethod: 'org.freedesktop.DBus.Error.UnknownMethod',

@@ -54,6 +54,8 @@ export class Peer {
   pendingCalls = 0;
   /** The security policy's rules for this connection; undefined on a bus without policy. */
   policy: PeerPolicy | undefined;
+  /** The client negotiated unix fd passing (NEGOTIATE_UNIX_FD): messages with fds may reach it. */
+  acceptsFds = false;
   /** Set while messages to this peer are refused for its outbound quota (logs once per episode). */
   overQuota = false;
 

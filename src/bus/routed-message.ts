@@ -2,6 +2,7 @@ import { readBody, stitchSenderPieces, type Header, type Message } from '../wire
 import type { MatchTarget } from './match-rule.js';
 import type { Peer } from './peer.js';
 import type { PolicyMessage } from './policy.js';
+import type { UnixFds } from './unix-fds.js';
 
 /**
  * A message on its way through the router: the header parsed once, the bytes to
@@ -22,6 +23,8 @@ export class RoutedMessage implements MatchTarget, PolicyMessage {
     /** The bytes every receiver gets, as pieces; omitted: stitched on first delivery. */
     pieces: readonly Buffer[] | undefined,
     private readonly owns: (sender: string, name: string) => boolean,
+    /** The fds that travel with it (unix fd passing), held by whoever queues it. */
+    readonly fds?: UnixFds,
   ) {
     this.stitched = pieces;
   }

@@ -23,6 +23,8 @@ export interface SaslDoc {
   total: number;
   rejections: number;
   uid: number;
+  /** NEGOTIATE_UNIX_FD was agreed. */
+  unixFds?: boolean;
 }
 
 export interface ConnectionDoc {
@@ -32,10 +34,16 @@ export interface ConnectionDoc {
   /** Set while the client is still authenticating. */
   sasl?: SaslDoc;
   uniqueName?: string;
+  /** The client negotiated unix fd passing. */
+  unixFds?: boolean;
   /** Received bytes that do not form a complete message yet (base64). */
   inbound: string;
+  /** Fds (inherited, by number) received with `inbound`, in arrival order. */
+  inboundFds?: number[];
   /** Accepted bytes the kernel has not taken yet, in order (base64). */
   outbound: string;
+  /** Where in `outbound` each message with fds starts, and its fds (inherited, by number). */
+  outboundFds?: Array<{ at: number; fds: number[] }>;
   matches: string[];
   /** Present when the connection is a monitor: its rules. */
   monitorRules?: string[];

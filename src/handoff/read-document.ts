@@ -103,8 +103,13 @@ export function readDocument(
       return warnings.push(`connections[${i}]: unique name ${conn.uniqueName} used twice; dropped`);
     }
     unknownKeys(`connections[${i}]`, c as Obj, [
-      'fd', 'peerId', 'credentials', 'sasl', 'uniqueName', 'inbound', 'outbound', 'matches', 'monitorRules',
+      'fd', 'peerId', 'credentials', 'sasl', 'uniqueName', 'unixFds', 'inbound', 'inboundFds', 'outbound', 'outboundFds',
+      'matches', 'monitorRules',
     ], warnings);
+    const messageFds = [...(conn.inboundFds ?? []), ...(conn.outboundFds ?? []).flatMap((m) => m.fds)];
+    const reused = messageFds.find((fd) => usedFds.has(fd) || fd === conn.fd || messageFds.indexOf(fd) !== messageFds.lastIndexOf(fd));
+    if (reused !== undefined) return warnings.push(`connections[${i}]: fd ${reused} used twice; dropped`);
+    for (const fd of messageFds) usedFds.add(fd);
     usedFds.add(conn.fd);
     peerIds.add(conn.peerId);
     if (conn.uniqueName !== undefined) {
@@ -203,13 +208,24 @@ function checkConnection(c: unknown): string | undefined {
   if (!Array.isArray(cr.groups) || !cr.groups.every((g) => isInt(g, 0, 0xffffffff))) return 'bad groups';
   if (cr.securityLabel !== undefined && !isStr(cr.securityLabel)) return 'bad security label';
   if (!isB64(c.inbound) || !isB64(c.outbound)) return 'bad byte fields';
+  if (c.unixFds !== undefined && typeof c.unixFds !== 'boolean') return 'bad unixFds';
+  const isFd = (fd: unknown) => isInt(fd, 0, 1 << 30);
+  if (c.inboundFds !== undefined && (!Array.isArray(c.inboundFds) || !c.inboundFds.every(isFd))) return 'bad inbound fds';
+  if (c.outboundFds !== undefined) {
+    const length = Buffer.from(c.outbound, 'base64').length;
+    const ok = Array.isArray(c.outboundFds) && c.outboundFds.every((m, k, all) =>
+      isObj(m) && isInt(m.at, 0, length - 1) && Array.isArray(m.fds) && m.fds.length > 0 && m.fds.every(isFd) &&
+      (k === 0 || (all[k - 1] as { at: number }).at < m.at));
+    if (!ok) return 'bad outbound fds';
+  }
   if (!Array.isArray(c.matches) || !c.matches.every(isStr)) return 'bad match rules';
   if (c.monitorRules !== undefined && (!Array.isArray(c.monitorRules) || !c.monitorRules.every(isStr))) {
     return 'bad monitor rules';
   }
   if (c.sasl !== undefined) {
     const s = c.sasl;
-    if (!isObj(s) || !isStr(s.phase) || !isStr(s.buffer) || !isInt(s.total) || !isInt(s.rejections) || !isInt(s.uid, -1)) {
+    if (!isObj(s) || !isStr(s.phase) || !isStr(s.buffer) || !isInt(s.total) || !isInt(s.rejections) || !isInt(s.uid, -1) ||
+        (s.unixFds !== undefined && typeof s.unixFds !== 'boolean')) {
       return 'bad authentication state';
     }
   }

@@ -40,20 +40,44 @@ function checkInheritedConnection(fd: number, pid: number, uid: number): string 
   return undefined;
 }
 
+/** Every fd the document puts in this connection's messages must have been inherited. */
+function checkMessageFds(c: HandoffDocument['connections'][number]): string | undefined {
+  for (const fd of [...(c.inboundFds ?? []), ...(c.outboundFds ?? []).flatMap((m) => m.fds)]) {
+    try {
+      fs.fstatSync(fd);
+    } catch {
+      return `fd ${fd}, named as travelling in one of its messages, was not inherited`;
+    }
+  }
+  return undefined;
+}
+
+/** The fds a dropped connection's messages carried: nobody will receive them. */
+function closeMessageFds(c: HandoffDocument['connections'][number]): void {
+  for (const fd of [...(c.inboundFds ?? []), ...(c.outboundFds ?? []).flatMap((m) => m.fds)]) {
+    try {
+      fs.closeSync(fd);
+    } catch {
+      // not inherited: nothing to close
+    }
+  }
+}
+
 /** Rebuilds bus state and client connections from a checked document. */
 export function restore(doc: HandoffDocument, bus: Bus, connections: ConnectionSet): RestoreReport {
   const report: RestoreReport = { connections: 0, names: 0, matches: 0, pendingCalls: 0, dropped: [] };
   bus.restoreCounters(doc.bus.nextUniqueId, doc.bus.nextPeerId, doc.bus.driverSerial);
   const peers = new Map<number, Peer>();
-  const replays: Array<[Connection, Buffer]> = [];
+  const replays: Array<[Connection, Buffer, number[]]> = [];
   /** Connections that could not be taken over, by peer id: everyone else is told they left. */
   const departed = new Map<number, string>();
 
   for (const c of doc.connections) {
     const who = c.uniqueName ?? `pid ${c.credentials.pid}`;
-    const bad = checkInheritedConnection(c.fd, c.credentials.pid, c.credentials.uid);
+    const bad = checkInheritedConnection(c.fd, c.credentials.pid, c.credentials.uid) ?? checkMessageFds(c);
     if (bad) {
       report.dropped.push(`connection ${who}: ${bad}`);
+      closeMessageFds(c);
       if (c.uniqueName) departed.set(c.peerId, c.uniqueName);
       continue;
     }
@@ -84,15 +108,18 @@ export function restore(doc: HandoffDocument, bus: Bus, connections: ConnectionS
     }
     // libuv opened these with close-on-exec; execve kept them because the old image cleared it.
     setCloexec(c.fd, true);
-    const socket = new net.Socket({ fd: c.fd, readable: true, writable: true });
-    const conn = new Connection(socket, c.credentials, bus, connections.hooks, connections.maxOutgoingBytes, {
+    for (const fd of [...(c.inboundFds ?? []), ...(c.outboundFds ?? []).flatMap((m) => m.fds)]) setCloexec(fd, true);
+    // ferrybus reads the socket itself (fds travel with messages): Node must never read it.
+    const socket = new net.Socket({ fd: c.fd, readable: true, writable: true, pauseOnCreate: true } as net.SocketConstructorOpts);
+    if (peer) peer.acceptsFds = c.unixFds === true;
+    const conn = new Connection(socket, c.credentials, bus, connections.hooks, connections.limits, {
       sasl: c.sasl ?? null,
       peer,
-      inbound: Buffer.alloc(0),
       outbound: Buffer.from(c.outbound, 'base64'),
-    }, connections.authTimeoutMs, connections.maxMessageSize);
+      outboundFds: c.outboundFds,
+    });
     connections.adopt(conn);
-    replays.push([conn, Buffer.from(c.inbound, 'base64')]);
+    replays.push([conn, Buffer.from(c.inbound, 'base64'), c.inboundFds ?? []]);
     report.connections++;
   }
 
@@ -138,6 +165,6 @@ export function restore(doc: HandoffDocument, bus: Bus, connections: ConnectionS
   for (const unique of departed.values()) bus.announceDeparted(unique, lostOwnership.get(unique) ?? []);
 
   // Half-received messages continue where they stopped, now that every peer exists.
-  for (const [conn, bytes] of replays) conn.replayInbound(bytes);
+  for (const [conn, bytes, fds] of replays) conn.replayInbound(bytes, fds);
   return report;
 }

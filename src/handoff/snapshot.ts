@@ -30,14 +30,19 @@ export function snapshot(input: SnapshotInput): HandoffDocument {
   for (const conn of connections.all) {
     const peer = conn.peer;
     const sasl = conn.saslState();
+    const unsent = conn.unsent();
+    const inboundFds = conn.pendingInboundFds();
     conns.push({
-      fd: socketFd(conn.socket),
+      fd: conn.fd,
       peerId: peer?.id ?? 0,
       credentials: { ...conn.credentials, groups: [...conn.credentials.groups] },
       ...(sasl ? { sasl } : {}),
       ...(peer?.uniqueName ? { uniqueName: peer.uniqueName } : {}),
+      ...(peer?.acceptsFds ? { unixFds: true } : {}),
       inbound: conn.framer.pending().toString('base64'),
-      outbound: conn.unsentBytes().toString('base64'),
+      ...(inboundFds.length > 0 ? { inboundFds } : {}),
+      outbound: unsent.bytes.toString('base64'),
+      ...(unsent.fds.length > 0 ? { outboundFds: unsent.fds.map((m) => ({ at: m.at, fds: [...m.fds] })) } : {}),
       matches: peer ? peer.matches.map((r) => r.text) : [],
       ...(peer?.monitorRules ? { monitorRules: peer.monitorRules.map((r) => r.text) } : {}),
     });

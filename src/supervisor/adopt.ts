@@ -21,7 +21,7 @@ function adoptListener(fd: number, onConnection: (s: net.Socket) => void): net.S
   }
   if (!isListeningSocket(fd)) return `fd ${fd} is not a listening socket`;
   setCloexec(fd, true);
-  const server = net.createServer(onConnection);
+  const server = net.createServer({ pauseOnConnect: true }, onConnection);
   server.listen({ fd });
   return server;
 }
@@ -140,6 +140,8 @@ export function adoptDaemon(args: HandoffArgs, log: Logger, extraMethods: readon
   for (const conn of connections.all) {
     try {
       adopted.add(socketFd(conn.socket));
+      // A socket travelling in a queued message is the client's, not a stray connection.
+      for (const fd of conn.heldFds()) adopted.add(fd);
     } catch {
       // closed already (its replayed input was malformed): nothing to keep
     }

@@ -40,6 +40,9 @@ export interface TransportLimits {
   authTimeoutMs?: number;
   maxIncompleteConnections?: number;
   maxMessageSize?: number;
+  maxMessageUnixFds?: number;
+  maxIncomingUnixFds?: number;
+  maxOutgoingUnixFds?: number;
 }
 
 /** Identity that stays the same across handoffs. */
@@ -83,10 +86,15 @@ export class Daemon {
         (event === 'internal-error' ? log.error
           : event === 'client-dropped' || event === 'policy-denied' || event === 'client-refused' ? log.warning
             : log.debug)(event, message, fields),
-      settings.limits.maxOutgoingBytes,
-      settings.limits.authTimeoutMs,
+      {
+        maxOutgoingBytes: settings.limits.maxOutgoingBytes,
+        authTimeoutMs: settings.limits.authTimeoutMs,
+        maxMessageSize: settings.limits.maxMessageSize,
+        maxMessageUnixFds: settings.limits.maxMessageUnixFds,
+        maxIncomingUnixFds: settings.limits.maxIncomingUnixFds,
+        maxOutgoingUnixFds: settings.limits.maxOutgoingUnixFds,
+      },
       settings.limits.maxIncompleteConnections,
-      settings.limits.maxMessageSize,
     );
     const bus = new Bus(connections, {
       guid: identity.guid,

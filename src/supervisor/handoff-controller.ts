@@ -144,7 +144,8 @@ export class HandoffController {
     const file = writeHandoffFile(handoffDirectory(process.getuid!(), process.env), doc);
     const listenFds = doc.listeners.map((l) => l.fd);
     const { notifyFd } = anchors();
-    const keep = [0, 1, 2, ...anchorFds(), ...listenFds, ...doc.connections.map((c) => c.fd)];
+    const messageFds = doc.connections.flatMap((c) => [...(c.inboundFds ?? []), ...(c.outboundFds ?? []).flatMap((m) => m.fds)]);
+    const keep = [0, 1, 2, ...anchorFds(), ...listenFds, ...doc.connections.map((c) => c.fd), ...messageFds];
     try {
       reexec(this.target, handoffArgv({
         document: file,

@@ -31,7 +31,7 @@ export function reloadConfig(daemon: Daemon, trigger: string, log: Logger): stri
   daemon.bus.setPolicy(policy);
   Object.assign(daemon.bus.limits, DEFAULT_LIMITS, fresh.limits);
   // New connections get the new quota; one already open keeps the quota it was accepted with.
-  daemon.connections.maxOutgoingBytes = daemon.bus.limits.maxOutgoingBytes;
+  daemon.connections.limits = { ...daemon.connections.limits, maxOutgoingBytes: daemon.bus.limits.maxOutgoingBytes };
   if (JSON.stringify(fresh.listen) !== JSON.stringify(daemon.settings.listen) && !source.address) {
     log.warning('config-listen-changed', 'listen addresses changed in the configuration; the open sockets stay until a restart', {
       inForce: daemon.settings.listen.join(' '),

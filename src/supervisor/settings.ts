@@ -23,20 +23,19 @@ const LIMIT_NAMES: Record<string, keyof BusLimits | keyof TransportLimits> = {
   auth_timeout: 'authTimeoutMs',
   max_incomplete_connections: 'maxIncompleteConnections',
   max_message_size: 'maxMessageSize',
+  max_message_unix_fds: 'maxMessageUnixFds',
+  max_incoming_unix_fds: 'maxIncomingUnixFds',
+  max_outgoing_unix_fds: 'maxOutgoingUnixFds',
 };
 
 /**
  * Limits that hold without code of their own, and why. (config.ts refuses names dbus-daemon does
  * not know; a known one missing from both tables is named in a warning.)
- * ferrybus routes each message as it arrives (no incoming queue), passes no unix fds yet and
- * activates no services, so these bounds cannot be exceeded.
+ * ferrybus routes each message as it arrives (no incoming queue), activates no services, so these bounds cannot be exceeded.
  */
 const HOLD_BY_DESIGN: Record<string, string> = {
   max_incoming_bytes: 'messages are routed as they arrive; at most one partial message per connection is buffered (bounded by max_message_size)',
-  max_incoming_unix_fds: 'unix fd passing is not offered yet',
-  max_outgoing_unix_fds: 'unix fd passing is not offered yet',
-  max_message_unix_fds: 'unix fd passing is not offered yet',
-  pending_fd_timeout: 'unix fd passing is not offered yet',
+  pending_fd_timeout: 'a message with fds is routed as soon as its last byte arrives, and the fds of a half-received one count against max_incoming_unix_fds',
   service_start_timeout: 'there is no service activation yet',
   max_pending_service_starts: 'there is no service activation yet',
 };

@@ -12,7 +12,7 @@
 //
 // Only Linux is supported (SO_PEERCRED, SO_PEERGROUPS and SO_PEERSEC are Linux options).
 
-import koffi, { type TypeObject } from 'koffi';
+import koffi, { type LibraryHandle, type TypeObject } from 'koffi';
 import type * as net from 'node:net';
 import * as os from 'node:os';
 
@@ -104,6 +104,20 @@ interface Bindings {
   readonly getsockname: NativeFn;
   readonly dup2: NativeFn;
   readonly ucred: TypeObject;
+  readonly io: IoBindings;
+}
+
+/** The calls of the raw socket path (src/sys/socket-io.ts); buffers are passed as plain pointers. */
+export interface IoBindings {
+  readonly recvmsg: NativeFn;
+  readonly sendmsg: NativeFn;
+  readonly close: NativeFn;
+  readonly fcntl: NativeFn;
+  readonly epoll_create1: NativeFn;
+  readonly epoll_ctl: NativeFn;
+  readonly epoll_wait: NativeFn;
+  /** The address of a buffer's first byte (memmove(p, p, 0) returns p). */
+  readonly addressOf: (buffer: Buffer) => bigint;
 }
 
 let bindings: Bindings | undefined;
@@ -132,9 +146,29 @@ function libc(): Bindings {
       getsockname: lib.func('int getsockname(int fd, _Inout_ void *addr, _Inout_ uint32_t *addrlen)') as NativeFn,
       dup2: lib.func('int dup2(int oldfd, int newfd)') as NativeFn,
       ucred: koffi.struct({ pid: 'int32_t', uid: 'uint32_t', gid: 'uint32_t' }),
+      io: ioFunctions(lib),
     };
   }
   return bindings;
+}
+
+function ioFunctions(lib: LibraryHandle): IoBindings {
+  const memmove = lib.func('void *memmove(void *dst, void *src, size_t n)') as (...args: unknown[]) => unknown;
+  return {
+    recvmsg: lib.func('intptr_t recvmsg(int fd, void *msg, int flags)') as NativeFn,
+    sendmsg: lib.func('intptr_t sendmsg(int fd, void *msg, int flags)') as NativeFn,
+    close: lib.func('int close(int fd)') as NativeFn,
+    fcntl: lib.func('int fcntl(int fd, int cmd, ...)') as NativeFn,
+    epoll_create1: lib.func('int epoll_create1(int flags)') as NativeFn,
+    epoll_ctl: lib.func('int epoll_ctl(int epfd, int op, int fd, void *event)') as NativeFn,
+    epoll_wait: lib.func('int epoll_wait(int epfd, void *events, int max, int timeout)') as NativeFn,
+    addressOf: (buffer) => BigInt(koffi.address(memmove(buffer, buffer, 0)) as bigint),
+  };
+}
+
+/** The raw socket path's bindings (loaded with the rest, so they work after chroot too). */
+export function ioBindings(): IoBindings {
+  return libc().io;
 }
 
 /**

@@ -30,6 +30,10 @@ function socketCredentials(fd: number): Credentials {
   };
 }
 
+function definedOnly<T extends object>(values: T): Partial<T> {
+  return Object.fromEntries(Object.entries(values).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
 function orDefault<T>(read: () => T, fallback: T): T {
   try {
     return read();
@@ -37,13 +41,11 @@ function orDefault<T>(read: () => T, fallback: T): T {
     return fallback; // the socket is gone: nothing more to learn
   }
 }
-import { Connection, DEFAULT_AUTH_TIMEOUT_MS, type ConnectionHooks } from './connection.js';
+import type { UnixFds } from '../bus/unix-fds.js';
+import { Connection, DEFAULT_CONNECTION_LIMITS, type ConnectionHooks, type ConnectionLimits } from './connection.js';
 import { RateLimit } from '../util/rate-limit.js';
 
 export type TransportLog = (event: string, message: string, fields?: Record<string, unknown>) => void;
-
-/** Outbound quota per connection: dbus-daemon's system.conf max_outgoing_bytes. */
-export const DEFAULT_MAX_OUTGOING_BYTES = 127 * 1024 * 1024;
 
 /**
  * Every client connection, and the BusSink the bus core writes through.
@@ -60,15 +62,16 @@ export class ConnectionSet implements BusSink, TrafficSource {
   /** A connection flood must not become a log flood. */
   private readonly refusalLog = new RateLimit(10, 10_000);
 
+  /** What each new connection may hold (dbus-daemon's system defaults unless configured). */
+  limits: ConnectionLimits;
+
   constructor(
     private readonly log: TransportLog,
-    public maxOutgoingBytes = DEFAULT_MAX_OUTGOING_BYTES,
-    /** auth_timeout and max_incomplete_connections (dbus-daemon's system defaults). */
-    public authTimeoutMs = DEFAULT_AUTH_TIMEOUT_MS,
+    limits: Partial<ConnectionLimits> = {},
+    /** max_incomplete_connections (dbus-daemon's system default). */
     public maxIncompleteConnections = 64,
-    /** max_message_size: dbus-daemon's compiled default, a quarter of what the protocol allows. */
-    public maxMessageSize = 32 * 1024 * 1024,
   ) {
+    this.limits = { ...DEFAULT_CONNECTION_LIMITS, ...definedOnly(limits) };
     this.hooks = {
       attached: (conn) => this.byPeer.set(conn.peer!.id, conn),
       markDirty: (conn) => this.markDirty(conn),
@@ -104,8 +107,7 @@ export class ConnectionSet implements BusSink, TrafficSource {
       socket.destroy();
       return;
     }
-    socket.setNoDelay?.(true);
-    const conn = new Connection(socket, credentials, this.bus, this.hooks, this.maxOutgoingBytes, undefined, this.authTimeoutMs, this.maxMessageSize);
+    const conn = new Connection(socket, credentials, this.bus, this.hooks, this.limits);
     this.all.add(conn);
   }
 
@@ -119,9 +121,13 @@ export class ConnectionSet implements BusSink, TrafficSource {
     return this.byPeer.get(peer.id);
   }
 
-  send(peer: Peer, pieces: readonly Buffer[], payer: UidAccount): boolean {
+  get maxOutgoingBytes(): number {
+    return this.limits.maxOutgoingBytes;
+  }
+
+  send(peer: Peer, pieces: readonly Buffer[], payer: UidAccount, fds?: UnixFds): boolean {
     const conn = this.byPeer.get(peer.id);
-    return conn ? conn.send(pieces, false, payer) : true;
+    return conn ? conn.send(pieces, false, payer, fds) : true;
   }
 
   traffic(peer: Peer): PeerTraffic | undefined {

@@ -1,6 +1,9 @@
 import type * as net from 'node:net';
 import { BUS_NAME, type Bus } from '../bus/bus.js';
 import type { Credentials, Peer } from '../bus/peer.js';
+import { UnixFds } from '../bus/unix-fds.js';
+import { socketFd } from '../sys/libc.js';
+import { closeFd, RECEIVE_CHUNK, receiveBuffer, receiveFrom, sendBuffer, sendFrom } from '../sys/socket-io.js';
 import { FerryError, WireError } from '../util/errors.js';
 import { Framer } from '../wire/framer.js';
 import { buildMessage, MessageFlag, MessageType, parseMessage, type Message } from '../wire/message.js';
@@ -8,17 +11,42 @@ import { marshal } from '../wire/marshal.js';
 import { BusError } from '../bus/errors.js';
 import { SaslServer, type SaslState } from '../wire/sasl.js';
 import { validateBody } from '../wire/validate.js';
-import { OutboundQueue } from './outbound-queue.js';
+import { OutboundQueue, type UnsentOutbound } from './outbound-queue.js';
+import { readiness, type ReadyHandler } from './readiness.js';
 
 /** dbus-daemon's system default (auth_timeout, 30 s). */
 export const DEFAULT_AUTH_TIMEOUT_MS = 30_000;
+
+/** What a connection may hold and receive (the config's <limit>s). */
+export interface ConnectionLimits {
+  maxOutgoingBytes: number;
+  authTimeoutMs: number;
+  maxMessageSize: number;
+  /** max_message_unix_fds: fds one message may carry. */
+  maxMessageUnixFds: number;
+  /** max_incoming_unix_fds: fds held for one connection's half-received messages. */
+  maxIncomingUnixFds: number;
+  /** max_outgoing_unix_fds: fds queued for one connection. */
+  maxOutgoingUnixFds: number;
+}
+
+/** dbus-daemon's compiled (system bus) defaults. */
+export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = {
+  maxOutgoingBytes: 127 * 1024 * 1024,
+  authTimeoutMs: DEFAULT_AUTH_TIMEOUT_MS,
+  maxMessageSize: 32 * 1024 * 1024,
+  maxMessageUnixFds: 16,
+  maxIncomingUnixFds: 64,
+  maxOutgoingUnixFds: 64,
+};
 
 /** State carried over from an earlier image (handoff). */
 export interface AdoptedState {
   sasl: SaslState | null;
   peer: Peer | undefined;
-  inbound: Buffer;
   outbound: Buffer;
+  /** Where in `outbound` a message with fds starts, and its fds (inherited). */
+  outboundFds?: ReadonlyArray<{ at: number; fds: readonly number[] }>;
 }
 
 export interface ConnectionHooks {
@@ -31,39 +59,53 @@ export interface ConnectionHooks {
   log(event: string, message: string, fields?: Record<string, unknown>): void;
 }
 
+/** An fd received with the byte at stream position `at` and not yet given to a message. */
+interface InboundFd {
+  at: number;
+  fd: number;
+}
+
 /**
- * One client socket: SASL, then framing, then messages into the bus. All bytes
- * to the client go through the OutboundQueue, written once per event-loop turn.
+ * One client socket: SASL, then framing, then messages into the bus. ferrybus reads and writes
+ * the socket itself (recvmsg/sendmsg, src/sys/socket-io.ts) so that fds travel with messages;
+ * the net.Socket only owns the fd. All bytes to the client go through the OutboundQueue,
+ * written once per event-loop turn.
  */
-export class Connection {
+export class Connection implements ReadyHandler {
   private sasl: SaslServer | null;
   readonly framer: Framer;
   readonly outbound = new OutboundQueue();
+  readonly fd: number;
   peer: Peer | undefined;
   private closing = false;
   /** Set when the bus refused this client after authentication: only Hello is answered. */
   private refusal: BusError | undefined;
-  /** At most one socket.write is outstanding, so unsent bytes are always known exactly. */
-  private writing = false;
+  /** A write would block: wait until the socket takes bytes again. */
+  private blocked = false;
   /** The most bytes read from this client and held at once (Debug.Stats' PeakIncomingBytes). */
   peakIncomingBytes = 0;
   /** auth_timeout: a client that never finishes SASL must not hold a slot forever. */
   private authTimer: NodeJS.Timeout | undefined;
+  /** Bytes handed to the framer so far, and bytes of the messages it gave back. */
+  private framedBytes = 0;
+  private consumedBytes = 0;
+  /** Fds received and not yet given to a message, oldest first. */
+  private inboundFds: InboundFd[] = [];
 
   constructor(
     readonly socket: net.Socket,
     readonly credentials: Credentials,
     private readonly bus: Bus,
     private readonly hooks: ConnectionHooks,
-    readonly maxOutgoingBytes: number,
+    readonly limits: ConnectionLimits,
     adopted?: AdoptedState,
-    private readonly authTimeoutMs = DEFAULT_AUTH_TIMEOUT_MS,
-    maxMessageSize?: number,
   ) {
-    this.framer = new Framer(maxMessageSize);
+    this.fd = socketFd(socket);
+    this.framer = new Framer(limits.maxMessageSize);
     const saslOptions = {
       peerUid: credentials.uid,
       guid: bus.options.guid,
+      unixFds: true,
       allowUid: () => {
         if (bus.allowsConnect(credentials)) return true;
         hooks.log('policy-denied', 'the policy does not let this user connect', { uid: credentials.uid, pid: credentials.pid });
@@ -73,20 +115,17 @@ export class Connection {
     if (adopted) {
       this.sasl = adopted.sasl ? SaslServer.fromState(saslOptions, adopted.sasl) : null;
       this.peer = adopted.peer;
-      if (adopted.outbound.length > 0) this.send(adopted.outbound, true);
+      this.adoptOutbound(adopted);
     } else {
       this.sasl = new SaslServer(saslOptions);
     }
     if (this.sasl) {
       this.authTimer = setTimeout(() => {
-        if (this.sasl) this.close(`authentication did not finish within auth_timeout (${authTimeoutMs} ms)`, true);
-      }, authTimeoutMs);
+        if (this.sasl) this.close(`authentication did not finish within auth_timeout (${limits.authTimeoutMs} ms)`, true);
+      }, limits.authTimeoutMs);
       this.authTimer.unref();
     }
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('error', (err) => this.close(`socket error: ${err.message}`));
-    socket.on('close', () => this.close('peer closed the connection'));
-    socket.on('end', () => this.close('peer closed the connection'));
+    readiness().watch(this.fd, this);
   }
 
   /** Still in SASL: counts against max_incomplete_connections. */
@@ -98,40 +137,105 @@ export class Connection {
     return this.peer?.label ?? `pid ${this.credentials.pid}`;
   }
 
-  private onData(chunk: Buffer): void {
+  /** Fds received from this client and held until their message is complete. */
+  get inboundFdCount(): number {
+    return this.inboundFds.length;
+  }
+
+  /** One recvmsg; true when more may be waiting. */
+  onReadable(): boolean {
+    if (this.closing) return false;
+    const r = receiveFrom(this.fd);
+    if (r.kind === 'again') return false;
+    if (r.kind === 'eof') {
+      this.close('peer closed the connection');
+      return false;
+    }
+    if (r.kind === 'error') {
+      this.close(`socket error: ${r.error.message}`);
+      return false;
+    }
+    const chunk = Buffer.from(receiveBuffer().subarray(0, r.length));
+    if (r.fds) {
+      if (r.truncated) return this.dropWithFds(r.fds, 'fds were dropped on the way (MSG_CTRUNC; a security module refused some?)');
+      if (!this.acceptsFds) return this.dropWithFds(r.fds, 'sent unix fds without negotiating them');
+      if (this.inboundFds.length + r.fds.length > this.limits.maxIncomingUnixFds) {
+        return this.dropWithFds(r.fds, `holds more than max_incoming_unix_fds (${this.limits.maxIncomingUnixFds}) fds in messages not yet complete`);
+      }
+    } else if (r.truncated) {
+      this.close('fds were dropped on the way (MSG_CTRUNC; a security module refused some?)', true);
+      return false;
+    }
+    this.onData(chunk, r.fds);
+    // The kernel ends a read after bytes that carried fds: more may be queued behind them.
+    return !this.closing && (r.length === RECEIVE_CHUNK || r.fds !== undefined);
+  }
+
+  onWritable(): void {
+    this.blocked = false;
+    readiness().wantWritable(this.fd, false);
+    this.flush();
+  }
+
+  private get acceptsFds(): boolean {
+    return this.peer ? this.peer.acceptsFds : this.sasl?.unixFdsNegotiated === true;
+  }
+
+  private dropWithFds(fds: readonly number[], reason: string): false {
+    for (const fd of fds) closeFd(fd);
+    this.close(reason, true);
+    return false;
+  }
+
+  private onData(chunk: Buffer, fds: readonly number[] | undefined): void {
     if (this.closing) return;
     try {
       if (this.sasl) {
         const step = this.sasl.feed(chunk);
         if (step.state === 'failed') {
-          // The last word is written directly: the connection is closed right after.
-          if (step.reply) this.socket.write(step.reply);
-          return this.close(`authentication failed: ${step.reason}`, true);
+          if (fds) for (const fd of fds) closeFd(fd);
+          return this.lastWords(Buffer.from(step.reply, 'latin1'), `authentication failed: ${step.reason}`);
         }
         // Through the outbound queue, so a handoff mid-authentication carries unsent replies too.
         if (step.reply) this.send(Buffer.from(step.reply, 'latin1'), true);
-        if (step.state === 'continue') return;
+        if (step.state === 'continue') {
+          if (fds) this.dropWithFds(fds, 'sent unix fds during authentication');
+          return;
+        }
+        const negotiatedFds = this.sasl.unixFdsNegotiated;
         this.sasl = null;
         clearTimeout(this.authTimer);
         try {
           this.peer = this.bus.attach(this.credentials);
+          this.peer.acceptsFds = negotiatedFds;
           this.hooks.attached(this);
           this.hooks.log('client-authenticated', 'client authenticated', { pid: this.credentials.pid, uid: step.uid });
         } catch (err) {
           if (!(err instanceof BusError)) throw err;
           this.refusal = err; // told in the answer to Hello, as dbus-daemon tells it
-          this.authTimer = setTimeout(() => this.close(`${err.message}; no Hello to answer within auth_timeout`, true), this.authTimeoutMs);
+          this.authTimer = setTimeout(() => this.close(`${err.message}; no Hello to answer within auth_timeout`, true), this.limits.authTimeoutMs);
           this.authTimer.unref();
         }
         chunk = step.rest;
       }
+      if (fds) for (const fd of fds) this.inboundFds.push({ at: this.framedBytes, fd });
+      this.framedBytes += chunk.length;
       const held = this.framer.pendingLength + chunk.length;
       if (held > this.peakIncomingBytes) this.peakIncomingBytes = held;
       for (const bytes of this.framer.push(chunk)) {
+        const end = (this.consumedBytes += bytes.length);
         const msg = parseMessage(bytes);
         validateBody(msg);
-        if (this.refusal) return this.refuse(msg, this.refusal);
-        this.bus.receive(this.peer!, msg);
+        const messageFds = this.claimFds(msg, end);
+        if (this.refusal) {
+          messageFds?.release();
+          return this.refuse(msg, this.refusal);
+        }
+        try {
+          this.bus.receive(this.peer!, msg, messageFds);
+        } finally {
+          messageFds?.release(); // receivers that queued it hold their own references
+        }
         if (this.closing) return;
       }
       // Messages before bad framing in the same chunk were routed; now the error counts.
@@ -150,6 +254,25 @@ export class Connection {
   }
 
   /**
+   * The fds that came with a message's bytes: exactly as many as its UNIX_FDS header says
+   * (dbus-broker's rule; dbus-daemon is looser), or the sender is disconnected.
+   */
+  private claimFds(msg: Message, end: number): UnixFds | undefined {
+    const declared = msg.header.unixFds ?? 0;
+    let arrived = 0;
+    while (arrived < this.inboundFds.length && this.inboundFds[arrived]!.at < end) arrived++;
+    if (declared === 0 && arrived === 0) return undefined;
+    if (declared > this.limits.maxMessageUnixFds) {
+      throw new FerryError('TooManyFds', `sent a message with ${declared} unix fds, more than max_message_unix_fds (${this.limits.maxMessageUnixFds})`);
+    }
+    if (arrived !== declared) {
+      throw new FerryError('FdCountMismatch', `sent a message whose UNIX_FDS header says ${declared} fds while ${arrived} came with it`);
+    }
+    const taken = this.inboundFds.splice(0, declared);
+    return new UnixFds(taken.map((f) => f.fd), closeFd);
+  }
+
+  /**
    * A client the bus would not take (a connection limit): its first call, Hello, is answered
    * with the error from the bus, then the connection is closed once the answer is written.
    */
@@ -161,16 +284,21 @@ export class Connection {
       type: MessageType.Error, serial: 1, replySerial: h.serial, sender: BUS_NAME,
       errorName: refusal.dbusName, signature: 's', body: marshal('s', [reason]),
     });
-    this.closing = true; // nothing more is read; the close follows the write
-    this.socket.write(answer.bytes, () => {
-      this.closing = false;
-      this.close(reason, true);
-    });
+    this.lastWords(answer.bytes, reason);
   }
 
-  /** Feeds bytes received by an earlier image (a handoff) as if they had just arrived. */
-  replayInbound(bytes: Buffer): void {
-    if (bytes.length > 0) this.onData(bytes);
+  /** Writes what the socket takes of a last answer now, then disconnects. */
+  private lastWords(bytes: Buffer, reason: string): void {
+    if (bytes.length > 0) {
+      this.send(bytes, true);
+      this.flush();
+    }
+    this.close(reason, true);
+  }
+
+  /** Feeds bytes (and fds) received by an earlier image (a handoff) as if they had just arrived. */
+  replayInbound(bytes: Buffer, fds?: readonly number[]): void {
+    if (bytes.length > 0 || fds?.length) this.onData(bytes, fds?.length ? fds : undefined);
   }
 
   /** The SASL conversation, while the client is still authenticating. */
@@ -179,52 +307,74 @@ export class Connection {
   }
 
   /**
-   * Queues bytes for this client, charged to `payer` (by default this client's own uid) until
-   * the kernel takes them; false (and nothing queued) when over this connection's quota or the
-   * payer's account. `force`: queued whatever the quotas say (SASL, a handoff's unsent bytes).
+   * Queues a message for this client, charged to `payer` (by default this client's own uid)
+   * until the kernel takes it; false (and nothing queued) when over this connection's byte or
+   * fd quota or the payer's account. `force`: queued whatever the quotas say (SASL, a handoff).
    */
-  send(pieces: Buffer | readonly Buffer[], force = false, payer = this.peer?.account): boolean {
+  send(pieces: Buffer | readonly Buffer[], force = false, payer = this.peer?.account, fds?: UnixFds): boolean {
     if (this.closing) return true; // gone: accepted and discarded, like a closed socket
     let length = 0;
     if (Buffer.isBuffer(pieces)) length = pieces.length;
     else for (const p of pieces) length += p.length;
-    if (!force && (this.outbound.size + length > this.maxOutgoingBytes || (payer && !payer.allows('queuedBytes', length)))) return false;
+    if (!force) {
+      if (this.outbound.size + length > this.limits.maxOutgoingBytes) return false;
+      if (payer && !payer.allows('queuedBytes', length)) return false;
+      if (fds && this.outbound.fdCount + fds.count > this.limits.maxOutgoingUnixFds) return false;
+    }
     const wasIdle = !this.outbound.hasPending;
-    this.outbound.push(pieces, length, payer);
-    if (wasIdle && !this.writing) this.hooks.markDirty(this);
+    this.outbound.push(pieces, length, payer, fds);
+    if (wasIdle && !this.blocked) this.hooks.markDirty(this);
     return true;
   }
 
-  /**
-   * Hands this turn's bytes to the socket as one writev (corked writes), unless a
-   * batch is still outstanding. The last write's callback marks the batch done.
-   */
+  /** Writes queued bytes until the socket would block (then waits to be told it is writable). */
   flush(): void {
-    if (this.closing || this.writing || !this.outbound.hasPending) return;
-    this.writing = true;
-    const batch = this.outbound.takePending();
-    const done = (err?: Error | null) => {
-      this.writing = false;
-      this.outbound.written();
-      if (!err && this.outbound.hasPending) this.hooks.markDirty(this);
-    };
-    if (batch.length === 1) {
-      this.socket.write(batch[0]!, done);
-      return;
+    if (this.closing || this.blocked) return;
+    const target = sendBuffer();
+    while (this.outbound.hasPending) {
+      const { length, fds } = this.outbound.fill(target);
+      let sent: number;
+      try {
+        sent = sendFrom(this.fd, length, fds);
+      } catch (err) {
+        return this.close(`socket error: ${(err as Error).message}`);
+      }
+      if (sent < 0) {
+        this.blocked = true;
+        readiness().wantWritable(this.fd, true);
+        return;
+      }
+      this.outbound.consume(sent);
     }
-    this.socket.cork();
-    for (let i = 0; i < batch.length - 1; i++) this.socket.write(batch[i]!);
-    this.socket.write(batch[batch.length - 1]!, done);
-    this.socket.uncork();
   }
 
-  /**
-   * Every byte accepted for this client that the kernel has not taken, in order.
-   * libuv's write queue size is the unsent tail of the one outstanding write.
-   */
-  unsentBytes(): Buffer {
-    const handle = (this.socket as unknown as { _handle?: { writeQueueSize?: number } | null })._handle;
-    return this.outbound.unsent(this.writing ? (handle?.writeQueueSize ?? 0) : 0);
+  /** Every byte accepted for this client that the kernel has not taken, in order, with its fds. */
+  unsent(): UnsentOutbound {
+    return this.outbound.unsent();
+  }
+
+  /** Fds received for a half-received message (a handoff carries them with the bytes). */
+  pendingInboundFds(): number[] {
+    return this.inboundFds.map((f) => f.fd);
+  }
+
+  /** Every fd this connection holds besides its socket: a handoff keeps them open. */
+  heldFds(): number[] {
+    return [...this.pendingInboundFds(), ...this.unsent().fds.flatMap((m) => m.fds)];
+  }
+
+  private adoptOutbound(adopted: AdoptedState): void {
+    const bytes = adopted.outbound;
+    const marks = [...(adopted.outboundFds ?? [])].sort((a, b) => a.at - b.at);
+    let from = 0;
+    for (const mark of marks) {
+      if (mark.at > from) this.send(bytes.subarray(from, mark.at), true);
+      const fds = new UnixFds(mark.fds, closeFd);
+      this.send(bytes.subarray(mark.at, nextMark(marks, mark, bytes.length)), true, undefined, fds);
+      fds.release();
+      from = nextMark(marks, mark, bytes.length);
+    }
+    if (from < bytes.length) this.send(bytes.subarray(from), true);
   }
 
   /** Disconnects; the bus releases what the peer held. Safe to call more than once. */
@@ -235,9 +385,17 @@ export class Connection {
     const fields = { peer: this.label, pid: this.credentials.pid, reason };
     if (loud) this.hooks.log('client-dropped', `disconnecting client: ${reason}`, fields);
     else this.hooks.log('client-disconnected', 'client disconnected', fields);
+    readiness().unwatch(this.fd);
     this.socket.destroy();
     this.outbound.discard();
+    for (const f of this.inboundFds) closeFd(f.fd);
+    this.inboundFds = [];
     if (this.peer) this.bus.detach(this.peer);
     this.hooks.closed(this);
   }
+}
+
+function nextMark(marks: ReadonlyArray<{ at: number }>, mark: { at: number }, end: number): number {
+  const i = marks.indexOf(mark);
+  return i + 1 < marks.length ? marks[i + 1]!.at : end;
 }

@@ -10,7 +10,8 @@ import type { ListenTarget } from './address.js';
  */
 export async function listen(target: ListenTarget, onConnection: (socket: net.Socket) => void): Promise<net.Server> {
   if (!target.abstract) await prepareSocketPath(target.path);
-  const server = net.createServer({ pauseOnConnect: false }, onConnection);
+  // Node must never read a client socket: fds arrive with messages, and ferrybus reads with recvmsg.
+  const server = net.createServer({ pauseOnConnect: true }, onConnection);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen({ path: target.path, backlog: 4096 }, () => {

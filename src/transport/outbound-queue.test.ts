@@ -1,72 +1,114 @@
 import { describe, expect, it } from 'vitest';
+import { UnixFds } from '../bus/unix-fds.js';
 import { OutboundQueue } from './outbound-queue.js';
 
 const b = (s: string) => Buffer.from(s);
 
+/** Drains the queue through a send buffer of `size` bytes, as the socket would take it. */
+function drain(q: OutboundQueue, size: number, take = (n: number) => n): Array<{ bytes: string; fds: readonly number[] | undefined }> {
+  const target = Buffer.alloc(size);
+  const sends = [];
+  while (q.hasPending) {
+    const { length, fds } = q.fill(target);
+    const taken = take(length);
+    sends.push({ bytes: target.subarray(0, taken).toString(), fds });
+    q.consume(taken);
+  }
+  return sends;
+}
+
 describe('OutboundQueue', () => {
-  it('coalesces everything queued in a turn into one buffer to write', () => {
+  it('sends everything queued in one send when it fits, pieces in order', () => {
     const q = new OutboundQueue();
     q.push(b('ab'));
-    q.push(b('cd'));
-    expect(q.size).toBe(4);
-    expect(Buffer.concat(q.takePending()).toString()).toBe('abcd');
-    expect(q.hasPending).toBe(false);
-    expect(q.size).toBe(4); // in flight until the write completes
-    q.written();
+    q.push([b('cd'), b('ef')]);
+    expect(q.size).toBe(6);
+    expect(q.messages).toBe(2);
+    expect(drain(q, 64)).toEqual([{ bytes: 'abcdef', fds: undefined }]);
     expect(q.size).toBe(0);
+    expect(q.messages).toBe(0);
   });
 
-  it('reports as unsent the unwritten tail of the write in flight, then what is pending, in order', () => {
+  it('continues a partial send at the first byte the kernel did not take', () => {
     const q = new OutboundQueue();
     q.push(b('0123456789'));
-    q.takePending();
     q.push(b('abc'));
-    // libuv says 4 bytes of the outstanding write have not reached the kernel.
-    expect(q.unsent(4).toString()).toBe('6789abc');
-    expect(q.unsent(0).toString()).toBe('abc');
-    expect(q.unsent(10).toString()).toBe('0123456789abc');
+    const sends = drain(q, 64, (n) => Math.min(n, 4));
+    expect(sends.map((s) => s.bytes).join('')).toBe('0123456789abc');
+    expect(sends[0]!.bytes).toBe('0123');
   });
 
-  it('has nothing unsent once every write completed', () => {
+  it('reports as unsent exactly the bytes not taken, and where each message with fds starts', () => {
+    const closed: number[] = [];
     const q = new OutboundQueue();
-    q.push(b('x'));
-    q.takePending();
-    q.written();
-    expect(q.unsent(0).length).toBe(0);
+    q.push(b('0123456789'));
+    const fds = new UnixFds([7, 8], (fd) => closed.push(fd));
+    q.push(b('abc'), 3, undefined, fds);
+    fds.release(); // the router's reference; the queue holds its own
+    const target = Buffer.alloc(64);
+    q.fill(target);
+    q.consume(6);
+    const unsent = q.unsent();
+    expect(unsent.bytes.toString()).toBe('6789abc');
+    expect(unsent.fds).toEqual([{ at: 4, fds: [7, 8] }]);
+    expect(closed).toEqual([]);
   });
 
-  it('keeps order across many completed writes', () => {
+  it('starts a new send at each message with fds, so fds never go with another message', () => {
+    const closed: number[] = [];
     const q = new OutboundQueue();
+    q.push(b('aa'));
+    const first = new UnixFds([3], (fd) => closed.push(fd));
+    q.push(b('bb'), 2, undefined, first);
+    q.push(b('cc'));
+    const second = new UnixFds([4, 5], (fd) => closed.push(fd));
+    q.push(b('dd'), 2, undefined, second);
+    first.release();
+    second.release();
+    expect(q.fdCount).toBe(3);
+    expect(drain(q, 64)).toEqual([
+      { bytes: 'aa', fds: undefined },
+      { bytes: 'bbcc', fds: [3] },
+      { bytes: 'dd', fds: [4, 5] },
+    ]);
+    expect(closed).toEqual([3, 4, 5]);
+    expect(q.fdCount).toBe(0);
+  });
+
+  it('closes the fds of a message once its first byte is sent, even if the rest waits', () => {
+    const closed: number[] = [];
+    const q = new OutboundQueue();
+    const fds = new UnixFds([9], (fd) => closed.push(fd));
+    q.push(b('long message'), 12, undefined, fds);
+    fds.release();
+    const target = Buffer.alloc(64);
+    expect(q.fill(target).fds).toEqual([9]);
+    q.consume(1);
+    expect(closed).toEqual([9]);
+    expect(q.fill(target)).toEqual({ length: 11, fds: undefined });
+    expect(q.unsent().fds).toEqual([]);
+  });
+
+  it('closes every queued fd exactly once when the connection is discarded', () => {
+    const closed: number[] = [];
+    const q = new OutboundQueue();
+    const fds = new UnixFds([11, 12], (fd) => closed.push(fd));
+    q.push(b('x'), 1, undefined, fds);
+    q.push(b('y'), 1, undefined, fds); // the same message queued twice (e.g. two receivers' worth)
+    fds.release();
+    q.discard();
+    expect(closed).toEqual([11, 12]);
+    q.discard();
+    expect(closed).toEqual([11, 12]);
+  });
+
+  it('keeps order across many sends', () => {
+    const q = new OutboundQueue();
+    let expected = '';
     for (let i = 0; i < 3000; i++) {
-      q.push(b(String(i % 10)));
-      q.takePending();
-      q.written();
+      q.push(b(`${i},`));
+      expected += `${i},`;
     }
-    q.push(b('tail'));
-    q.takePending();
-    expect(q.unsent(2).toString()).toBe('il');
-    expect(q.size).toBe(4);
-  });
-
-  it('keeps pieces as given and finds the unsent tail across them', () => {
-    const q = new OutboundQueue();
-    const body = b('BODY-BYTES');
-    q.push([b('head:'), body]);
-    q.push(b('next'));
-    const batch = q.takePending();
-    expect(batch).toHaveLength(3);
-    expect(batch[1]).toBe(body); // not copied
-    expect(q.unsent(7).toString()).toBe('TESnext');
-    expect(q.unsent(19).toString()).toBe('head:BODY-BYTESnext');
-  });
-
-  it('counts queued messages and remembers the most bytes ever queued', () => {
-    const q = new OutboundQueue();
-    q.push([b('ab'), b('c')]);
-    q.takePending();
-    q.push(b('de'));
-    expect([q.messages, q.size, q.peakSize]).toEqual([2, 5, 5]);
-    q.written();
-    expect([q.messages, q.size, q.peakSize]).toEqual([1, 2, 5]);
+    expect(drain(q, 100, (n) => Math.max(1, n - 7)).map((s) => s.bytes).join('')).toBe(expected);
   });
 });

@@ -1,20 +1,34 @@
 import type { UidAccount } from '../bus/uid-accounts.js';
+import type { UnixFds } from '../bus/unix-fds.js';
 
 /**
- * Bytes accepted for one connection and not yet taken by the kernel.
+ * Messages accepted for one connection and not yet taken by the kernel, in order.
  *
- * Two parts: `pending` (queued this event-loop turn, not yet handed to the
- * socket) and `inFlight` (the one batch handed to the socket as a single
- * writev, whose completion has not been reported). libuv writes in order, so
- * what the kernel has not taken is always a tail of the batch: a handoff can
- * store exactly those bytes without waiting for a slow reader.
+ * Pieces are kept as given (a large body is a view of the received bytes) and copied only into
+ * the send buffer, as much as one sendmsg takes. What the kernel took is known to the byte, so
+ * a handoff stores exactly the rest without waiting for a slow reader.
  *
- * Pieces are kept as given (a large body is a view of the received bytes) and
- * never joined: the socket writes them with one writev.
+ * A message's fds travel with its first byte: a send never starts in the middle of a batch
+ * with a message that has fds, so a receiver never gets fds attached to the wrong message.
  *
- * Each byte is charged to a uid's account (src/bus/uid-accounts.ts) from push until the
- * kernel has it, or until the connection is gone.
+ * Each message's bytes are charged to a uid's account (src/bus/uid-accounts.ts) from push until
+ * the kernel has all of them, or until the connection is gone; its fds are held (UnixFds) until
+ * its first byte is sent.
  */
+interface Entry {
+  pieces: Buffer | readonly Buffer[];
+  length: number;
+  payer: UidAccount | undefined;
+  /** Still to send with the first byte; undefined once sent (or for a message without fds). */
+  fds: UnixFds | undefined;
+}
+
+/** Unsent bytes for a handoff, and where in them each message with fds starts. */
+export interface UnsentOutbound {
+  bytes: Buffer;
+  fds: Array<{ at: number; fds: readonly number[] }>;
+}
+
 function totalLength(pieces: Buffer | readonly Buffer[]): number {
   if (Buffer.isBuffer(pieces)) return pieces.length;
   let n = 0;
@@ -22,105 +36,142 @@ function totalLength(pieces: Buffer | readonly Buffer[]): number {
   return n;
 }
 
-function releaseAll(charges: Map<UidAccount, number>): void {
-  for (const [account, bytes] of charges) account.release('queuedBytes', bytes);
-  charges.clear();
-}
-
 export class OutboundQueue {
-  private pending: Buffer[] = [];
-  private pendingBytes = 0;
-  private inFlight: Buffer[] = [];
-  private inFlightBytes = 0;
-  private pendingCharges = new Map<UidAccount, number>();
-  private inFlightCharges = new Map<UidAccount, number>();
-  /** One push is one message (Connection#send), for Debug.Stats' OutgoingMessages. */
-  private pendingMessages = 0;
-  private inFlightMessages = 0;
+  private entries: Entry[] = [];
+  /** Index of the first entry not fully sent. */
+  private head = 0;
+  /** Bytes of entries[head] already sent. */
+  private offset = 0;
+  private bytes = 0;
+  private heldFds = 0;
   /** The most bytes ever queued at once (PeakOutgoingBytes). */
   peakSize = 0;
 
   get size(): number {
-    return this.pendingBytes + this.inFlightBytes;
+    return this.bytes;
   }
 
-  /** Messages not yet fully taken by the kernel. */
+  /** Messages not yet fully taken by the kernel (Debug.Stats' OutgoingMessages). */
   get messages(): number {
-    return this.pendingMessages + this.inFlightMessages;
+    return this.entries.length - this.head;
+  }
+
+  /** Fds held for messages whose first byte is not sent yet. */
+  get fdCount(): number {
+    return this.heldFds;
   }
 
   get hasPending(): boolean {
-    return this.pendingBytes > 0;
+    return this.bytes > 0;
   }
 
-  /** Queues `length` bytes (the pieces' total), charged to `payer` when there is one. */
-  push(pieces: Buffer | readonly Buffer[], length = totalLength(pieces), payer?: UidAccount): void {
-    if (payer && length > 0) {
-      payer.force('queuedBytes', length);
-      this.pendingCharges.set(payer, (this.pendingCharges.get(payer) ?? 0) + length);
+  /** Queues one message (`length` = the pieces' total), charged to `payer`; takes a reference on `fds`. */
+  push(pieces: Buffer | readonly Buffer[], length = totalLength(pieces), payer?: UidAccount, fds?: UnixFds): void {
+    if (length === 0) return;
+    if (payer) payer.force('queuedBytes', length);
+    if (fds) {
+      fds.retain();
+      this.heldFds += fds.count;
     }
-    this.pendingMessages++;
-    if (Buffer.isBuffer(pieces)) {
-      this.pending.push(pieces);
-      this.pendingBytes += pieces.length;
-    } else {
-      for (const piece of pieces) {
-        this.pending.push(piece);
-        this.pendingBytes += piece.length;
-      }
-    }
-    if (this.size > this.peakSize) this.peakSize = this.size;
-  }
-
-  /** Takes everything pending as the next batch to write (one batch at a time). */
-  takePending(): Buffer[] {
-    const batch = this.pending;
-    this.inFlight = batch;
-    this.inFlightBytes = this.pendingBytes;
-    this.inFlightMessages = this.pendingMessages;
-    this.pending = [];
-    this.pendingBytes = 0;
-    // The maps swap roles, so a flush allocates nothing.
-    const released = this.inFlightCharges;
-    this.inFlightCharges = this.pendingCharges;
-    this.pendingCharges = released;
-    this.pendingMessages = 0;
-    return batch;
-  }
-
-  /** The batch's write completed: the kernel has all of it. */
-  written(): void {
-    this.inFlight = [];
-    this.inFlightBytes = 0;
-    this.inFlightMessages = 0;
-    releaseAll(this.inFlightCharges);
-  }
-
-  /** The connection is gone: nothing queued will be written, and nobody pays for it any more. */
-  discard(): void {
-    this.pending = [];
-    this.pendingBytes = 0;
-    this.pendingMessages = 0;
-    this.written();
-    releaseAll(this.pendingCharges);
+    this.entries.push({ pieces, length, payer, fds });
+    this.bytes += length;
+    if (this.bytes > this.peakSize) this.peakSize = this.bytes;
   }
 
   /**
-   * Every byte not yet taken by the kernel, in order: the last `unsentInFlight`
-   * bytes of the batch (libuv's write queue size), then what is pending.
+   * Copies the next bytes to send into `target` and names the fds that must go with them: those
+   * of the first message when its first byte is among them. Stops before any later message
+   * with fds, which starts a send of its own.
    */
-  unsent(unsentInFlight: number): Buffer {
-    const parts: Buffer[] = [];
-    let skip = this.inFlightBytes - Math.min(unsentInFlight, this.inFlightBytes);
-    for (const b of this.inFlight) {
-      if (skip >= b.length) {
-        skip -= b.length;
-        continue;
+  fill(target: Buffer): { length: number; fds: readonly number[] | undefined } {
+    let length = 0;
+    let fds: readonly number[] | undefined;
+    for (let i = this.head; i < this.entries.length && length < target.length; i++) {
+      const entry = this.entries[i]!;
+      if (entry.fds) {
+        if (i !== this.head) break;
+        fds = entry.fds.fds;
       }
-      parts.push(skip > 0 ? b.subarray(skip) : b);
-      skip = 0;
+      let skip = i === this.head ? this.offset : 0;
+      const pieces = Buffer.isBuffer(entry.pieces) ? [entry.pieces] : entry.pieces;
+      for (const piece of pieces) {
+        if (skip >= piece.length) {
+          skip -= piece.length;
+          continue;
+        }
+        const copied = piece.copy(target, length, skip);
+        length += copied;
+        skip = 0;
+        if (length === target.length) break;
+      }
     }
-    parts.push(...this.pending);
-    return Buffer.concat(parts);
+    return { length, fds };
+  }
+
+  /** The kernel took the first `n` bytes of the last fill(). */
+  consume(n: number): void {
+    while (n > 0 && this.head < this.entries.length) {
+      const entry = this.entries[this.head]!;
+      if (entry.fds) this.releaseFds(entry); // they went with the first byte
+      const rest = entry.length - this.offset;
+      // Charges follow the bytes the kernel took, so a uid's account always equals its queues.
+      if (n < rest) {
+        this.offset += n;
+        this.bytes -= n;
+        entry.payer?.release('queuedBytes', n);
+        return;
+      }
+      n -= rest;
+      this.bytes -= rest;
+      entry.payer?.release('queuedBytes', rest);
+      this.entries[this.head++] = undefined as unknown as Entry;
+      this.offset = 0;
+    }
+    this.compact();
+  }
+
+  /** The connection is gone: nothing queued will be written, nobody pays for it, its fds close. */
+  discard(): void {
+    for (let i = this.head; i < this.entries.length; i++) {
+      const entry = this.entries[i]!;
+      entry.payer?.release('queuedBytes', entry.length - (i === this.head ? this.offset : 0));
+      if (entry.fds) this.releaseFds(entry);
+    }
+    this.entries = [];
+    this.head = 0;
+    this.offset = 0;
+    this.bytes = 0;
+  }
+
+  /** Every byte not yet taken by the kernel, in order, and the fds still to go with them. */
+  unsent(): UnsentOutbound {
+    const parts: Buffer[] = [];
+    const fds: UnsentOutbound['fds'] = [];
+    let at = 0;
+    for (let i = this.head; i < this.entries.length; i++) {
+      const entry = this.entries[i]!;
+      if (entry.fds) fds.push({ at, fds: entry.fds.fds });
+      const whole = Buffer.isBuffer(entry.pieces) ? entry.pieces : Buffer.concat(entry.pieces as Buffer[], entry.length);
+      const part = i === this.head && this.offset > 0 ? whole.subarray(this.offset) : whole;
+      parts.push(part);
+      at += part.length;
+    }
+    return { bytes: Buffer.concat(parts, at), fds };
+  }
+
+  private releaseFds(entry: Entry): void {
+    this.heldFds -= entry.fds!.count;
+    entry.fds!.release();
+    entry.fds = undefined;
+  }
+
+  private compact(): void {
+    if (this.head === this.entries.length) {
+      this.entries = [];
+      this.head = 0;
+    } else if (this.head > 1024 && this.head * 2 > this.entries.length) {
+      this.entries = this.entries.slice(this.head);
+      this.head = 0;
+    }
   }
 }

@@ -74,7 +74,7 @@ export async function serveSystemdSocket(
   } catch (err) {
     throw bad(`cannot be served: ${(err as Error).message}`);
   }
-  const server = net.createServer({ pauseOnConnect: false }, onConnection);
+  const server = net.createServer({ pauseOnConnect: true }, onConnection);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen({ fd }, () => {

@@ -4,8 +4,8 @@
  * socket; the peer's uid comes from SO_PEERCRED and is given to the constructor.
  *
  * Supported: the leading NUL credentials byte, EXTERNAL (with or without an
- * initial response), DATA, CANCEL, ERROR, NEGOTIATE_UNIX_FD (answered with ERROR
- * while fd passing is not offered) and BEGIN pipelined with the first message.
+ * initial response), DATA, CANCEL, ERROR, NEGOTIATE_UNIX_FD (AGREE_UNIX_FD when the
+ * transport passes fds, else ERROR) and BEGIN pipelined with the first message.
  */
 export type SaslResult =
   | { state: 'continue'; reply: string }
@@ -38,6 +38,8 @@ export interface SaslState {
   total: number;
   rejections: number;
   uid: number;
+  /** NEGOTIATE_UNIX_FD was agreed (absent: not). */
+  unixFds?: boolean;
 }
 
 export class SaslServer {
@@ -52,7 +54,10 @@ export class SaslServer {
 
   /** The conversation so far, for a handoff in the middle of authentication. */
   exportState(): SaslState {
-    return { phase: this.phase, buffer: this.buffer, total: this.total, rejections: this.rejections, uid: this.uid };
+    return {
+      phase: this.phase, buffer: this.buffer, total: this.total, rejections: this.rejections, uid: this.uid,
+      ...(this.unixFdsNegotiated ? { unixFds: true } : {}),
+    };
   }
 
   /** Continues a conversation exported by an earlier image; unknown phases restart it. */
@@ -64,6 +69,7 @@ export class SaslServer {
     server.total = Math.min(state.total, MAX_TOTAL);
     server.rejections = state.rejections;
     server.uid = state.uid;
+    server.unixFdsNegotiated = state.unixFds === true && opts.unixFds === true;
     return server;
   }
 
