@@ -59,7 +59,7 @@ export interface ConnectionHooks {
   log(event: string, message: string, fields?: Record<string, unknown>): void;
 }
 
-/** An fd received with the byte at stream position `at` and not yet given to a message. */
+/** An fd that came with the byte at stream position `at`, not yet given to a message. */
 interface InboundFd {
   at: number;
   fd: number;
@@ -218,7 +218,13 @@ export class Connection implements ReadyHandler {
         }
         chunk = step.rest;
       }
-      if (fds) for (const fd of fds) this.inboundFds.push({ at: this.framedBytes, fd });
+      if (fds) {
+        if (chunk.length === 0) return void this.dropWithFds(fds, 'sent unix fds during authentication');
+        // The kernel ends a read right after the bytes that carried fds: they came with the
+        // chunk's last byte, which belongs to the message they are for (its first sendmsg).
+        const at = this.framedBytes + chunk.length - 1;
+        for (const fd of fds) this.inboundFds.push({ at, fd });
+      }
       this.framedBytes += chunk.length;
       const held = this.framer.pendingLength + chunk.length;
       if (held > this.peakIncomingBytes) this.peakIncomingBytes = held;

@@ -73,7 +73,7 @@ describe(`unix fd passing (${process.env.FERRYBUS_TEST_BUS ?? 'ferrybus'})`, () 
     expect(r.stdout).toContain('ok gdbus-memfd memfd for gdbus');
   });
 
-  it('a signal with an fd reaches every subscriber that negotiated fds, each with a working fd', async () => {
+  it('a signal with an fd, after large ones, reaches every subscriber that negotiated fds, each with a working fd', async () => {
     const bus = getBus();
     const baseline = await steadyFdCount(bus);
     const subscribers = [];
@@ -82,14 +82,15 @@ describe(`unix fd passing (${process.env.FERRYBUS_TEST_BUS ?? 'ferrybus'})`, () 
       await proc.waitFor(/^ready/m);
       subscribers.push(proc);
     }
-    for (const text of ['first signal', 'second signal']) {
-      const r = await runOn(bus, SYSTEM_PYTHON, [FD_PEER, 'emit', bus.address, text]);
+    // Large signals first: the fd message then shares a read with the tail of another message.
+    for (const [text, fillers] of [['first signal', '2'], ['second signal', '0']]) {
+      const r = await runOn(bus, SYSTEM_PYTHON, [FD_PEER, 'emit', bus.address, text!, fillers!]);
       expect(r.exitCode, describeResult(r)).toBe(0);
     }
     for (const s of subscribers) {
       const exit = await s.exited;
       expect(exit.exitCode, s.describe()).toBe(0);
-      expect(s.stdout.split('\n').slice(1)).toEqual(['got first signal', 'got second signal', '']);
+      expect(s.stdout.split('\n').slice(1)).toEqual(['filler 262144', 'filler 262144', 'got first signal', 'got second signal', '']);
     }
     expect(await settlesAt(bus, baseline)).toBe(baseline);
   });
@@ -100,7 +101,7 @@ describe(`unix fd passing (${process.env.FERRYBUS_TEST_BUS ?? 'ferrybus'})`, () 
     const service = await NextClient.connect(bus.address);
     defer(() => service.disconnect());
     const seen: string[] = [];
-    service.bus.addMethodHandler((msg) => {
+    service.bus.addMethodHandler((msg: { member?: string }) => {
       seen.push(msg.member ?? '');
       return false;
     });

@@ -1,0 +1,77 @@
+// Fds that wait in ferrybus's queues cross a handoff: the new image inherits exactly those fds,
+// attaches each to its message again and delivers it once; the daemon's fd count returns to
+// where it was. The slow reader is a real libdbus subscriber, stopped with SIGSTOP.
+import { readdirSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runOn, startOn } from '../harness/clients.js';
+import { NextClient } from '../harness/dbus-next-client.js';
+import { fixturePath, SYSTEM_PYTHON } from '../harness/fixtures.js';
+import { describeResult } from '../harness/run-client.js';
+import type { RunningBus } from '../harness/running-bus.js';
+import { useCleanup } from '../harness/use-bus.js';
+import { type BuildSnapshot, snapshotBuild, startSnapshotBus } from './support/build-snapshot.js';
+import { handoffByMethod } from './support/ferrybus.js';
+
+const FD_PEER = fixturePath('fd-peer.py');
+const defer = useCleanup();
+let build: BuildSnapshot;
+let bus: RunningBus;
+let watcher: NextClient;
+
+beforeAll(async () => {
+  build = await snapshotBuild();
+  bus = await startSnapshotBus(build);
+  watcher = await NextClient.connect(bus.address);
+});
+afterAll(async () => {
+  watcher?.disconnect();
+  await bus?.stop();
+  build?.remove();
+});
+
+const fdCount = () => readdirSync(`/proc/${bus.pid}/fd`).length;
+
+async function steadyFdCount(): Promise<number> {
+  let last = fdCount();
+  for (let stable = 0; stable < 5;) {
+    await new Promise((r) => setTimeout(r, 60));
+    const now = fdCount();
+    stable = now === last ? stable + 1 : 0;
+    last = now;
+  }
+  return last;
+}
+
+describe('fds queued for a slow reader across a handoff', () => {
+  it('arrive once each, and work, after the handoff; no fd is left behind', async () => {
+    const baseline = await steadyFdCount();
+    const subscriber = startOn(bus, defer, SYSTEM_PYTHON, [FD_PEER, 'subscriber', bus.address, '2']);
+    await subscriber.waitFor(/^ready/m);
+    process.kill(subscriber.pid, 'SIGSTOP');
+    defer(() => {
+      try {
+        process.kill(subscriber.pid, 'SIGCONT');
+      } catch {
+        // already gone
+      }
+    });
+    // A megabyte of fillers fills the stopped reader's socket: the fd signals wait in the bus.
+    for (const [text, fillers] of [['before the handoff 1', '4'], ['before the handoff 2', '0']] as const) {
+      const r = await runOn(bus, SYSTEM_PYTHON, [FD_PEER, 'emit', bus.address, text, fillers]);
+      expect(r.exitCode, describeResult(r)).toBe(0);
+    }
+    // Both memfds are held by the bus while they wait.
+    expect(fdCount()).toBeGreaterThanOrEqual(baseline + 1 + 2);
+
+    const { generation } = await handoffByMethod(watcher, '', bus);
+    expect(generation).toBe(2);
+    process.kill(subscriber.pid, 'SIGCONT');
+    const exit = await subscriber.exited;
+    expect(exit.exitCode, subscriber.describe()).toBe(0);
+    const lines = subscriber.stdout.trim().split('\n').slice(1);
+    expect(lines).toEqual(['filler 262144', 'filler 262144', 'filler 262144', 'filler 262144', 'got before the handoff 1', 'got before the handoff 2']);
+    const deadline = Date.now() + 5_000;
+    while (fdCount() !== baseline && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(fdCount()).toBe(baseline);
+  });
+});
