@@ -44,6 +44,7 @@ function orDefault<T>(read: () => T, fallback: T): T {
 import type { UnixFds } from '../bus/unix-fds.js';
 import { Connection, DEFAULT_CONNECTION_LIMITS, type ConnectionHooks, type ConnectionLimits } from './connection.js';
 import { RateLimit } from '../util/rate-limit.js';
+import { readiness } from './readiness.js';
 
 export type TransportLog = (event: string, message: string, fields?: Record<string, unknown>) => void;
 
@@ -72,6 +73,8 @@ export class ConnectionSet implements BusSink, TrafficSource {
     public maxIncompleteConnections = 64,
   ) {
     this.limits = { ...DEFAULT_CONNECTION_LIMITS, ...definedOnly(limits) };
+    // Set up now (its epoll fd and signal handler), not in the middle of a slow reader's write.
+    readiness();
     this.hooks = {
       attached: (conn) => this.byPeer.set(conn.peer!.id, conn),
       markDirty: (conn) => this.markDirty(conn),

@@ -12,7 +12,8 @@ import { BusError } from '../bus/errors.js';
 import { SaslServer, type SaslState } from '../wire/sasl.js';
 import { validateBody } from '../wire/validate.js';
 import { OutboundQueue, type UnsentOutbound } from './outbound-queue.js';
-import { readiness, type ReadyHandler } from './readiness.js';
+import { readiness, type WritableHandler } from './readiness.js';
+import { notifyReadable } from './readable-signal.js';
 
 /** dbus-daemon's system default (auth_timeout, 30 s). */
 export const DEFAULT_AUTH_TIMEOUT_MS = 30_000;
@@ -68,10 +69,10 @@ interface InboundFd {
 /**
  * One client socket: SASL, then framing, then messages into the bus. ferrybus reads and writes
  * the socket itself (recvmsg/sendmsg, src/sys/socket-io.ts) so that fds travel with messages;
- * the net.Socket only owns the fd. All bytes to the client go through the OutboundQueue,
+ * the net.Socket owns the fd and tells when it is readable (src/transport/readable-signal.ts). All bytes to the client go through the OutboundQueue,
  * written once per event-loop turn.
  */
-export class Connection implements ReadyHandler {
+export class Connection implements WritableHandler {
   private sasl: SaslServer | null;
   readonly framer: Framer;
   readonly outbound = new OutboundQueue();
@@ -125,7 +126,7 @@ export class Connection implements ReadyHandler {
       }, limits.authTimeoutMs);
       this.authTimer.unref();
     }
-    readiness().watch(this.fd, this);
+    notifyReadable(socket, () => this.onReadable());
   }
 
   /** Still in SASL: counts against max_incomplete_connections. */
@@ -142,7 +143,7 @@ export class Connection implements ReadyHandler {
     return this.inboundFds.length;
   }
 
-  /** One recvmsg; true when more may be waiting. */
+  /** One recvmsg (libuv calls again on the next turn while bytes remain); true when more may be waiting. */
   onReadable(): boolean {
     if (this.closing) return false;
     const r = receiveFrom(this.fd);
@@ -173,7 +174,7 @@ export class Connection implements ReadyHandler {
 
   onWritable(): void {
     this.blocked = false;
-    readiness().wantWritable(this.fd, false);
+    readiness().unwatch(this.fd);
     this.flush();
   }
 
@@ -337,6 +338,7 @@ export class Connection implements ReadyHandler {
   flush(): void {
     if (this.closing || this.blocked) return;
     const target = sendBuffer();
+    let armed = false;
     while (this.outbound.hasPending) {
       const { length, fds } = this.outbound.fill(target);
       let sent: number;
@@ -346,12 +348,19 @@ export class Connection implements ReadyHandler {
         return this.close(`socket error: ${(err as Error).message}`);
       }
       if (sent < 0) {
-        this.blocked = true;
-        readiness().wantWritable(this.fd, true);
-        return;
+        if (armed) {
+          this.blocked = true;
+          return;
+        }
+        // The kernel notes "no room" (and signals when room appears) only for a socket already
+        // armed: arm it, then try once more, so room that appeared in between is not missed.
+        readiness().watchWritable(this.fd, this);
+        armed = true;
+        continue;
       }
       this.outbound.consume(sent);
     }
+    if (armed) readiness().unwatch(this.fd);
   }
 
   /** Every byte accepted for this client that the kernel has not taken, in order, with its fds. */
@@ -391,7 +400,7 @@ export class Connection implements ReadyHandler {
     const fields = { peer: this.label, pid: this.credentials.pid, reason };
     if (loud) this.hooks.log('client-dropped', `disconnecting client: ${reason}`, fields);
     else this.hooks.log('client-disconnected', 'client disconnected', fields);
-    readiness().unwatch(this.fd);
+    if (this.blocked) readiness().unwatch(this.fd);
     this.socket.destroy();
     this.outbound.discard();
     for (const f of this.inboundFds) closeFd(f.fd);

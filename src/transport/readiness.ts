@@ -1,97 +1,72 @@
 import {
-  EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, MAX_EVENTS,
-  READY_SIGNAL, epollControl, epollCreate, epollPoll, readyEvents, readyFd, setSignalOnReady,
+  EPOLLERR, EPOLLHUP, EPOLLOUT, MAX_EVENTS, READY_SIGNAL,
+  epollControl, epollCreate, epollPoll, readyEvents, readyFd, setSignalOnReady,
 } from '../sys/socket-io.js';
 
-/** A socket the readiness loop serves. */
-export interface ReadyHandler {
-  /** Reads once; true when more may be waiting (a full read, or fds that end a read early). */
-  onReadable(): boolean;
+/** A socket waiting until it takes bytes again. */
+export interface WritableHandler {
   onWritable(): void;
 }
 
 /**
- * Tells the transport which client sockets are ready without reading them, inside Node's own
- * event loop: every socket sits in one epoll set, and the kernel raises a signal (SIGURG, via
- * O_ASYNC) when one becomes ready, whereupon one epoll_wait(0) names them.
+ * Tells the transport when a socket whose write would have blocked takes bytes again (a slow
+ * reader caught up). Node offers no writability notice for a socket it does not write itself,
+ * so: the waiting sockets sit in one epoll set, the kernel raises a signal (SIGURG, via O_ASYNC)
+ * when one of them becomes ready, and one epoll_wait(0) names which.
  *
- * Each socket gets one read per pass; a socket that may have more waits for the next pass
- * (setImmediate), so one busy client cannot keep the others waiting.
+ * Only blocked sockets are here (rare, and only until the reader catches up): readability of
+ * every socket comes from libuv itself (readable-signal.ts), which costs no system call.
  */
 export class Readiness {
   private readonly epfd: number;
-  private readonly handlers = new Map<number, ReadyHandler>();
-  private readonly writeWanted = new Set<number>();
-  private passScheduled = false;
+  private readonly handlers = new Map<number, WritableHandler>();
 
   constructor() {
     this.epfd = epollCreate();
     process.on(READY_SIGNAL, () => this.pass());
   }
 
-  /** Serves `fd` from now on; data that is already waiting is read on the next pass. */
-  watch(fd: number, handler: ReadyHandler): void {
+  /**
+   * Calls `handler.onWritable()` once `fd` takes bytes again; then `unwatch` it. The caller must
+   * try its write once more after this: room that appeared before arming raises no signal.
+   */
+  watchWritable(fd: number, handler: WritableHandler): void {
+    if (this.handlers.has(fd)) return;
     this.handlers.set(fd, handler);
-    epollControl(this.epfd, fd, EPOLLIN, 'add');
+    epollControl(this.epfd, fd, EPOLLOUT, 'add');
     setSignalOnReady(fd, true);
-    this.schedulePass();
   }
 
-  /** Stops serving `fd`; call before it is closed. */
+  /** Stops watching `fd`; call before it is closed, and once it is writable. */
   unwatch(fd: number): void {
     if (!this.handlers.delete(fd)) return;
-    this.writeWanted.delete(fd);
     epollControl(this.epfd, fd, 0, 'delete');
+    try {
+      setSignalOnReady(fd, false);
+    } catch {
+      // closed already: nothing to turn off
+    }
   }
 
-  /** Asks to be told when `fd` takes bytes again (after a write that would block), or not. */
-  wantWritable(fd: number, on: boolean): void {
-    if (on === this.writeWanted.has(fd) || !this.handlers.has(fd)) return;
-    if (on) this.writeWanted.add(fd);
-    else this.writeWanted.delete(fd);
-    epollControl(this.epfd, fd, on ? EPOLLIN | EPOLLOUT : EPOLLIN, 'modify');
-  }
-
-  /** Number of sockets served (for tests and status). */
+  /** Sockets waiting to be writable (for tests and status). */
   get size(): number {
     return this.handlers.size;
   }
 
-  private schedulePass(): void {
-    if (this.passScheduled) return;
-    this.passScheduled = true;
-    setImmediate(() => {
-      this.passScheduled = false;
-      this.pass();
-    });
-  }
-
   private pass(): void {
+    if (this.handlers.size === 0) return;
     const n = epollPoll(this.epfd);
     // The event list is shared memory that the next poll overwrites: copy it out first.
-    const fds = new Array<number>(n);
-    const events = new Array<number>(n);
-    for (let i = 0; i < n; i++) {
-      fds[i] = readyFd(i);
-      events[i] = readyEvents(i);
-    }
-    let again = n === MAX_EVENTS;
-    for (let i = 0; i < n; i++) {
-      const fd = fds[i]!;
-      const ev = events[i]!;
-      if ((ev & EPOLLOUT) !== 0) this.handlers.get(fd)?.onWritable();
-      if ((ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) !== 0) {
-        const handler = this.handlers.get(fd);
-        if (handler?.onReadable()) again = true;
-      }
-    }
-    if (again) this.schedulePass();
+    const ready: number[] = [];
+    for (let i = 0; i < n; i++) if ((readyEvents(i) & (EPOLLOUT | EPOLLERR | EPOLLHUP)) !== 0) ready.push(readyFd(i));
+    for (const fd of ready) this.handlers.get(fd)?.onWritable();
+    if (n === MAX_EVENTS) setImmediate(() => this.pass());
   }
 }
 
 let shared: Readiness | undefined;
 
-/** The process's one readiness loop (one signal handler, one epoll set). */
+/** The process's one writability watcher (one signal handler, one epoll set). */
 export function readiness(): Readiness {
   shared ??= new Readiness();
   return shared;
