@@ -22,6 +22,11 @@ export interface PeerTraffic {
   outgoingMessages: number;
   outgoingBytes: number;
   peakOutgoingBytes: number;
+  /** Fds held for messages from the client not yet complete, and queued for it. */
+  incomingFds: number;
+  peakIncomingFds: number;
+  outgoingFds: number;
+  peakOutgoingFds: number;
 }
 
 /** The transport side of the statistics; a BusSink may offer it. */
@@ -154,15 +159,14 @@ export class DebugStats {
       // Messages are routed as soon as they are complete: none waits to be dispatched.
       ['IncomingMessages', u32(0)],
       ['IncomingBytes', u32(incoming)],
-      // Unix fd passing is not offered, so no connection ever holds one.
-      ['IncomingFDs', u32(0)],
+      ['IncomingFDs', u32(t?.incomingFds ?? 0)],
       ['PeakIncomingBytes', u32(Math.max(t?.peakIncomingBytes ?? 0, incoming))],
-      ['PeakIncomingFDs', u32(0)],
+      ['PeakIncomingFDs', u32(t?.peakIncomingFds ?? 0)],
       ['OutgoingMessages', u32(t?.outgoingMessages ?? 0)],
       ['OutgoingBytes', u32(t?.outgoingBytes ?? 0)],
-      ['OutgoingFDs', u32(0)],
+      ['OutgoingFDs', u32(t?.outgoingFds ?? 0)],
       ['PeakOutgoingBytes', u32(t?.peakOutgoingBytes ?? 0)],
-      ['PeakOutgoingFDs', u32(0)],
+      ['PeakOutgoingFDs', u32(t?.peakOutgoingFds ?? 0)],
     ]);
   }
 

@@ -142,6 +142,10 @@ export class ConnectionSet implements BusSink, TrafficSource {
       outgoingMessages: conn.outbound.messages,
       outgoingBytes: conn.outbound.size,
       peakOutgoingBytes: conn.outbound.peakSize,
+      incomingFds: conn.inboundFdCount,
+      peakIncomingFds: conn.peakIncomingFds,
+      outgoingFds: conn.outbound.fdCount,
+      peakOutgoingFds: conn.outbound.peakFds,
     };
   }
 

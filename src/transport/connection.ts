@@ -85,6 +85,8 @@ export class Connection implements WritableHandler {
   private blocked = false;
   /** The most bytes read from this client and held at once (Debug.Stats' PeakIncomingBytes). */
   peakIncomingBytes = 0;
+  /** The most fds from this client held at once (PeakIncomingFDs). */
+  peakIncomingFds = 0;
   /** auth_timeout: a client that never finishes SASL must not hold a slot forever. */
   private authTimer: NodeJS.Timeout | undefined;
   /** Bytes handed to the framer so far, and bytes of the messages it gave back. */
@@ -225,6 +227,7 @@ export class Connection implements WritableHandler {
         // chunk's last byte, which belongs to the message they are for (its first sendmsg).
         const at = this.framedBytes + chunk.length - 1;
         for (const fd of fds) this.inboundFds.push({ at, fd });
+        if (this.inboundFds.length > this.peakIncomingFds) this.peakIncomingFds = this.inboundFds.length;
       }
       this.framedBytes += chunk.length;
       const held = this.framer.pendingLength + chunk.length;

@@ -46,6 +46,8 @@ export class OutboundQueue {
   private heldFds = 0;
   /** The most bytes ever queued at once (PeakOutgoingBytes). */
   peakSize = 0;
+  /** The most fds ever held at once (PeakOutgoingFDs). */
+  peakFds = 0;
 
   get size(): number {
     return this.bytes;
@@ -72,6 +74,7 @@ export class OutboundQueue {
     if (fds) {
       fds.retain();
       this.heldFds += fds.count;
+      if (this.heldFds > this.peakFds) this.peakFds = this.heldFds;
     }
     this.entries.push({ pieces, length, payer, fds });
     this.bytes += length;

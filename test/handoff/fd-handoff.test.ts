@@ -4,7 +4,7 @@
 import { readdirSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runOn, startOn } from '../harness/clients.js';
-import { NextClient } from '../harness/dbus-next-client.js';
+import { MessageClass, NextClient } from '../harness/dbus-next-client.js';
 import { fixturePath, SYSTEM_PYTHON } from '../harness/fixtures.js';
 import { describeResult } from '../harness/run-client.js';
 import type { RunningBus } from '../harness/running-bus.js';
@@ -42,11 +42,21 @@ async function steadyFdCount(): Promise<number> {
   return last;
 }
 
+/** Debug.Stats' OutgoingFDs of a connection: fds queued for it in the bus. */
+async function outgoingFds(uniqueName: string): Promise<number> {
+  const reply = await watcher.bus.call(new MessageClass({
+    destination: 'org.freedesktop.DBus', path: '/org/freedesktop/DBus', interface: 'org.freedesktop.DBus.Debug.Stats',
+    member: 'GetConnectionStats', signature: 's', body: [uniqueName],
+  }));
+  const stats = reply!.body[0] as Record<string, { value: number }>;
+  return stats.OutgoingFDs!.value;
+}
+
 describe('fds queued for a slow reader across a handoff', () => {
   it('arrive once each, and work, after the handoff; no fd is left behind', async () => {
     const baseline = await steadyFdCount();
     const subscriber = startOn(bus, defer, SYSTEM_PYTHON, [FD_PEER, 'subscriber', bus.address, '2']);
-    await subscriber.waitFor(/^ready/m);
+    const uniqueName = (await subscriber.waitFor(/^ready (\S+)/m))[1]!;
     process.kill(subscriber.pid, 'SIGSTOP');
     defer(() => {
       try {
@@ -62,9 +72,11 @@ describe('fds queued for a slow reader across a handoff', () => {
     }
     // Both memfds are held by the bus while they wait.
     expect(fdCount()).toBeGreaterThanOrEqual(baseline + 1 + 2);
+    expect(await outgoingFds(uniqueName)).toBe(2);
 
     const { generation } = await handoffByMethod(watcher, '', bus);
     expect(generation).toBe(2);
+    expect(await outgoingFds(uniqueName)).toBe(2); // still queued, now in the new image
     process.kill(subscriber.pid, 'SIGCONT');
     const exit = await subscriber.exited;
     expect(exit.exitCode, subscriber.describe()).toBe(0);
