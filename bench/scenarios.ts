@@ -1,5 +1,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type * as net from 'node:net';
 import { startLongRunning, type LongRunning } from '../test/harness/long-running.js';
 import { Framer } from '../src/wire/framer.js';
@@ -135,6 +137,33 @@ function spamScenario(
           if (r.code !== 0) errors.push(`dbus-test-tool spam exited with ${r.code}`);
           const failed = r.stderr.split('\n').filter((l) => /fail|error/i.test(l));
           if (failed.length > 0) errors.push(`${failed.length} error lines from spam, first: ${failed[0]}`);
+          return { units: 2 * count, errors };
+        },
+        async cleanup() {
+          await echo.stop();
+        },
+      };
+    },
+  };
+}
+
+/** python3-dbus calls carrying one fd each → dbus-test-tool echo (which negotiated fds too). */
+function fdRoundTrip(): Scenario {
+  return {
+    id: 'roundtrip-fd',
+    title: 'method round trip with one unix fd per call',
+    unit: 'msg',
+    params: { count: 5_000 },
+    scaled: ['count'],
+    describe: 'bench/fd-caller.py (python3-dbus) → dbus-test-tool echo, one call in flight, each call carrying a pipe fd; routed messages = 2 × count',
+    async prepare(bus) {
+      const echo = await startEcho(bus);
+      const script = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench', 'fd-caller.py');
+      return {
+        async drive(count) {
+          const r = await runToEnd('/usr/bin/python3', [script, bus.address, ECHO_NAME, String(count)], {}, undefined, 300_000);
+          const errors: string[] = [];
+          if (r.code !== 0 || !r.stdout.includes(`done ${count}`)) errors.push(`fd-caller exited with ${r.code}: ${r.stderr.trim().split('\n').pop()}`);
           return { units: 2 * count, errors };
         },
         async cleanup() {
@@ -308,6 +337,7 @@ export const SCENARIOS: readonly Scenario[] = [
     config: (listen: string) => systemPolicyConfig(listen, ECHO_NAME),
     buses: ['ferrybus', 'dbus-daemon'],
   },
+  fdRoundTrip(),
   fanOut,
   connectStorm,
 ];

@@ -41,6 +41,9 @@ export interface InspectReport {
     monitorRules: number | null;
     inboundBytes: number;
     outboundBytes: number;
+    /** Fds (by number, inherited) travelling in the half-received and the queued messages. */
+    inboundFds: number[];
+    outboundFds: number[];
   }>;
   names: Array<{ name: string; owner: OwnerReport; queue: OwnerReport[] }>;
   pendingCalls: Array<{ caller: string; serial: number; callee: string }>;
@@ -100,6 +103,8 @@ export function inspectDocument(file: string, text: string): InspectReport {
       monitorRules: c.monitorRules ? c.monitorRules.length : null,
       inboundBytes: base64Bytes(c.inbound),
       outboundBytes: base64Bytes(c.outbound),
+      inboundFds: c.inboundFds ?? [],
+      outboundFds: (c.outboundFds ?? []).flatMap((m) => m.fds),
     })),
     names: doc.names.map((n) => ({ name: n.name, owner: owner(n.queue[0]!), queue: n.queue.slice(1).map(owner) })),
     pendingCalls: doc.pendingCalls.map((p) => ({
@@ -183,7 +188,7 @@ function printReport(r: InspectReport): void {
   out.push(`\nConnections (${r.connections.length}):\n`);
   out.push(
     formatTable(
-      [right('FD'), 'UNIQUE', right('PID'), right('UID'), 'STATE', 'NAMES', right('MATCHES'), right('INBOUND'), right('OUTBOUND')],
+      [right('FD'), 'UNIQUE', right('PID'), right('UID'), 'STATE', 'NAMES', right('MATCHES'), right('INBOUND'), right('OUTBOUND'), right('FDS')],
       r.connections.map((c) => [
         String(c.fd),
         c.uniqueName ?? '-',
@@ -194,6 +199,7 @@ function printReport(r: InspectReport): void {
         String(c.monitorRules ?? c.matchRules),
         formatBytes(c.inboundBytes),
         formatBytes(c.outboundBytes),
+        String(c.inboundFds.length + c.outboundFds.length),
       ]),
     ),
   );

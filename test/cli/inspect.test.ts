@@ -147,10 +147,10 @@ describe('ferrybus inspect of a document the snapshot code wrote', () => {
     expect(listeners!.split('\n')[0]).toBe('Listeners (1):');
     expect(connections!.split('\n')[0]).toMatch(/^Connections \(\d+\):$/);
     const connTable = connections!.split('\n').slice(1).join('\n');
-    expect(headerOf(connTable)).toEqual(['FD', 'UNIQUE', 'PID', 'UID', 'STATE', 'NAMES', 'MATCHES', 'INBOUND', 'OUTBOUND']);
-    expect(rowWith(connTable, owner.uniqueName)).toMatch(new RegExp(`\\s${owner.pid}\\s+\\d+\\s+connected\\s+org\\.ferrybus\\.test\\.Doc\\s+1\\s+0 B\\s+0 B$`));
+    expect(headerOf(connTable)).toEqual(['FD', 'UNIQUE', 'PID', 'UID', 'STATE', 'NAMES', 'MATCHES', 'INBOUND', 'OUTBOUND', 'FDS']);
+    expect(rowWith(connTable, owner.uniqueName)).toMatch(new RegExp(`\\s${owner.pid}\\s+\\d+\\s+connected\\s+org\\.ferrybus\\.test\\.Doc\\s+1\\s+0 B\\s+0 B\\s+0$`));
     expect(rowWith(connTable, waiter.uniqueName)).toContain('org.ferrybus.test.Doc (queued)');
-    expect(rowWith(connTable, stuck.uniqueName)).toMatch(/\d+\.\d (KiB|MiB)$/);
+    expect(rowWith(connTable, stuck.uniqueName)).toMatch(/\d+\.\d (KiB|MiB)\s+0$/);
     expect(names).toMatch(new RegExp(`^Names \\(1\\):\\nNAME\\s+OWNER\\s+FLAGS\\s+QUEUED\\norg\\.ferrybus\\.test\\.Doc\\s+${owner.uniqueName.replace('.', '\\.')}\\s+allow-replacement\\s+${waiter.uniqueName.replace('.', '\\.')} \\(allow-replacement\\)$`));
     expect(calls).toMatch(new RegExp(`^Pending method calls \\(1\\):\\nCALLER\\s+CALLEE\\s+SERIAL\\n:1\\.\\d+\\s+→\\s+${owner.uniqueName.replace('.', '\\.')}\\s+\\d+$`));
   });
@@ -179,7 +179,7 @@ describe('ferrybus inspect of what is not a usable document', () => {
       settings: {},
       listeners: [{ fd: 3, path: '/run/dbus/system_bus_socket', address: 'unix:path=/run/dbus/system_bus_socket,guid=0123456789abcdef0123456789abcdef' }],
       connections: [
-        { fd: 7, peerId: 1, credentials: { uid: 0, gid: 0, pid: 100, groups: [0] }, uniqueName: ':1.1', inbound: '', outbound: 'AAAA', matches: ["type='signal'"] },
+        { fd: 7, peerId: 1, credentials: { uid: 0, gid: 0, pid: 100, groups: [0] }, uniqueName: ':1.1', inbound: '', outbound: 'AAAA', outboundFds: [{ at: 1, fds: [11, 12] }], matches: ["type='signal'"] },
         { fd: 8, peerId: 2, credentials: { uid: 1000, gid: 1000, pid: 200, groups: [] }, uniqueName: ':1.2', inbound: 'AAECAw==', outbound: '', matches: [], monitorRules: [] },
       ],
       names: [{ name: 'org.freedesktop.login1', queue: [{ peerId: 1, flags: 0 }] }],
@@ -197,8 +197,8 @@ describe('ferrybus inspect of what is not a usable document', () => {
     expect(r.stdout).toMatch(/^generation\s+3 \(read by the next image as generation 4\)$/m);
     expect(r.stdout).toMatch(/^last handoff\s+2026-01-02T03:00:00\.000Z \(pause 2\.5 ms, into \/sysroot\)$/m);
     expect(r.stdout).toMatch(/^callers\s+1 awaiting the Handoff reply$/m);
-    expect(rowWith(r.stdout, ':1.1')).toMatch(/^\s*7\s+:1\.1\s+100\s+0\s+connected\s+org\.freedesktop\.login1\s+1\s+0 B\s+3 B$/);
-    expect(rowWith(r.stdout, ':1.2')).toMatch(/^\s*8\s+:1\.2\s+200\s+1000\s+monitor\s+-\s+0\s+4 B\s+0 B$/);
+    expect(rowWith(r.stdout, ':1.1')).toMatch(/^\s*7\s+:1\.1\s+100\s+0\s+connected\s+org\.freedesktop\.login1\s+1\s+0 B\s+3 B\s+2$/);
+    expect(rowWith(r.stdout, ':1.2')).toMatch(/^\s*8\s+:1\.2\s+200\s+1000\s+monitor\s+-\s+0\s+4 B\s+0 B\s+0$/);
     expect(r.stdout).toMatch(/^:1\.2\s+→\s+:1\.1\s+5$/m);
   });
 
