@@ -24,6 +24,7 @@ const PINNED: Array<[string, string]> = [
   ["test-dbus-daemon", "/limits/max-replies-per-connection"],
   ["test-dbus-daemon", "/limits/max-connections-per-user"],
   ["test-dbus-daemon", "/limits/max-completed-connections"],
+  ["test-dbus-daemon", "/policy/count-fds"],
   ["test-dbus-daemon", "/limits/max-match-rules-per-connection"],
   ["test-dbus-daemon", "/limits/max-names-per-connection"],
   ["test-dbus-daemon", "/match/remove/fails"],
