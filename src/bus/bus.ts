@@ -1,4 +1,4 @@
-import { buildMessage, MessageFlag, MessageType, type Message, type NewMessage } from '../wire/message.js';
+import { buildMessage, MessageFlag, MessageType, readBody, type Message, type NewMessage } from '../wire/message.js';
 import { marshal } from '../wire/marshal.js';
 import type { DBusValue } from '../wire/values.js';
 import { Driver, type DriverMethod } from './driver.js';
@@ -12,11 +12,14 @@ import type { BusPolicy, PolicyMessage } from './policy.js';
 import { RateLimit } from '../util/rate-limit.js';
 import { UidAccounts, type UidAccount, type UidResource } from './uid-accounts.js';
 import type { UnixFds } from './unix-fds.js';
+import { Activator } from './activation.js';
 
 export const BUS_NAME = 'org.freedesktop.DBus';
 export const BUS_PATH = '/org/freedesktop/DBus';
 const LOCAL_PATH = '/org/freedesktop/DBus/Local';
 const LOCAL_INTERFACE = 'org.freedesktop.DBus.Local';
+/** The sender monitors see on a connection's Hello (it has no name yet), as dbus-daemon shows it. */
+const NOT_ACTIVE_YET = ':not.active.yet';
 
 /** Where the core's decisions take effect; implemented by the transport. */
 export interface BusSink {
@@ -44,6 +47,10 @@ export interface BusLimits {
   maxCompletedConnections: number;
   /** reply_timeout in ms: the bus answers NoReply to a call unanswered this long; 0 = never. */
   replyTimeoutMs: number;
+  /** service_start_timeout in ms: an activation not done by then fails with TimedOut. */
+  serviceStartTimeoutMs: number;
+  /** max_pending_service_starts: messages and start requests held for services being started. */
+  maxPendingServiceStarts: number;
 }
 
 /**
@@ -58,6 +65,8 @@ export const DEFAULT_LIMITS: BusLimits = {
   maxOutgoingBytes: 127 * 1024 * 1024,
   maxCompletedConnections: 2048,
   replyTimeoutMs: 0,
+  serviceStartTimeoutMs: 25_000,
+  maxPendingServiceStarts: 512,
 };
 
 export interface BusOptions {
@@ -107,6 +116,8 @@ export class Bus {
   /** Peers holding at least one match rule: the only candidates for broadcasts. */
   private readonly subscribers = new Set<Peer>();
   private readonly driver: Driver;
+  /** Service activation: .service files, messages held while their service starts. */
+  readonly activator: Activator;
   private nextPeerId = 1;
   /** Never reused, also across handoffs: `:1.N`. */
   nextUniqueId = 1;
@@ -127,6 +138,18 @@ export class Bus {
     this.log = options.log ?? (() => {});
     this.driver = new Driver(this, options.extraMethods ?? []);
     this.policyInForce = options.policy;
+    this.activator = new Activator({
+      kind: options.kind,
+      limits: this.limits,
+      owner: (name) => this.names.owner(name),
+      isConnected: (peer) => this.peers.get(peer.id) === peer,
+      busMessage: (m) => this.busMessage({ ...m, serial: 0, body: marshal(m.signature, m.args as DBusValue[]) }),
+      deliverFromBus: (to, routed) => this.deliverFromBus(to, routed),
+      deliverHeld: (sender, to, routed) => this.routeUnicast(sender, to, routed),
+      sendReply: (to, serial, signature, values) => this.sendReply(to, serial, signature, values as DBusValue[]),
+      sendError: (to, serial, name, text) => this.sendError(to, serial, name, text),
+      log: (event, message, fields) => this.log(event, message, fields),
+    });
   }
 
   /**
@@ -278,6 +301,7 @@ export class Bus {
     this.subscribers.delete(peer);
     this.eavesdroppers.delete(peer);
     this.replies.dropCaller(peer);
+    this.activator.forget(peer);
     for (const { caller, serial } of this.replies.dropCallee(peer)) {
       this.sendError(caller, serial, DBusErrorName.NoReply, 'Message recipient disconnected from message bus without replying');
     }
@@ -308,6 +332,11 @@ export class Bus {
   adoptUniqueName(peer: Peer, name: string): void {
     peer.uniqueName = name;
     this.byUniqueName.set(name, peer);
+  }
+
+  /** A message as the router carries it (the driver's start requests; messages held across a handoff). */
+  routedMessage(msg: Message, sender: string, pieces: readonly Buffer[] | undefined, fds?: UnixFds): RoutedMessage {
+    return new RoutedMessage(msg, sender, pieces, this.ownerCheck, fds);
   }
 
   peerByUniqueName(name: string): Peer | undefined {
@@ -390,6 +419,9 @@ export class Bus {
       this.emitNameOwnerChanged(c.name, c.oldOwner?.uniqueName ?? '', c.newOwner?.uniqueName ?? '');
       if (c.newOwner) this.sendSignal(c.newOwner, 'NameAcquired', 's', [c.name]);
     }
+    // Messages held while a service started go to its new owner, after its NameAcquired.
+    if (this.activator.pending.size === 0) return;
+    for (const c of changes) if (c.newOwner && !c.oldOwner) this.activator.nameAcquired(c.name, c.newOwner);
   }
 
   private emitNameOwnerChanged(name: string, oldOwner: string, newOwner: string): void {
@@ -430,29 +462,41 @@ export class Bus {
 
   /** Sends a message from org.freedesktop.DBus (serial assigned here). */
   driverEmit(m: NewMessage): void {
+    if (m.destination === undefined) {
+      m.serial = this.takeDriverSerial();
+      m.sender = BUS_NAME;
+      const msg = buildMessage(m);
+      this.broadcast(new RoutedMessage(msg, BUS_NAME, [msg.bytes], this.ownerCheck), undefined);
+      return;
+    }
+    const routed = this.busMessage(m);
+    if (routed.recipient) this.deliverFromBus(routed.recipient, routed);
+  }
+
+  /** A unicast message of the bus's own (serial assigned here), shown to monitors now; not yet delivered. */
+  private busMessage(m: NewMessage): RoutedMessage {
     m.serial = this.takeDriverSerial();
     m.sender = BUS_NAME;
     const msg = buildMessage(m);
     const routed = new RoutedMessage(msg, BUS_NAME, [msg.bytes], this.ownerCheck);
-    if (m.destination !== undefined) {
-      const to = this.resolve(m.destination);
-      routed.recipient = to;
-      this.toMonitors(routed);
-      if (to) {
-        this.toEavesdroppers(routed, to, undefined);
-        // The bus wants no answer: a message of its own that a receiver refuses is dropped,
-        // and only monitors see the AccessDenied (as on dbus-daemon).
-        const denial = to.policy ? this.policyDenies(undefined, to, routed, true, false) : undefined;
-        if (denial) {
-          if (this.monitors.size > 0) this.captureError(routed, BUS_NAME, DBusErrorName.AccessDenied,
-            `Rejected receive message from the bus, ${denial.matched} matched rules; type="${routed.type}" member="${routed.member ?? '(unset)'}"`);
-          return;
-        }
-        this.deliver(to, routed);
-      }
-    } else {
-      this.broadcast(routed, undefined);
+    routed.recipient = m.destination === undefined ? undefined : this.resolve(m.destination);
+    this.toMonitors(routed);
+    return routed;
+  }
+
+  /** Delivers a message of the bus's own; the receiver's policy may refuse it. */
+  private deliverFromBus(to: Peer, routed: RoutedMessage): void {
+    routed.recipient = to;
+    this.toEavesdroppers(routed, to, undefined);
+    // The bus wants no answer: a message of its own that a receiver refuses is dropped,
+    // and only monitors see the AccessDenied (as on dbus-daemon).
+    const denial = to.policy ? this.policyDenies(undefined, to, routed, true, false) : undefined;
+    if (denial) {
+      if (this.monitors.size > 0) this.captureError(routed, BUS_NAME, DBusErrorName.AccessDenied,
+        `Rejected receive message from the bus, ${denial.matched} matched rules; type="${routed.type}" member="${routed.member ?? '(unset)'}"`);
+      return;
     }
+    this.deliver(to, routed);
   }
 
   replyTo(caller: Peer, call: Message, signature: string, values: DBusValue[]): void {
@@ -518,6 +562,8 @@ export class Bus {
     if (!peer.registered) {
       if (h.type === MessageType.MethodCall && h.destination === BUS_NAME && h.member === 'Hello' &&
           (h.interface === undefined || h.interface === BUS_NAME)) {
+        // Monitors see a connection arrive, with the sender dbus-daemon gives it before Hello.
+        if (this.monitors.size > 0) this.toMonitors(new RoutedMessage(msg, NOT_ACTIVE_YET, undefined, this.ownerCheck));
         return this.driver.dispatch(peer, msg);
       }
       return this.sink.disconnect(peer, 'sent a message other than Hello without being registered');
@@ -535,6 +581,7 @@ export class Bus {
       return;
     }
     if (destination === BUS_NAME) {
+      if (h.type === MessageType.Signal && Activator.isActivationFailure(msg)) return this.receiveActivationFailure(peer, msg, routed);
       this.toMonitors(routed);
       this.toEavesdroppers(routed, undefined, peer);
       if (peer.policy) {
@@ -562,18 +609,82 @@ export class Bus {
       this.deliver(to, routed);
       return;
     }
-    if (!to) {
+    if (!to) return this.receiveForNobody(peer, routed);
+    this.toMonitors(routed);
+    this.routeUnicast(peer, to, routed);
+  }
+
+  /**
+   * A call or unicast signal for a name nobody owns: held while its service starts (auto-start),
+   * else answered ServiceUnknown or, with NO_AUTO_START, NameHasNoOwner.
+   */
+  private receiveForNobody(peer: Peer, routed: RoutedMessage): void {
+    const msg = routed.message;
+    const destination = routed.destination!;
+    if ((msg.header.flags & MessageFlag.NoAutoStart) !== 0) {
       this.toMonitors(routed);
-      this.errorForCall(
-        peer,
-        msg,
-        (h.flags & MessageFlag.NoAutoStart) !== 0 ? DBusErrorName.NameHasNoOwner : DBusErrorName.ServiceUnknown,
-        (h.flags & MessageFlag.NoAutoStart) !== 0
-          ? `Name "${destination}" does not exist`
-          : `The name ${destination} was not provided by any .service files`,
-      );
+      this.errorForCall(peer, msg, DBusErrorName.NameHasNoOwner, `Name "${destination}" does not exist`);
       return;
     }
+    try {
+      const entry = this.activator.entryFor(destination);
+      // As much of the send check as can be made before the receiver exists (dbus-daemon's rule).
+      if (entry && this.policyInForce) {
+        const denial = this.policyDenies(peer, undefined, routed, false, false);
+        if (denial) {
+          this.toMonitors(routed);
+          return this.refuse(peer, undefined, msg, routed, denial, false);
+        }
+      }
+      this.activator.hold(destination, entry, peer, routed, false);
+    } catch (err) {
+      if (!(err instanceof BusError)) throw err;
+      this.toMonitors(routed);
+      // dbus-daemon answers a call; a signal's sender is not waiting for an answer.
+      this.errorForCall(peer, msg, err.dbusName, err.message);
+      return;
+    }
+    // After the ActivationRequest it caused, as monitors see it on dbus-daemon.
+    this.toMonitors(routed);
+  }
+
+  /**
+   * org.freedesktop.systemd1.Activator.ActivationFailure, sent by systemd to the bus: monitors see
+   * it after the errors it causes, as on dbus-daemon.
+   */
+  private receiveActivationFailure(peer: Peer, msg: Message, routed: RoutedMessage): void {
+    this.toEavesdroppers(routed, undefined, peer);
+    const denial = peer.policy ? this.policyDenies(peer, undefined, routed, false, false) : undefined;
+    if (denial) {
+      this.toMonitors(routed);
+      return this.refuse(peer, undefined, msg, routed, denial, false);
+    }
+    const uid = peer.credentials.uid;
+    if (uid === 0 || uid === this.options.self.uid) {
+      let args: DBusValue[] = [];
+      try {
+        args = readBody(msg);
+      } catch {
+        // a malformed body names no unit: nothing fails
+      }
+      this.activator.systemdFailure(peer, msg, args);
+    } else {
+      this.log('activation-failure-forged', 'ignored an ActivationFailure from an unprivileged connection', { sender: peer.uniqueName, uid });
+    }
+    this.toMonitors(routed);
+  }
+
+  /**
+   * A call or unicast signal to the connection `to`: the reply limits, the policy, fd support and
+   * the receiver's quota decide; a refused call is answered with an error. Also the way a
+   * message held for a starting service reaches it (monitors saw it when it arrived).
+   */
+  private routeUnicast(peer: Peer, to: Peer, routed: RoutedMessage): void {
+    const msg = routed.message;
+    const h = msg.header;
+    const sender = peer.uniqueName!;
+    const destination = h.destination!;
+    routed.recipient = to;
     const expectsReply = h.type === MessageType.MethodCall && (h.flags & MessageFlag.NoReplyExpected) === 0;
     if (expectsReply && peer.pendingCalls >= this.limits.maxRepliesPerConnection) {
       this.errorForCall(peer, msg, DBusErrorName.LimitsExceeded,
@@ -585,7 +696,6 @@ export class Bus {
         `The maximum number of pending replies for uid ${peer.credentials.uid} (${this.accounts.ceilings().pendingReplies}) has been reached`);
       return;
     }
-    this.toMonitors(routed);
     this.toEavesdroppers(routed, to, peer);
     if (this.policyInForce) {
       const denial = this.policyDenies(peer, to, routed, false, false);

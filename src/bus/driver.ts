@@ -49,9 +49,9 @@ export interface DriverMethod {
 }
 
 /** Properties of the org.freedesktop.DBus interface; the other driver interfaces have none. */
-const PROPERTY_VALUES = new Map<string, () => Variant>([
-  // The bus drops header fields it does not know when forwarding (stitchSender).
-  ['Features', () => new Variant('as', ['HeaderFiltering'])],
+const PROPERTY_VALUES = new Map<string, (bus: Bus) => Variant>([
+  // HeaderFiltering: the bus drops header fields it does not know when forwarding (stitchSender).
+  ['Features', (bus) => new Variant('as', bus.activator.systemdActivation ? ['HeaderFiltering', 'SystemdActivation'] : ['HeaderFiltering'])],
   ['Interfaces', () => new Variant('as', [MONITORING, DEBUG_STATS])],
 ]);
 const DRIVER_INTERFACES = new Set([DBUS, MONITORING, DEBUG_STATS, INTROSPECTABLE, PEER, PROPERTIES]);
@@ -65,13 +65,13 @@ const CANONICAL_PATH_INTERFACES: ReadonlySet<string> = new Set([MONITORING, PROP
 const NO_INTERFACES: ReadonlySet<string> = new Set();
 
 /** The properties of a driver interface, or UnknownInterface (dbus-daemon's bus_driver_find_interface). */
-function propertiesOf(iface: string): ReadonlyMap<string, () => Variant> {
+function propertiesOf(iface: string): ReadonlyMap<string, (bus: Bus) => Variant> {
   if (iface === DBUS) return PROPERTY_VALUES;
   if (DRIVER_INTERFACES.has(iface)) return new Map();
   throw new BusError(DBusErrorName.UnknownInterface, `Interface "${iface}" not found`);
 }
 
-function property(iface: string, prop: string): () => Variant {
+function property(iface: string, prop: string): (bus: Bus) => Variant {
   const get = propertiesOf(iface).get(prop);
   if (!get) throw new BusError(DBusErrorName.UnknownProperty, `Property "${iface}.${prop}" not found`);
   return get;
@@ -156,11 +156,14 @@ const METHODS: DriverMethod[] = [
     },
   },
   {
+    // Answered once the service owns its name (SUCCESS), or with the error its start ended in.
     interface: DBUS, member: 'StartServiceByName', in: 'su', out: 'u',
     handler(call) {
       const name = nameArg(call);
       if (name === DBUS || call.bus.resolve(name)) return [2]; // DBUS_START_REPLY_ALREADY_RUNNING
-      throw new BusError(DBusErrorName.ServiceUnknown, `The name ${name} was not provided by any .service files`);
+      if (!isValidBusName(name)) throw new BusError(DBusErrorName.ServiceUnknown, `The name ${name} was not provided by any .service files`);
+      call.bus.activator.startByName(call.caller, call.bus.routedMessage(call.message, call.caller.uniqueName!, []), name);
+      return null;
     },
   },
   {
@@ -170,7 +173,13 @@ const METHODS: DriverMethod[] = [
       if (call.bus.options.kind === 'system') {
         throw new BusError(DBusErrorName.AccessDenied, 'Cannot change activation environment on a system bus.');
       }
-      // Nothing is activated yet; the environment is accepted as dbus-daemon does.
+      const variables = new Map<string, string>();
+      for (const [key, value] of call.args[0] as Map<string, string>) {
+        // A name with '=' or nothing in it cannot be an environment variable; dbus-daemon passes it on anyway.
+        if (key === '' || key.includes('=')) throw new BusError(DBusErrorName.InvalidArgs, `"${key}" is not a valid environment variable name`);
+        variables.set(key, value);
+      }
+      call.bus.activator.updateEnvironment(variables);
       return [];
     },
   },
@@ -182,7 +191,7 @@ const METHODS: DriverMethod[] = [
     },
   },
   { interface: DBUS, member: 'ListNames', in: '', out: 'as', handler: (call) => [call.bus.listNames()] },
-  { interface: DBUS, member: 'ListActivatableNames', in: '', out: 'as', handler: () => [[DBUS]] },
+  { interface: DBUS, member: 'ListActivatableNames', in: '', out: 'as', handler: (call) => [[DBUS, ...call.bus.activator.activatableNames()]] },
   {
     interface: DBUS, member: 'AddMatch', in: 's', out: '',
     handler(call) {
@@ -293,7 +302,7 @@ const METHODS: DriverMethod[] = [
     interface: PROPERTIES, member: 'Get', in: 'ss', out: 'v',
     handler(call) {
       const [iface, prop] = call.args as [string, string];
-      return [property(iface, prop)()];
+      return [property(iface, prop)(call.bus)];
     },
   },
   {
@@ -301,7 +310,7 @@ const METHODS: DriverMethod[] = [
     handler(call) {
       const iface = nameArg(call);
       const out = new Map<DBusValue, DBusValue>();
-      for (const [k, get] of propertiesOf(iface === '' ? DBUS : iface)) out.set(k, get());
+      for (const [k, get] of propertiesOf(iface === '' ? DBUS : iface)) out.set(k, get(call.bus));
       return [out];
     },
   },

@@ -50,9 +50,6 @@ export function fdOf(flag: string | boolean | undefined, name: string): number |
 
 /** Flags whose effect ferrybus does not have: accepted, each named in one warning. */
 function warnUnsupportedFlags(args: DaemonArgs, log: Logger): void {
-  if (args.systemdActivation) {
-    log.warning('flag-unsupported', '--systemd-activation: service activation is not implemented yet; a message to a name nobody owns gets ServiceUnknown');
-  }
   // The logger writes to stderr (journald reads it under systemd) and falls back to /dev/kmsg;
   // there is no syslog transport. --nosyslog asks for stderr only, which is what happens.
   if (args.syslog) log.warning('flag-unsupported', '--syslog: ferrybus has no syslog transport; logs go to stderr only (the journal under systemd)');
@@ -90,7 +87,7 @@ export async function runDaemonCommand(args: DaemonArgs): Promise<void> {
     warnUnsupportedFlags(args, log);
     const pidFile = pidFileOf(args);
     const settings: DaemonSettings = settingsFromConfig(
-      { address: args.address, configFile: args.configFile, session: args.session, system: args.system },
+      { address: args.address, configFile: args.configFile, session: args.session, system: args.system, systemdActivation: args.systemdActivation },
       log,
     );
     if (settings.listen.length === 0) {
@@ -119,8 +116,12 @@ export async function runDaemonCommand(args: DaemonArgs): Promise<void> {
   const served = daemon;
   served.bus.reloadConfig = () => reloadConfig(served, 'ReloadConfig', log);
   watchConfig(served, log);
-  // reply_timeout: a quarter-second sweep (cheap: it stops at the first call not yet due).
-  setInterval(() => served.bus.expireCalls(), 250).unref();
+  served.services.watch();
+  // reply_timeout and service_start_timeout: a quarter-second sweep (cheap when nothing is due).
+  setInterval(() => {
+    served.bus.expireCalls();
+    if (served.bus.activator.pending.size > 0) served.bus.activator.expire();
+  }, 250).unref();
   installSignalHandlers(daemon, controller, log);
   notifySystemd({ READY: 1, STATUS: `serving ${daemon.addresses.join(' ')} (generation ${daemon.generation})` }, log);
 }

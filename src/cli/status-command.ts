@@ -48,6 +48,12 @@ export async function runStatusCommand(args: StatusArgs): Promise<void> {
     ['queued bytes', `${formatBytes(status.queuedBytes)}${quota}`],
   );
   if (status.pendingCalls !== undefined) fields.push(['pending calls', String(status.pendingCalls)]);
+  if (status.activatableServices !== undefined) {
+    const starting = status.activating
+      ? `, ${status.activating} starting (${status.heldMessages ?? 0} message${status.heldMessages === 1 ? '' : 's'} waiting)`
+      : '';
+    fields.push(['activation', `${status.activatableServices} activatable${starting}`]);
+  }
   fields.push([
     'last handoff',
     last ? `${last.at} (pause ${(last.pauseUs / 1000).toFixed(1)} ms, into ${last.root || '/'})`

@@ -33,6 +33,10 @@ export interface DaemonStatus {
   monitors?: number;
   authenticating?: number;
   pendingCalls?: number;
+  /** Service activation: service files known, services being started, messages waiting for them. */
+  activatableServices?: number;
+  activating?: number;
+  heldMessages?: number;
   maxOutgoingBytes?: number;
   guid?: string;
   kind?: string;
@@ -157,6 +161,9 @@ export async function fetchStatus(client: BusClient): Promise<DaemonStatus> {
     monitors: optNum(m, 'Monitors'),
     authenticating: optNum(m, 'Authenticating'),
     pendingCalls: optNum(m, 'PendingCalls'),
+    activatableServices: optNum(m, 'ActivatableServices'),
+    activating: optNum(m, 'Activating'),
+    heldMessages: optNum(m, 'HeldMessages'),
     maxOutgoingBytes: optNum(m, 'MaxOutgoingBytes'),
     guid: optStr(m, 'Guid'),
     kind: optStr(m, 'Kind'),

@@ -70,6 +70,37 @@ export interface PendingCallDoc {
   expiresAt?: number;
 }
 
+/** A message (or StartServiceByName) waiting for a service to start. */
+export interface HeldMessageDoc {
+  /** The sender's peer id; 0 for the bus itself (a request waiting for systemd). */
+  sender: number;
+  /** StartServiceByName, answered once the name has an owner. */
+  start: boolean;
+  /** The message as it will be delivered (sender stitched in), base64. */
+  message: string;
+  /** Fds travelling with it (inherited, by number). */
+  fds?: number[];
+}
+
+/** One service being started (src/bus/activation.ts). */
+export interface PendingActivationDoc {
+  name: string;
+  via: 'exec' | 'systemd' | 'await-systemd';
+  /** service_start_timeout's deadline, ms since the epoch. */
+  deadline: number;
+  /** The program started for it, still running: the new image keeps watching it. */
+  pid?: number;
+  /** The service file it was started from, as read then. */
+  entry?: { exec: string; user?: string; systemdService?: string; file: string };
+  held: HeldMessageDoc[];
+}
+
+export interface ActivationDoc {
+  /** UpdateActivationEnvironment's variables. */
+  environment: Array<[string, string]>;
+  pending: PendingActivationDoc[];
+}
+
 export interface HandoffDocument {
   format: number;
   /** Random, also given to the new image on its command line: a stale file never matches. */
@@ -98,4 +129,6 @@ export interface HandoffDocument {
   handoffCallers: Array<{ peerId: number; serial: number }>;
   /** History for the CLI: when handoffs happened and how long they paused. */
   lastHandoff?: { at: string; pauseUs: number; root: string };
+  /** Services being started and what waits for them; absent when nothing is. */
+  activation?: ActivationDoc;
 }

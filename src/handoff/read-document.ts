@@ -1,9 +1,12 @@
 import { FerryError } from '../util/errors.js';
-import { isValidWellKnownName } from '../wire/names.js';
+import { isValidBusName, isValidWellKnownName } from '../wire/names.js';
 import {
   MAX_DOCUMENT_BYTES,
   READABLE_FORMATS,
+  type ActivationDoc,
   type ConnectionDoc,
+  type HeldMessageDoc,
+  type PendingActivationDoc,
   type HandoffDocument,
   type ListenerDoc,
   type NameDoc,
@@ -78,7 +81,7 @@ export function readDocument(
   unknownKeys('bus', bus, ['guid', 'machineId', 'kind', 'nextUniqueId', 'nextPeerId', 'driverSerial', 'startedAt'], warnings);
   unknownKeys('document', raw, [
     'format', 'nonce', 'pid', 'generation', 'stoppedAtNs', 'writtenAt', 'bus', 'settings', 'listeners',
-    'connections', 'names', 'pendingCalls', 'handoffCallers', 'lastHandoff',
+    'connections', 'names', 'pendingCalls', 'handoffCallers', 'lastHandoff', 'activation',
   ], warnings);
 
   const listeners = list(raw.listeners, 'listeners', warnings).filter((l, i): l is ListenerDoc => {
@@ -161,6 +164,7 @@ export function readDocument(
     ? { at: last.at, pauseUs: last.pauseUs, root: last.root }
     : undefined;
   if (last !== undefined && !lastHandoff) warnings.push('lastHandoff: malformed, dropped');
+  const activation = raw.activation === undefined ? undefined : readActivation(raw.activation, peerIds, usedFds, warnings);
   const doc: HandoffDocument = {
     format: raw.format,
     nonce: raw.nonce,
@@ -184,8 +188,62 @@ export function readDocument(
     pendingCalls,
     handoffCallers,
     lastHandoff,
+    ...(activation ? { activation } : {}),
   };
   return { doc, warnings };
+}
+
+const VIAS = ['exec', 'systemd', 'await-systemd'];
+
+/**
+ * Services being started: a damaged held message is dropped alone, a damaged activation with
+ * what it held (its senders then get nothing, as if the service had failed before they asked).
+ */
+function readActivation(raw: unknown, peerIds: ReadonlySet<number>, usedFds: Set<number>, warnings: string[]): ActivationDoc | undefined {
+  if (!isObj(raw)) {
+    warnings.push('activation: malformed, dropped');
+    return undefined;
+  }
+  unknownKeys('activation', raw, ['environment', 'pending'], warnings);
+  const environment = list(raw.environment, 'activation.environment', warnings).filter(
+    (e): e is [string, string] => Array.isArray(e) && e.length === 2 && isStr(e[0]) && isStr(e[1]),
+  );
+  const pending: PendingActivationDoc[] = [];
+  const names = new Set<string>();
+  list(raw.pending, 'activation.pending', warnings).forEach((p, i) => {
+    const where = `activation.pending[${i}]`;
+    if (!isObj(p) || !isStr(p.name) || !isValidBusName(p.name) || names.has(p.name) || !VIAS.includes(p.via as string) ||
+        typeof p.deadline !== 'number' || !Number.isFinite(p.deadline) || (p.pid !== undefined && !isInt(p.pid, 1))) {
+      return warnings.push(`${where}: malformed, dropped with what it held`);
+    }
+    const e = p.entry;
+    const entryOk = e === undefined || (isObj(e) && isStr(e.exec) && isStr(e.file) &&
+      (e.user === undefined || isStr(e.user)) && (e.systemdService === undefined || isStr(e.systemdService)));
+    if (!entryOk) return warnings.push(`${where}: bad service entry, dropped with what it held`);
+    unknownKeys(where, p, ['name', 'via', 'deadline', 'pid', 'entry', 'held'], warnings);
+    const held: HeldMessageDoc[] = [];
+    list(p.held, `${where}.held`, warnings).forEach((h, k) => {
+      const at = `${where}.held[${k}]`;
+      if (!isObj(h) || !isInt(h.sender) || (h.sender !== 0 && !peerIds.has(h.sender)) || typeof h.start !== 'boolean' ||
+          !isB64(h.message) || h.message === '') {
+        return warnings.push(`${at}: malformed or orphaned, dropped`);
+      }
+      const fds = h.fds;
+      if (fds !== undefined && (!Array.isArray(fds) || !fds.every((fd) => isInt(fd, 0, 1 << 30)))) return warnings.push(`${at}: bad fds, dropped`);
+      const reused = (fds ?? []).find((fd, n, all) => usedFds.has(fd as number) || all.indexOf(fd) !== n);
+      if (reused !== undefined) return warnings.push(`${at}: fd ${String(reused)} used twice, dropped`);
+      for (const fd of fds ?? []) usedFds.add(fd as number);
+      held.push({ sender: h.sender, start: h.start, message: h.message, ...(fds ? { fds: fds as number[] } : {}) });
+    });
+    names.add(p.name);
+    pending.push({
+      name: p.name, via: p.via as PendingActivationDoc['via'], deadline: p.deadline,
+      ...(p.pid !== undefined ? { pid: p.pid as number } : {}),
+      ...(e !== undefined ? { entry: e as NonNullable<PendingActivationDoc['entry']> } : {}),
+      held,
+    });
+  });
+  return { environment, pending };
 }
 
 function list(v: unknown, where: string, warnings: string[]): unknown[] {

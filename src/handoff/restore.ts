@@ -9,6 +9,7 @@ import { peerCredentials, setCloexec } from '../sys/libc.js';
 import { Connection } from '../transport/connection.js';
 import type { ConnectionSet } from '../transport/connection-set.js';
 import type { HandoffDocument } from './document.js';
+import { restoreActivation } from './activation-state.js';
 
 export interface RestoreReport {
   connections: number;
@@ -160,6 +161,9 @@ export function restore(doc: HandoffDocument, bus: Bus, connections: ConnectionS
       bus.sendError(caller, p.serial, DBusErrorName.NoReply, 'Message recipient disconnected from message bus without replying');
     }
   }
+
+  // Services being started, with what waited for them (after the names: one may have an owner now).
+  if (doc.activation) report.dropped.push(...restoreActivation(doc.activation, bus, peers));
 
   // What a disconnect would have told everyone, for the connections that could not be taken over.
   for (const unique of departed.values()) bus.announceDeparted(unique, lostOwnership.get(unique) ?? []);

@@ -4,6 +4,7 @@ import type { ConnectionSet } from '../transport/connection-set.js';
 import type { ListenTarget } from '../transport/address.js';
 import type * as net from 'node:net';
 import { HANDOFF_FORMAT, type ConnectionDoc, type HandoffDocument } from './document.js';
+import { snapshotActivation } from './activation-state.js';
 
 export interface SnapshotInput {
   bus: Bus;
@@ -83,5 +84,11 @@ export function snapshot(input: SnapshotInput): HandoffDocument {
     })),
     handoffCallers: input.handoffCallers,
     lastHandoff: input.lastHandoff,
+    ...withActivation(bus),
   };
+}
+
+function withActivation(bus: Bus): Pick<HandoffDocument, 'activation'> {
+  const activation = snapshotActivation(bus);
+  return activation ? { activation } : {};
 }

@@ -12,6 +12,7 @@ import { newBusGuid, readMachineId } from './identity.js';
 import type { Logger } from './logger.js';
 import { anchorFds } from './anchors.js';
 import { rereadSettings } from './settings.js';
+import type { ServiceDirConfig } from './config-types.js';
 
 function adoptListener(fd: number, onConnection: (s: net.Socket) => void): net.Server | string {
   try {
@@ -35,8 +36,18 @@ function settingsOf(doc: HandoffDocument | undefined): DaemonSettings {
     source: typeof s?.source === 'object' && s.source !== null ? s.source : undefined,
     // Checked rule by rule when compiled; a malformed one fails closed (see compilePolicy).
     policies: Array.isArray(s?.policies) ? s.policies : undefined,
+    serviceDirs: Array.isArray(s?.serviceDirs) ? s.serviceDirs.filter(isServiceDir) : undefined,
     runtime: runtimeOf(s?.runtime),
   };
+}
+
+/** A service directory entry as the old image recorded it; anything else is dropped. */
+function isServiceDir(raw: unknown): raw is ServiceDirConfig {
+  if (typeof raw !== 'object' || raw === null) return false;
+  const d = raw as Record<string, unknown>;
+  const source = d.source as Record<string, unknown> | undefined;
+  if (typeof source !== 'object' || source === null || typeof source.file !== 'string' || typeof source.line !== 'number') return false;
+  return (d.kind === 'dir' && typeof d.path === 'string') || d.kind === 'standard-session' || d.kind === 'standard-system';
 }
 
 /** The pid file and systemd's socket files, as the old image recorded them; anything else is dropped. */
@@ -107,7 +118,7 @@ export function adoptDaemon(args: HandoffArgs, log: Logger, extraMethods: readon
     machineId: machine.id,
     startedAt: doc?.bus.startedAt || new Date().toISOString(),
   };
-  const { bus, connections } = Daemon.createCore(settings, identity, log, extraMethods);
+  const { bus, connections, services } = Daemon.createCore(settings, identity, log, extraMethods);
   // Unique names are never reused, even when the document is lost.
   if (!doc) bus.restoreCounters(args.nextUniqueId, 1, 1);
 
@@ -126,7 +137,7 @@ export function adoptDaemon(args: HandoffArgs, log: Logger, extraMethods: readon
     addresses.push(l.address || formatAddressEntry({ transport: 'unix', params: { guid: identity.guid } }));
   }
 
-  const daemon = new Daemon(bus, connections, servers, targets, addresses, settings, identity, log);
+  const daemon = new Daemon(bus, connections, servers, targets, addresses, settings, identity, log, services);
   daemon.generation = args.generation;
   if (!doc) {
     closeStrays(new Set(args.listenFds), log);
@@ -146,7 +157,11 @@ export function adoptDaemon(args: HandoffArgs, log: Logger, extraMethods: readon
       // closed already (its replayed input was malformed): nothing to keep
     }
   }
+  // Fds in messages held for a starting service belong to their senders too.
+  for (const fd of bus.activator.heldFds()) adopted.add(fd);
   closeStrays(adopted, log);
+  // Programs the previous image started and that have not taken their name yet: still watched.
+  services.launcher.adopt(bus.activator.runningPids());
   const pauseUs = Number((process.hrtime.bigint() - BigInt(doc.stoppedAtNs)) / 1000n);
   daemon.lastHandoff = { at: new Date().toISOString(), pauseUs, root: doc.lastHandoff?.root ?? '/' };
   log.notice('handoff-complete', 'handoff complete: serving as the new generation', {

@@ -34,6 +34,15 @@ export interface Policy {
   readonly source: SourceLocation;
 }
 
+/**
+ * Where service files are looked for, in order (the first file naming a service wins):
+ * a <servicedir> (resolved against the config file's directory), or one of dbus-daemon's
+ * standard sets, resolved by the supervisor where the environment is known.
+ */
+export type ServiceDirConfig =
+  | { readonly kind: 'dir'; readonly path: string; readonly source: SourceLocation }
+  | { readonly kind: 'standard-session' | 'standard-system'; readonly source: SourceLocation };
+
 export interface BusConfig {
   /** The last <type> wins. */
   type?: string;
@@ -55,4 +64,6 @@ export interface BusConfig {
   files: string[];
   /** <includedir> directories consulted, existing or not: new files there also matter. */
   directories: string[];
+  /** <servicedir>, <standard_session_servicedirs/>, <standard_system_servicedirs/> in file order. */
+  serviceDirs?: ServiceDirConfig[];
 }

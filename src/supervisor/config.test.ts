@@ -286,10 +286,8 @@ describe('readConfig on a session.conf-shaped file', () => {
         ],
       },
     ]);
-    expect(config.warnings).toEqual([
-      `element <keep_umask> is not supported yet (${file}:11)`,
-      `element <standard_session_servicedirs> is not supported yet (${file}:17)`,
-    ]);
+    expect(config.warnings).toEqual([`element <keep_umask> is not supported yet (${file}:11)`]);
+    expect(config.serviceDirs).toEqual([{ kind: 'standard-session', source: { file, line: 17 } }]);
     expect(config.files).toEqual([file]);
     expect(config.directories).toEqual([path.join(dir, 'session.d')]);
   });
@@ -322,9 +320,12 @@ describe.skipIf(!fs.existsSync('/usr/share/dbus-1/system.conf'))('the stock conf
     expect(config.auth).toEqual(['EXTERNAL']);
     expect(config.files[0]).toBe('/usr/share/dbus-1/system.conf');
     expect(config.directories).toEqual(['/usr/share/dbus-1/system.d', '/etc/dbus-1/system.d']);
-    for (const element of ['user', 'fork', 'standard_system_servicedirs', 'servicehelper', 'pidfile', 'syslog']) {
+    for (const element of ['user', 'fork', 'pidfile', 'syslog']) {
       expect(config.warnings.some((warning) => warning.startsWith(`element <${element}> is not supported yet (`))).toBe(true);
     }
+    // Read and used: the service directories; the launch helper is not needed (ferrybus starts services itself).
+    expect(config.serviceDirs?.map((d) => d.kind)).toEqual(['standard-system']);
+    expect(config.warnings.some((warning) => /servicedirs|servicehelper/.test(warning))).toBe(false);
     const own = config.policies.filter((policy) => policy.source.file === '/usr/share/dbus-1/system.conf');
     const preset = systemConfig().policies;
     const strip = (policies: typeof own): unknown =>
@@ -509,6 +510,32 @@ describe('include and includedir', () => {
   });
 });
 
+describe('service directories', () => {
+  it('are read in file order: <servicedir> resolved against the config file, the standard sets by kind', () => {
+    const file = path.join(tmp, 'inline.conf');
+    const config = parse(`<busconfig>
+<servicedir>services</servicedir>
+<standard_system_servicedirs/>
+<servicedir>/abs/dir</servicedir>
+<standard_session_servicedirs/>
+<servicehelper>/usr/lib/dbus-1.0/dbus-daemon-launch-helper</servicehelper>
+</busconfig>`);
+    expect(config.serviceDirs).toEqual([
+      { kind: 'dir', path: path.join(tmp, 'services'), source: { file, line: 2 } },
+      { kind: 'standard-system', source: { file, line: 3 } },
+      { kind: 'dir', path: '/abs/dir', source: { file, line: 4 } },
+      { kind: 'standard-session', source: { file, line: 5 } },
+    ]);
+    expect(config.warnings).toEqual([]);
+  });
+
+  it('are checked as dbus-daemon checks them', () => {
+    expect(() => parse('<busconfig><servicedir/></busconfig>')).toThrow(ConfigError);
+    expect(() => parse('<busconfig><servicedir a="b">/x</servicedir></busconfig>')).toThrow(/Attribute "a" is invalid/);
+    expect(() => parse('<busconfig><standard_system_servicedirs>x</standard_system_servicedirs></busconfig>')).toThrow(ConfigError);
+  });
+});
+
 describe('elements ferrybus does not support yet', () => {
   it('are each reported with file and line, in order', () => {
     const elements = [
@@ -518,10 +545,6 @@ describe('elements ferrybus does not support yet', () => {
       '<syslog/>',
       '<pidfile>/run/dbus/pid</pidfile>',
       '<allow_anonymous/>',
-      '<servicedir>/usr/share/dbus-1/services</servicedir>',
-      '<standard_session_servicedirs/>',
-      '<standard_system_servicedirs/>',
-      '<servicehelper>/usr/lib/dbus-1.0/dbus-daemon-launch-helper</servicehelper>',
       '<selinux><associate own="org.foo" context="foo_t"/></selinux>',
       '<apparmor mode="enabled"/>',
     ];

@@ -2,9 +2,10 @@
 // read as strictly as dbus-daemon reads them (bus/config-parser.c): an unknown element or
 // attribute, a bad value or a rule that mixes what dbus-daemon keeps apart is an error naming
 // file and line. What ferrybus reads: <type>, <listen>, <auth>, <limit>, <include>,
-// <includedir> and <policy>, whose rules are kept as data for the policy compiler (src/bus).
-// Elements dbus-daemon knows but ferrybus does not act on (<user>, <fork>, <servicedir>, ...)
-// are checked like the rest and reported in `warnings`, never dropped silently.
+// <includedir>, <servicedir> and the standard service directories, and <policy>, whose rules
+// are kept as data for the policy compiler (src/bus). Elements dbus-daemon knows but ferrybus
+// does not act on (<user>, <fork>, ...) are checked like the rest and reported in `warnings`,
+// never dropped silently.
 //
 // Deliberately stricter than dbus-daemon, where its reading is surprising:
 //  - a file in an <includedir> that dbus-daemon refuses stops ferrybus too (dbus-daemon logs
@@ -87,15 +88,8 @@ const LIMITS = new Map<string, 'long' | 'int'>([
 const AUTH_MECHANISMS = ['EXTERNAL', 'DBUS_COOKIE_SHA1', 'ANONYMOUS'];
 
 /** dbus-daemon elements ferrybus checks but does not act on yet, by what they may hold. */
-const UNSUPPORTED_TEXT_ELEMENTS = new Set(['user', 'pidfile', 'servicedir', 'servicehelper']);
-const UNSUPPORTED_EMPTY_ELEMENTS = new Set([
-  'fork',
-  'keep_umask',
-  'syslog',
-  'allow_anonymous',
-  'standard_session_servicedirs',
-  'standard_system_servicedirs',
-]);
+const UNSUPPORTED_TEXT_ELEMENTS = new Set(['user', 'pidfile']);
+const UNSUPPORTED_EMPTY_ELEMENTS = new Set(['fork', 'keep_umask', 'syslog', 'allow_anonymous']);
 const APPARMOR_MODES = ['enabled', 'disabled', 'required'];
 
 interface Reader {
@@ -107,7 +101,7 @@ interface Reader {
 }
 
 function emptyConfig(): BusConfig {
-  return { listen: [], listenSources: [], auth: [], limits: {}, policies: [], warnings: [], files: [], directories: [] };
+  return { listen: [], listenSources: [], auth: [], limits: {}, policies: [], warnings: [], files: [], directories: [], serviceDirs: [] };
 }
 
 function warn(reader: Reader, message: string, file: string, line: number): void {
@@ -191,6 +185,27 @@ function topLevel(reader: Reader, file: string, element: XmlElement): void {
       return;
     case 'policy':
       config.policies.push(readPolicy(file, element, (message, at, line) => warn(reader, message, at, line)));
+      return;
+    case 'servicedir': {
+      checkAttributes(file, element, []);
+      const dir = path.resolve(path.dirname(file), pathText(reader, file, element));
+      config.serviceDirs?.push({ kind: 'dir', path: dir, source: { file, line: element.line } });
+      return;
+    }
+    case 'standard_session_servicedirs':
+    case 'standard_system_servicedirs':
+      checkAttributes(file, element, []);
+      checkEmpty(file, element);
+      config.serviceDirs?.push({
+        kind: element.name === 'standard_session_servicedirs' ? 'standard-session' : 'standard-system',
+        source: { file, line: element.line },
+      });
+      return;
+    case 'servicehelper':
+      // dbus-daemon's setuid launcher for system services; ferrybus runs as root and starts
+      // them itself as their User=, so the helper is read and not needed.
+      checkAttributes(file, element, []);
+      rawText(file, element);
       return;
     case 'selinux':
       selinux(file, element);

@@ -11,6 +11,9 @@ import { listen } from '../transport/listener.js';
 import { serveSystemdSocket, takeSystemdSockets } from '../transport/systemd-sockets.js';
 import { newBusGuid, readMachineId } from './identity.js';
 import type { Logger } from './logger.js';
+import type { ServiceDirConfig } from './config-types.js';
+import type { SettingsSource } from './settings.js';
+import { Services } from './services.js';
 
 export interface DaemonSettings {
   /** Addresses to listen on, in order; each may be a `;`-separated list (first usable entry wins). */
@@ -21,8 +24,10 @@ export interface DaemonSettings {
   policies?: PolicySource[];
   /** Files and <includedir> directories the config was read from: a change there reloads it. */
   watch?: string[];
+  /** Where service files are looked for (<servicedir> and the standard sets), in order. */
+  serviceDirs?: ServiceDirConfig[];
   /** Where the settings came from (flags, config file): a new image re-reads it. */
-  source?: { address?: string; configFile?: string; session?: boolean; system?: boolean };
+  source?: SettingsSource;
   /** What this bus set up when it started; carried as it is across handoffs, never re-read. */
   runtime?: RuntimeState;
 }
@@ -72,7 +77,11 @@ export class Daemon {
     public settings: DaemonSettings,
     readonly identity: BusIdentity,
     private readonly log: Logger,
-  ) {}
+    /** Service files, activated programs, and the watch on their directories. */
+    readonly services: Services,
+  ) {
+    services.address = addresses[0] ?? '';
+  }
 
   /** Builds the bus core and connection set (no sockets yet). */
   static createCore(
@@ -80,7 +89,7 @@ export class Daemon {
     identity: BusIdentity,
     log: Logger,
     extraMethods: readonly DriverMethod[],
-  ): { bus: Bus; connections: ConnectionSet } {
+  ): { bus: Bus; connections: ConnectionSet; services: Services } {
     const connections = new ConnectionSet(
       (event, message, fields) =>
         (event === 'internal-error' ? log.error
@@ -104,11 +113,12 @@ export class Daemon {
       limits: settings.limits,
       policy: compilePolicy(settings.policies, log),
       describe: describeCredentials,
-      log: (event, message, fields) => (event === 'quota-drop' || event === 'policy-denied' ? log.warning : log.debug)(event, message, fields),
+      log: (event, message, fields) => busLogLevel(log, event)(event, message, fields),
       extraMethods,
     });
     connections.bus = bus;
-    return { bus, connections };
+    const services = new Services(bus, settings.serviceDirs ?? [], settings.source?.systemdActivation === true, log);
+    return { bus, connections, services };
   }
 
   /** Starts listening and serving. Resolves once every address accepts connections. */
@@ -118,7 +128,7 @@ export class Daemon {
       log.warning('machine-id-missing', 'no /etc/machine-id; Peer.GetMachineId answers a random id for this boot');
     }
     const identity = { guid: newBusGuid(), machineId: machine.id, startedAt: new Date().toISOString() };
-    const { bus, connections } = Daemon.createCore(settings, identity, log, extraMethods);
+    const { bus, connections, services } = Daemon.createCore(settings, identity, log, extraMethods);
     // Only a bus told to listen on `systemd:` takes systemd's sockets (and clears LISTEN_*).
     const passed = settings.listen.some(namesSystemd) ? takeSystemdSockets() : undefined;
     const systemd = passed && { passed: passed.fds.length, missing: passed.missing };
@@ -162,7 +172,7 @@ export class Daemon {
     const running: DaemonSettings = systemdSocketPaths.length > 0
       ? { ...settings, runtime: { ...settings.runtime, systemdSocketPaths } }
       : settings;
-    return new Daemon(bus, connections, servers, targets, addresses, running, identity, log);
+    return new Daemon(bus, connections, servers, targets, addresses, running, identity, log, services);
   }
 
   get startedAt(): string {
@@ -187,6 +197,23 @@ export class Daemon {
         // already gone
       }
     }
+  }
+}
+
+/** How loud each of the bus core's events is: refusals and failures are warnings, activations news. */
+function busLogLevel(log: Logger, event: string): Logger['debug'] {
+  switch (event) {
+    case 'quota-drop':
+    case 'policy-denied':
+    case 'activation-failed':
+    case 'activation-failure-forged':
+    case 'activation-failure-unexpected':
+      return log.warning;
+    case 'activating':
+    case 'activated':
+      return log.info;
+    default:
+      return log.debug;
   }
 }
 

@@ -5,6 +5,7 @@ import { handoffDirectory, removeHandoffFile, writeHandoffFile } from '../handof
 import { reexec } from '../handoff/reexec.js';
 import { RootSwitch } from '../handoff/root-switch.js';
 import { snapshot } from '../handoff/snapshot.js';
+import { activationFds } from '../handoff/activation-state.js';
 import { loadLibc } from '../sys/libc.js';
 import { FerryError } from '../util/errors.js';
 import type { Daemon } from './daemon.js';
@@ -144,7 +145,10 @@ export class HandoffController {
     const file = writeHandoffFile(handoffDirectory(process.getuid!(), process.env), doc);
     const listenFds = doc.listeners.map((l) => l.fd);
     const { notifyFd } = anchors();
-    const messageFds = doc.connections.flatMap((c) => [...(c.inboundFds ?? []), ...(c.outboundFds ?? []).flatMap((m) => m.fds)]);
+    const messageFds = [
+      ...doc.connections.flatMap((c) => [...(c.inboundFds ?? []), ...(c.outboundFds ?? []).flatMap((m) => m.fds)]),
+      ...activationFds(doc.activation),
+    ];
     const keep = [0, 1, 2, ...anchorFds(), ...listenFds, ...doc.connections.map((c) => c.fd), ...messageFds];
     try {
       reexec(this.target, handoffArgv({

@@ -38,7 +38,9 @@ export function reloadConfig(daemon: Daemon, trigger: string, log: Logger): stri
       configured: fresh.listen.join(' '),
     });
   }
-  daemon.settings = { ...fresh, listen: daemon.settings.listen };
+  daemon.settings = { ...fresh, listen: daemon.settings.listen, runtime: daemon.settings.runtime };
+  // Service files are read again on every reload (dbus-daemon too), whatever changed.
+  daemon.services.reload(fresh.serviceDirs ?? []);
   log.notice('reloaded', `${trigger}: configuration reloaded`, {
     policy: policy?.fingerprint === before ? 'unchanged' : 'changed',
     connections: daemon.bus.peers.size,

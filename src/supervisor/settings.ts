@@ -9,6 +9,8 @@ export interface SettingsSource {
   configFile?: string;
   session?: boolean;
   system?: boolean;
+  /** --systemd-activation: services with SystemdService= are started by systemd. */
+  systemdActivation?: boolean;
 }
 
 /** dbus-daemon <limit> names that ferrybus enforces, and where they go. */
@@ -26,18 +28,18 @@ const LIMIT_NAMES: Record<string, keyof BusLimits | keyof TransportLimits> = {
   max_message_unix_fds: 'maxMessageUnixFds',
   max_incoming_unix_fds: 'maxIncomingUnixFds',
   max_outgoing_unix_fds: 'maxOutgoingUnixFds',
+  service_start_timeout: 'serviceStartTimeoutMs',
+  max_pending_service_starts: 'maxPendingServiceStarts',
 };
 
 /**
  * Limits that hold without code of their own, and why. (config.ts refuses names dbus-daemon does
  * not know; a known one missing from both tables is named in a warning.)
- * ferrybus routes each message as it arrives (no incoming queue), activates no services, so these bounds cannot be exceeded.
+ * ferrybus routes each message as it arrives (no incoming queue), so these bounds cannot be exceeded.
  */
 const HOLD_BY_DESIGN: Record<string, string> = {
   max_incoming_bytes: 'messages are routed as they arrive; at most one partial message per connection is buffered (bounded by max_message_size)',
   pending_fd_timeout: 'a message with fds is routed as soon as its last byte arrives, and the fds of a half-received one count against max_incoming_unix_fds',
-  service_start_timeout: 'there is no service activation yet',
-  max_pending_service_starts: 'there is no service activation yet',
 };
 
 /** Where --system/--session look, and how files are read: tests substitute both. */
@@ -93,6 +95,7 @@ export function settingsFromConfig(args: SettingsSource, log: Logger, sources: C
     else log.warning('config-limit-unsupported', `limit ${name} is not enforced by ferrybus`, { value });
   }
   settings.policies = config.policies;
+  settings.serviceDirs = config.serviceDirs ?? [];
   settings.watch = [...config.files, ...config.directories];
   return settings;
 }

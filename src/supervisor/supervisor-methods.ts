@@ -34,6 +34,9 @@ function status(daemon: Daemon): Map<DBusValue, DBusValue> {
     ['MaxOutgoingBytes', new Variant('t', BigInt(daemon.connections.maxOutgoingBytes))],
     ['Guid', new Variant('s', daemon.identity.guid)],
     ['Kind', new Variant('s', daemon.settings.kind)],
+    ['ActivatableServices', new Variant('u', daemon.bus.activator.activatableNames().length)],
+    ['Activating', new Variant('u', daemon.bus.activator.pending.size)],
+    ['HeldMessages', new Variant('u', daemon.bus.activator.heldMessages)],
   ]);
   if (daemon.lastHandoff) {
     s.set('LastHandoffAt', new Variant('s', daemon.lastHandoff.at));
@@ -50,7 +53,9 @@ function status(daemon: Daemon): Map<DBusValue, DBusValue> {
  *   Handoff(s root) → (u generation, t pause_us)   answered by the new image
  *   Status() → a{sv}       Pid u, Generation u, StartedAt s, UptimeSeconds d, Addresses as,
  *                          Connections u, Names u, QueuedBytes t, Monitors u, Authenticating u,
- *                          PendingCalls u, MaxOutgoingBytes t, Guid s, Kind s; after a handoff
+ *                          PendingCalls u, MaxOutgoingBytes t, Guid s, Kind s,
+ *                          ActivatableServices u, Activating u (services being started),
+ *                          HeldMessages u (messages and start requests waiting for them); after a handoff
  *                          also LastHandoffAt s, LastHandoffPauseUs t, LastHandoffRoot s
  *   ListConnections() → a(usuuuasasuttub)   see connectionRows in bus-report.ts
  *   ListNameOwners() → a(sa(suu))           see nameRows

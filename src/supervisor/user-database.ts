@@ -32,3 +32,29 @@ function readIds(file: string): Map<string, number> {
   }
   return ids;
 }
+
+/** A user as a program started for it needs it: ids and home (from /etc/passwd of this root). */
+export interface PasswdEntry {
+  readonly name: string;
+  readonly uid: number;
+  readonly gid: number;
+  readonly home: string;
+}
+
+/** Looks up a user by name (or a number, which stands for itself with gid = uid); undefined when unknown. */
+export function lookupUser(name: string, root = '/'): PasswdEntry | undefined {
+  let text = '';
+  try {
+    text = fs.readFileSync(`${root}etc/passwd`, 'utf8');
+  } catch {
+    // no passwd file: only numbers resolve
+  }
+  for (const line of text.split('\n')) {
+    const [user, , uid, gid, , home] = line.split(':');
+    if (user !== name && uid !== name) continue;
+    if (uid === undefined || gid === undefined || !/^[0-9]+$/.test(uid) || !/^[0-9]+$/.test(gid)) continue;
+    return { name: user!, uid: Number(uid), gid: Number(gid), home: home || '/' };
+  }
+  if (/^[0-9]+$/.test(name)) return { name, uid: Number(name), gid: Number(name), home: '/' };
+  return undefined;
+}

@@ -103,6 +103,7 @@ interface Bindings {
   readonly close: NativeFn;
   readonly getsockname: NativeFn;
   readonly dup2: NativeFn;
+  readonly waitpid: NativeFn;
   readonly ucred: TypeObject;
   readonly io: IoBindings;
 }
@@ -145,6 +146,7 @@ function libc(): Bindings {
       send: lib.func('intptr_t send(int fd, const void *buf, size_t len, int flags)') as NativeFn,
       getsockname: lib.func('int getsockname(int fd, _Inout_ void *addr, _Inout_ uint32_t *addrlen)') as NativeFn,
       dup2: lib.func('int dup2(int oldfd, int newfd)') as NativeFn,
+      waitpid: lib.func('int waitpid(int pid, _Out_ int *status, int options)') as NativeFn,
       ucred: koffi.struct({ pid: 'int32_t', uid: 'uint32_t', gid: 'uint32_t' }),
       io: ioFunctions(lib),
     };
@@ -418,4 +420,25 @@ export function dup2(oldFd: number, newFd: number): void {
   checkFd('dup2', oldFd);
   checkFd('dup2', newFd);
   if (libc().dup2(oldFd, newFd) < 0) fail('dup2');
+}
+
+/** How a child ended, as waitpid(2) reports it. */
+export type ChildStatus = { readonly code: number; readonly signal?: undefined } | { readonly code?: undefined; readonly signal: number };
+
+const WNOHANG = 1;
+
+/**
+ * waitpid(pid, WNOHANG): reaps the child if it has ended. For children an earlier image started
+ * (a handoff keeps the process, so they are still ours): libuv only reaps the ones it spawned.
+ * Returns undefined while it runs; 'gone' when it is not (or no longer) our child.
+ */
+export function reapChild(pid: number): ChildStatus | 'gone' | undefined {
+  if (!Number.isInteger(pid) || pid <= 0) return 'gone';
+  const status = [0];
+  const r = libc().waitpid(pid, status, WNOHANG) as number;
+  if (r === 0) return undefined;
+  if (r < 0) return 'gone';
+  const raw = status[0]!;
+  const signal = raw & 0x7f;
+  return signal === 0 ? { code: (raw >> 8) & 0xff } : { signal };
 }

@@ -16,6 +16,8 @@ export async function startBusWithConfig(
   configText: (listen: string) => string,
   /** More files to write next to the config first, by relative path (e.g. an <includedir>'s). */
   files: Readonly<Record<string, string>> = {},
+  /** More command-line flags, given to either bus (e.g. --systemd-activation). */
+  extraArgs: readonly string[] = [],
 ): Promise<RunningBus & { configFile: string; dir: string }> {
   if (kind === 'dbus-broker') throw new Error('dbus-broker reads no busconfig; its launcher compiles the policy');
   const dir = await makeTempDir(`ferrybus-policy-${kind}`);
@@ -27,9 +29,9 @@ export async function startBusWithConfig(
     await mkdir(path.dirname(path.join(dir, name)), { recursive: true });
     await writeFile(path.join(dir, name), text);
   }
-  const [file, args] = kind === 'ferrybus'
-    ? [process.execPath, [path.join(REPO_ROOT, 'dist', 'src', 'cli', 'main.js'), 'daemon', '--nofork', '--print-address=1', `--config-file=${configFile}`]]
-    : ['dbus-daemon', ['--nofork', '--print-address=1', `--config-file=${configFile}`]];
+  const [file, args]: [string, string[]] = kind === 'ferrybus'
+    ? [process.execPath, [path.join(REPO_ROOT, 'dist', 'src', 'cli', 'main.js'), 'daemon', '--nofork', '--print-address=1', `--config-file=${configFile}`, ...extraArgs]]
+    : ['dbus-daemon', ['--nofork', '--print-address=1', `--config-file=${configFile}`, ...extraArgs]];
   const proc = startLongRunning(file, args);
   let address: string;
   try {
