@@ -28,10 +28,10 @@ describe('unicast routing', () => {
   it('delivers to a unique name with SENDER stitched in', () => {
     const { bus, sink } = newBus();
     const [a, b] = [connect(bus, sink), connect(bus, sink)];
-    const serial = call(bus, a, ':1.2', { signature: 's', args: ['hi'] });
+    const serial = call(bus, a, ':1.1', { signature: 's', args: ['hi'] });
     const got = sink.take(b);
     expect(got).toHaveLength(1);
-    expect(got[0]).toMatchObject({ type: MessageType.MethodCall, serial, sender: ':1.1', destination: ':1.2', member: 'Frob', args: ['hi'] });
+    expect(got[0]).toMatchObject({ type: MessageType.MethodCall, serial, sender: ':1.0', destination: ':1.1', member: 'Frob', args: ['hi'] });
   });
 
   it('delivers to the primary owner of a well-known name', () => {
@@ -48,16 +48,16 @@ describe('unicast routing', () => {
   it('replaces a forged SENDER', () => {
     const { bus, sink } = newBus();
     const [a, b] = [connect(bus, sink), connect(bus, sink)];
-    call(bus, a, ':1.2', { sender: 'org.freedesktop.DBus' });
-    signal(bus, a, { destination: ':1.2', sender: ':1.2' });
-    expect(sink.take(b).map((m) => m.sender)).toEqual([':1.1', ':1.1']);
+    call(bus, a, ':1.1', { sender: 'org.freedesktop.DBus' });
+    signal(bus, a, { destination: ':1.1', sender: ':1.1' });
+    expect(sink.take(b).map((m) => m.sender)).toEqual([':1.0', ':1.0']);
   });
 
   it('answers ServiceUnknown for a missing name, NameHasNoOwner with NO_AUTO_START', () => {
     const { bus, sink } = newBus();
     const a = connect(bus, sink);
     const s1 = call(bus, a, 'com.missing');
-    const s2 = call(bus, a, ':1.99', { flags: MessageFlag.NoAutoStart });
+    const s2 = call(bus, a, ':1.98', { flags: MessageFlag.NoAutoStart });
     const got = sink.take(a);
     expect(got.map((m) => [m.errorName, m.replySerial, m.sender])).toEqual([
       [E.ServiceUnknown, s1, BUS_NAME],
@@ -77,7 +77,7 @@ describe('unicast routing', () => {
     const { bus, sink } = newBus();
     const [a, b, c] = [connect(bus, sink), connect(bus, sink), connect(bus, sink)];
     addMatch(bus, sink, c, "type='signal'");
-    signal(bus, a, { destination: ':1.2' });
+    signal(bus, a, { destination: ':1.1' });
     expect(mail(sink, b)).toEqual(['signal Changed()']);
     expect(sink.take(c)).toEqual([]);
   });
@@ -87,7 +87,7 @@ describe('unicast routing', () => {
     const [a, b, c] = [connect(bus, sink), connect(bus, sink), connect(bus, sink)];
     send(bus, a, { type: MessageType.Signal, path: '/org/freedesktop/DBus/Local', interface: IFACE, member: 'X' });
     send(bus, b, { type: MessageType.Signal, path: '/obj', interface: 'org.freedesktop.DBus.Local', member: 'Disconnected' });
-    send(bus, c, { type: MessageType.MethodCall, destination: ':1.1', path: '/obj', member: 'X', unixFds: 1 });
+    send(bus, c, { type: MessageType.MethodCall, destination: ':1.0', path: '/obj', member: 'X', unixFds: 1 });
     expect([...sink.disconnected.keys()]).toEqual([a, b, c]);
   });
 });
@@ -96,12 +96,12 @@ describe('replies', () => {
   it('routes a reply that answers a pending call, once', () => {
     const { bus, sink } = newBus();
     const [a, b] = [connect(bus, sink), connect(bus, sink)];
-    const serial = call(bus, a, ':1.2');
+    const serial = call(bus, a, ':1.1');
     expect(a.pendingCalls).toBe(1);
-    reply(bus, b, ':1.1', serial);
-    reply(bus, b, ':1.1', serial);
+    reply(bus, b, ':1.0', serial);
+    reply(bus, b, ':1.0', serial);
     const got = sink.take(a);
-    expect(got.map((m) => [m.type, m.replySerial, m.sender])).toEqual([[MessageType.MethodReturn, serial, ':1.2']]);
+    expect(got.map((m) => [m.type, m.replySerial, m.sender])).toEqual([[MessageType.MethodReturn, serial, ':1.1']]);
     expect(a.pendingCalls).toBe(0);
   });
 
@@ -110,7 +110,7 @@ describe('replies', () => {
     const [a, b] = [connect(bus, sink), connect(bus, sink)];
     callDriver(bus, sink, a, 'RequestName', 'su', ['com.a', 0]);
     sink.take(a);
-    const serial = call(bus, a, ':1.2');
+    const serial = call(bus, a, ':1.1');
     reply(bus, b, 'com.a', serial, MessageType.Error);
     expect(sink.take(a).map((m) => m.errorName)).toEqual(['com.example.Error.Oops']);
   });
@@ -118,32 +118,32 @@ describe('replies', () => {
   it('drops replies nobody asked for: unknown serial, wrong replier, unknown destination', () => {
     const { bus, sink } = newBus();
     const [a, b, c] = [connect(bus, sink), connect(bus, sink), connect(bus, sink)];
-    const serial = call(bus, a, ':1.2');
-    reply(bus, b, ':1.1', serial + 100);
-    reply(bus, c, ':1.1', serial);
-    reply(bus, b, ':1.77', serial);
+    const serial = call(bus, a, ':1.1');
+    reply(bus, b, ':1.0', serial + 100);
+    reply(bus, c, ':1.0', serial);
+    reply(bus, b, ':1.76', serial);
     expect(sink.take(a)).toEqual([]);
     expect([sink.take(b).length, sink.take(c)]).toEqual([1, []]);
-    reply(bus, b, ':1.1', serial);
+    reply(bus, b, ':1.0', serial);
     expect(sink.take(a)).toHaveLength(1);
   });
 
   it('records no pending reply for NO_REPLY_EXPECTED calls, so their replies are dropped', () => {
     const { bus, sink } = newBus();
     const [a, b] = [connect(bus, sink), connect(bus, sink)];
-    const serial = call(bus, a, ':1.2', { flags: MessageFlag.NoReplyExpected });
+    const serial = call(bus, a, ':1.1', { flags: MessageFlag.NoReplyExpected });
     expect(sink.take(b)[0]!.flags & MessageFlag.NoReplyExpected).toBe(MessageFlag.NoReplyExpected);
     expect(a.pendingCalls).toBe(0);
-    reply(bus, b, ':1.1', serial);
+    reply(bus, b, ':1.0', serial);
     expect(sink.take(a)).toEqual([]);
   });
 
   it('sends NoReply to callers when the callee disconnects; the callee gets no NameLost', () => {
     const { bus, sink } = newBus();
     const [a, b, c] = [connect(bus, sink), connect(bus, sink), connect(bus, sink)];
-    const s1 = call(bus, a, ':1.2');
-    const s2 = call(bus, c, ':1.2');
-    call(bus, b, ':1.1');
+    const s1 = call(bus, a, ':1.1');
+    const s2 = call(bus, c, ':1.1');
+    call(bus, b, ':1.0');
     expect(sink.take(a).map(show)).toEqual(['call Frob()']);
     bus.detach(b);
     expect(sink.take(a).map((m) => [m.errorName, m.replySerial])).toEqual([[E.NoReply, s1]]);
@@ -156,16 +156,16 @@ describe('replies', () => {
   it('enforces maxRepliesPerConnection with LimitsExceeded, not delivering the call', () => {
     const { bus, sink } = newBus({ maxRepliesPerConnection: 1 });
     const [a, b] = [connect(bus, sink), connect(bus, sink)];
-    const s1 = call(bus, a, ':1.2');
-    const s2 = call(bus, a, ':1.2');
+    const s1 = call(bus, a, ':1.1');
+    const s2 = call(bus, a, ':1.1');
     expect(sink.take(a).map((m) => [m.errorName, m.replySerial])).toEqual([[E.LimitsExceeded, s2]]);
     expect(sink.take(b).map((m) => m.serial)).toEqual([s1]);
     // Calls that expect no reply are not counted.
-    call(bus, a, ':1.2', { flags: MessageFlag.NoReplyExpected });
+    call(bus, a, ':1.1', { flags: MessageFlag.NoReplyExpected });
     expect(sink.take(b)).toHaveLength(1);
-    reply(bus, b, ':1.1', s1);
+    reply(bus, b, ':1.0', s1);
     sink.take(a);
-    call(bus, a, ':1.2');
+    call(bus, a, ':1.1');
     expect(sink.take(b)).toHaveLength(1);
   });
 
@@ -173,11 +173,11 @@ describe('replies', () => {
     const { bus, sink } = newBus();
     const [a, b] = [connect(bus, sink), connect(bus, sink)];
     sink.full.add(b);
-    const serial = call(bus, a, ':1.2');
+    const serial = call(bus, a, ':1.1');
     expect(sink.take(a).map((m) => [m.errorName, m.replySerial])).toEqual([[E.LimitsExceeded, serial]]);
     expect(a.pendingCalls).toBe(0);
     sink.full.delete(b);
-    reply(bus, b, ':1.1', serial);
+    reply(bus, b, ':1.0', serial);
     expect(sink.take(a)).toEqual([]);
   });
 });
@@ -251,7 +251,7 @@ describe('broadcast signals', () => {
     const b = connect(bus, sink);
     callDriver(bus, sink, b, 'RequestName', 'su', ['com.x', 0]);
     const got = sink.take(a);
-    expect(got.map(show)).toEqual(["signal NameOwnerChanged('com.x', '', ':1.2')"]);
+    expect(got.map(show)).toEqual(["signal NameOwnerChanged('com.x', '', ':1.1')"]);
     expect(got[0]).toMatchObject({ sender: BUS_NAME, path: BUS_PATH });
     expect(got[0]!.destination).toBeUndefined();
   });
@@ -263,9 +263,9 @@ describe('eavesdropping', () => {
     const [a, b, spy, plain] = [connect(bus, sink), connect(bus, sink), connect(bus, sink), connect(bus, sink)];
     addMatch(bus, sink, plain, "type='method_call'");
     addMatch(bus, sink, spy, "eavesdrop='true'");
-    const serial = call(bus, a, ':1.2');
-    reply(bus, b, ':1.1', serial);
-    signal(bus, a, { destination: ':1.2' });
+    const serial = call(bus, a, ':1.1');
+    reply(bus, b, ':1.0', serial);
+    signal(bus, a, { destination: ':1.1' });
     expect(mail(sink, spy)).toEqual(['call Frob()', 'return()', 'signal Changed()']);
     expect(sink.take(plain)).toEqual([]);
   });
@@ -277,7 +277,7 @@ describe('eavesdropping', () => {
     addMatch(bus, sink, spy, "type='method_call',eavesdrop='true'");
     // Like dbus-daemon, the eavesdropper saw its own second AddMatch to the driver.
     expect(mail(sink, spy)).toEqual(["call AddMatch('type='method_call',eavesdrop='true'')"]);
-    call(bus, a, ':1.2');
+    call(bus, a, ':1.1');
     expect(sink.take(spy)).toHaveLength(1);
   });
 
@@ -286,17 +286,17 @@ describe('eavesdropping', () => {
     const [a, b, spy] = [connect(bus, sink), connect(bus, sink), connect(bus, sink)];
     callDriver(bus, sink, b, 'RequestName', 'su', ['com.b', 0]);
     addMatch(bus, sink, spy, "destination='com.b',eavesdrop='true'");
-    call(bus, a, ':1.2');
-    call(bus, a, 'com.b');
     call(bus, a, ':1.1');
-    expect(sink.take(spy).map((m) => m.destination)).toEqual([':1.2', 'com.b']);
+    call(bus, a, 'com.b');
+    call(bus, a, ':1.0');
+    expect(sink.take(spy).map((m) => m.destination)).toEqual([':1.1', 'com.b']);
   });
 
   it('sees calls to the bus driver and its replies', () => {
     const { bus, sink } = newBus();
     const [a, spy] = [connect(bus, sink), connect(bus, sink)];
-    addMatch(bus, sink, spy, "eavesdrop='true',sender=':1.1'");
-    addMatch(bus, sink, spy, "eavesdrop='true',destination=':1.1'");
+    addMatch(bus, sink, spy, "eavesdrop='true',sender=':1.0'");
+    addMatch(bus, sink, spy, "eavesdrop='true',destination=':1.0'");
     callDriver(bus, sink, a, 'GetId');
     expect(mail(sink, spy)).toEqual(['call GetId()', `return('${'f'.repeat(32)}')`]);
   });
@@ -315,8 +315,8 @@ describe('monitors', () => {
     const { bus, sink } = newBus();
     const [a, b] = [connect(bus, sink), connect(bus, sink)];
     const m = monitor(bus, sink);
-    const serial = call(bus, a, ':1.2');
-    reply(bus, b, ':1.1', serial);
+    const serial = call(bus, a, ':1.1');
+    reply(bus, b, ':1.0', serial);
     signal(bus, a);
     call(bus, a, 'com.missing');
     callDriver(bus, sink, a, 'GetId');
@@ -335,7 +335,7 @@ describe('monitors', () => {
     const { bus, sink } = newBus();
     const a = connect(bus, sink);
     const m = monitor(bus, sink, ["type='signal'"]);
-    call(bus, a, ':1.1', { flags: MessageFlag.NoReplyExpected });
+    call(bus, a, ':1.0', { flags: MessageFlag.NoReplyExpected });
     signal(bus, a);
     expect(mail(sink, m)).toEqual(['signal Changed()']);
   });
@@ -344,7 +344,7 @@ describe('monitors', () => {
     const { bus, sink } = newBus();
     const a = connect(bus, sink);
     const m = monitor(bus, sink);
-    call(bus, m, ':1.1');
+    call(bus, m, ':1.0');
     expect(sink.disconnected.has(m)).toBe(true);
     expect(sink.take(a)).toEqual([]);
   });
@@ -373,12 +373,12 @@ describe('connection lifecycle', () => {
     sink.take(b);
     bus.detach(a);
     expect(mail(sink, w)).toEqual([
-      "signal NameOwnerChanged('com.one', ':1.2', '')",
-      "signal NameOwnerChanged('com.two', ':1.2', ':1.3')",
-      "signal NameOwnerChanged(':1.2', ':1.2', '')",
+      "signal NameOwnerChanged('com.one', ':1.1', '')",
+      "signal NameOwnerChanged('com.two', ':1.1', ':1.2')",
+      "signal NameOwnerChanged(':1.1', ':1.1', '')",
     ]);
     expect(mail(sink, b)).toEqual(["signal NameAcquired('com.two')"]);
-    expect(bus.resolve(':1.2')).toBeUndefined();
+    expect(bus.resolve(':1.1')).toBeUndefined();
     bus.detach(a); // twice is harmless
     expect(sink.take(w)).toEqual([]);
   });

@@ -120,7 +120,7 @@ export class Bus {
   readonly activator: Activator;
   private nextPeerId = 1;
   /** Never reused, also across handoffs: `:1.N`. */
-  nextUniqueId = 1;
+  nextUniqueId = 0;
   private driverSerial = 1;
   readonly log: BusLog;
   private policyInForce: BusPolicy | undefined;

@@ -75,7 +75,7 @@ export function readDocument(
   if (!isInt(raw.generation)) fatal('document has no generation');
   const bus = raw.bus;
   if (!isObj(bus) || !isStr(bus.guid) || !/^[0-9a-f]{32}$/.test(bus.guid)) fatal('document has no valid bus guid');
-  if (!isInt(bus.nextUniqueId, 1) || !isInt(bus.nextPeerId, 1) || !isInt(bus.driverSerial, 1, 0xffffffff)) {
+  if (!isInt(bus.nextUniqueId, 0) || !isInt(bus.nextPeerId, 1) || !isInt(bus.driverSerial, 1, 0xffffffff)) {
     fatal('document has invalid bus counters');
   }
   unknownKeys('bus', bus, ['guid', 'machineId', 'kind', 'nextUniqueId', 'nextPeerId', 'driverSerial', 'startedAt'], warnings);

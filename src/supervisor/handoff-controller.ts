@@ -56,7 +56,7 @@ export function parseHandoffArgv(argv: readonly string[]): HandoffArgs | undefin
     nonce: flag('nonce') ?? '',
     listenFds: (flag('listen-fds') ?? '').split(',').filter(Boolean).map(Number),
     generation: Number(flag('generation') ?? 2),
-    nextUniqueId: Number(flag('next-unique') ?? 1),
+    nextUniqueId: Number(flag('next-unique') ?? 0),
     execPath: flag('exec-path') || undefined,
     notifyFd: flag('notify-fd') ? Number(flag('notify-fd')) : undefined,
   };
