@@ -101,6 +101,24 @@ describe('RequestName and ReleaseName', () => {
     expect(callDriver(bus, sink, w, 'ListQueuedOwners', 's', ['com.x'])?.args).toEqual([[':1.2', ':1.1']]);
   });
 
+  it('lets a re-executed PID 1 take org.freedesktop.systemd1 before its old connection closes', () => {
+    // systemd requests its name with REPLACE_EXISTING|ALLOW_REPLACEMENT (src/core/dbus.c).
+    const { bus, sink } = newBus();
+    const w = watcher(bus, sink);
+    const old = connect(bus, sink);
+    expect(callDriver(bus, sink, old, 'RequestName', 'su', ['org.freedesktop.systemd1', 3])?.args).toEqual([1]);
+    const fresh = connect(bus, sink);
+    sink.take(old);
+    sink.take(w);
+    expect(callDriver(bus, sink, fresh, 'RequestName', 'su', ['org.freedesktop.systemd1', 3])?.args).toEqual([1]);
+    expect(callDriver(bus, sink, w, 'GetNameOwner', 's', ['org.freedesktop.systemd1'])?.args).toEqual([fresh.uniqueName]);
+    bus.detach(old);
+    expect(mail(sink, w).filter((m) => m.includes("'org.freedesktop.systemd1'"))).toEqual([
+      `signal NameOwnerChanged('org.freedesktop.systemd1', '${old.uniqueName}', '${fresh.uniqueName}')`,
+    ]);
+    expect(callDriver(bus, sink, w, 'GetNameOwner', 's', ['org.freedesktop.systemd1'])?.args).toEqual([fresh.uniqueName]);
+  });
+
   it('answers InQueue, Exists and AlreadyOwner without any signal', () => {
     const { bus, sink } = newBus();
     const w = watcher(bus, sink);

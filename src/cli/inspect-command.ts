@@ -47,6 +47,15 @@ export interface InspectReport {
   }>;
   names: Array<{ name: string; owner: OwnerReport; queue: OwnerReport[] }>;
   pendingCalls: Array<{ caller: string; serial: number; callee: string }>;
+  /** Services being started, and what waits for them (messages, start requests, their fds). */
+  activations: Array<{
+    name: string;
+    via: string;
+    pid: number | null;
+    unit: string | null;
+    deadline: string;
+    waiting: Array<{ sender: string; kind: 'message' | 'start'; bytes: number; fds: number[] }>;
+  }>;
   /** Handoff callers the next image answers. */
   handoffCallers: number;
   /** Everything the reader ignored or dropped: a damaged record does not stop a handoff. */
@@ -111,6 +120,19 @@ export function inspectDocument(file: string, text: string): InspectReport {
       caller: uniqueOf(p.caller) ?? `peer #${p.caller}`,
       serial: p.serial,
       callee: uniqueOf(p.callee) ?? `peer #${p.callee}`,
+    })),
+    activations: (doc.activation?.pending ?? []).map((p) => ({
+      name: p.name,
+      via: p.via,
+      pid: p.pid ?? null,
+      unit: p.entry?.systemdService ?? null,
+      deadline: new Date(p.deadline).toISOString(),
+      waiting: p.held.map((h) => ({
+        sender: h.sender === 0 ? 'org.freedesktop.DBus' : uniqueOf(h.sender) ?? `peer #${h.sender}`,
+        kind: h.start ? 'start' as const : 'message' as const,
+        bytes: base64Bytes(h.message),
+        fds: h.fds ?? [],
+      })),
     })),
     handoffCallers: doc.handoffCallers.length,
     warnings,
@@ -218,6 +240,21 @@ function printReport(r: InspectReport): void {
   );
   out.push(`\nPending method calls (${r.pendingCalls.length}):\n`);
   out.push(formatTable(['CALLER', '', 'CALLEE', right('SERIAL')], r.pendingCalls.map((p) => [p.caller, '→', p.callee, String(p.serial)])));
+  if (r.activations.length > 0) {
+    out.push(`\nServices being started (${r.activations.length}):\n`);
+    out.push(formatTable(
+      ['NAME', 'VIA', right('PID'), 'DEADLINE', right('WAITING'), right('BYTES'), right('FDS')],
+      r.activations.map((a) => [
+        a.name,
+        a.unit ? `${a.via} (${a.unit})` : a.via,
+        a.pid === null ? '-' : String(a.pid),
+        a.deadline,
+        String(a.waiting.length),
+        formatBytes(a.waiting.reduce((n, w) => n + w.bytes, 0)),
+        String(a.waiting.reduce((n, w) => n + w.fds.length, 0)),
+      ]),
+    ));
+  }
   if (r.warnings.length > 0) {
     out.push(`\nWarnings (${r.warnings.length}): the daemon would ignore or drop these\n`);
     for (const w of r.warnings) out.push(`  ${w}\n`);

@@ -59,6 +59,20 @@ function validDoc(): HandoffDocument {
     pendingCalls: [{ caller: 1, serial: 5, callee: 2 }],
     handoffCallers: [{ peerId: 1, serial: 9 }],
     lastHandoff: { at: '2026-11-27T09:30:00.000Z', pauseUs: 250_000, root: '/' },
+    activation: {
+      environment: [['LANG', 'C.UTF-8']],
+      pending: [
+        {
+          name: 'org.example.Starting', via: 'exec', deadline: 1_800_000_000_000, pid: 777,
+          entry: { exec: '/usr/bin/starting', file: '/usr/share/dbus-1/services/org.example.Starting.service' },
+          held: [
+            { sender: 1, start: false, message: Buffer.from('held call').toString('base64'), fds: [40] },
+            { sender: 2, start: true, message: Buffer.from('start request').toString('base64') },
+          ],
+        },
+        { name: 'org.freedesktop.systemd1', via: 'await-systemd', deadline: 1_800_000_000_000, held: [{ sender: 0, start: false, message: 'AAAA' }] },
+      ],
+    },
   };
 }
 
@@ -128,6 +142,18 @@ function expectConsistent({ doc }: ReadResult): void {
   expect(doc.bus.guid).toMatch(/^[0-9a-f]{32}$/);
   expect(typeof doc.stoppedAtNs).toBe('string');
   expect(() => BigInt(doc.stoppedAtNs)).not.toThrow();
+  for (const p of doc.activation?.pending ?? []) {
+    expect(['exec', 'systemd', 'await-systemd']).toContain(p.via);
+    expect(Number.isFinite(p.deadline)).toBe(true);
+    for (const h of p.held) {
+      expect(h.sender === 0 || peers.has(h.sender), `held message from unknown peer ${h.sender}`).toBe(true);
+      expect(typeof h.message).toBe('string');
+      for (const fd of h.fds ?? []) {
+        expect(fds.has(fd), `fd ${fd} used twice`).toBe(false);
+        fds.add(fd);
+      }
+    }
+  }
   if (doc.lastHandoff !== undefined) {
     expect(typeof doc.lastHandoff.at).toBe('string');
     expect(Number.isInteger(doc.lastHandoff.pauseUs) && doc.lastHandoff.pauseUs >= 0).toBe(true);
@@ -216,6 +242,7 @@ describe('readDocument: a damaged record is dropped with a warning, the others s
       'names[0] (org.example.Service): 1 unknown owners dropped',
       'names[1] (org.example.Other): 1 unknown owners dropped',
       'pendingCalls: a malformed or orphaned entry dropped',
+      'activation.pending[0].held[1]: malformed or orphaned, dropped',
     ]);
     expect(result.doc.connections.map((c) => c.peerId)).toEqual([1, 3]);
     expect(result.doc.names).toEqual([{ name: 'org.example.Service', queue: [{ peerId: 1, flags: 1 }] }]);
@@ -286,6 +313,25 @@ describe('readDocument: a damaged record is dropped with a warning, the others s
     const result = read({ ...validDoc(), lastHandoff: { at: 5, pauseUs: 'long', root: {} } });
     expect(result.doc.lastHandoff).toBeUndefined();
     expect(result.warnings).toEqual(['lastHandoff: malformed, dropped']);
+  });
+
+  it('a held message whose sender was not taken over, or whose fd is used twice, goes; its activation stays', () => {
+    const doc = validDoc();
+    doc.activation!.pending[0]!.held.push({ sender: 42, start: false, message: 'AAAA' }, { sender: 1, start: false, message: 'AAAA', fds: [21] });
+    const { doc: out, warnings } = read(doc);
+    expect(out.activation!.pending[0]!.held).toHaveLength(2);
+    expect(warnings).toEqual([
+      'activation.pending[0].held[2]: malformed or orphaned, dropped',
+      'activation.pending[0].held[3]: fd 21 used twice, dropped',
+    ]);
+  });
+
+  it('an activation that is not a valid one goes with what it held', () => {
+    const doc = validDoc();
+    (doc.activation!.pending[1] as unknown as Record<string, unknown>).via = 'teleport';
+    const { doc: out, warnings } = read(doc);
+    expect(out.activation!.pending.map((p) => p.name)).toEqual(['org.example.Starting']);
+    expect(warnings).toEqual(['activation.pending[1]: malformed, dropped with what it held']);
   });
 
   it('lists that are not lists are ignored with a warning', () => {

@@ -202,6 +202,30 @@ describe('ferrybus inspect of what is not a usable document', () => {
     expect(r.stdout).toMatch(/^:1\.2\s+→\s+:1\.1\s+5$/m);
   });
 
+  it('shows the services being started and what waits for them', async () => {
+    const activation = {
+      environment: [],
+      pending: [
+        { name: 'org.freedesktop.hostname1', via: 'systemd', deadline: Date.parse('2026-01-02T03:05:00.000Z'),
+          entry: { exec: '/bin/false', file: '/usr/share/dbus-1/system-services/org.freedesktop.hostname1.service', systemdService: 'dbus-org.freedesktop.hostname1.service' },
+          held: [{ sender: 2, start: false, message: 'AAAAAAAA', fds: [13] }, { sender: 1, start: true, message: 'AAAA' }] },
+      ],
+    };
+    const file = write('activation.json', JSON.stringify(handWritten({ activation })));
+    const text = await ferrybus(['inspect', file]);
+    expect(text.exitCode, describeResult(text)).toBe(0);
+    expect(text.stdout).toMatch(/^Services being started \(1\):$/m);
+    expect(rowWith(text.stdout, 'org.freedesktop.hostname1')).toMatch(
+      /^org\.freedesktop\.hostname1\s+systemd \(dbus-org\.freedesktop\.hostname1\.service\)\s+-\s+2026-01-02T03:05:00\.000Z\s+2\s+9 B\s+1$/,
+    );
+    const json = await ferrybus(['inspect', file, '--json']);
+    expect(JSON.parse(json.stdout).activations).toEqual([{
+      name: 'org.freedesktop.hostname1', via: 'systemd', pid: null, unit: 'dbus-org.freedesktop.hostname1.service',
+      deadline: '2026-01-02T03:05:00.000Z',
+      waiting: [{ sender: ':1.2', kind: 'message', bytes: 6, fds: [13] }, { sender: ':1.1', kind: 'start', bytes: 3, fds: [] }],
+    }]);
+  });
+
   it('lists what the daemon would drop from a damaged document, and still exits 0', async () => {
     const doc = handWritten();
     (doc.connections as unknown[]).push({ fd: 9, peerId: 3, credentials: { uid: 'root' }, inbound: '', outbound: '', matches: [] });
