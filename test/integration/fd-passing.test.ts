@@ -1,11 +1,11 @@
 // Unix fd passing with real clients: python3-dbus (libdbus) and GDBus (python3-gi) hand pipes
 // and memfds through the bus and use them. Runs against ferrybus (default), dbus-daemon and
 // dbus-broker (FERRYBUS_TEST_BUS); the fd accounting checks read /proc of ferrybus itself.
-import { readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { runOn, startOn } from '../harness/clients.js';
 import { NAME_FLAG, NextClient } from '../harness/dbus-next-client.js';
 import { fixturePath, SYSTEM_PYTHON } from '../harness/fixtures.js';
+import { settlesAt as settles, steadyFdCount as steadyCount } from '../harness/fd-count.js';
 import { describeResult } from '../harness/run-client.js';
 import type { RunningBus } from '../harness/running-bus.js';
 import { useBus, useCleanup } from '../harness/use-bus.js';
@@ -17,32 +17,9 @@ const NAME = 'org.ferrybus.Test.Fd';
 const getBus = useBus();
 const defer = useCleanup();
 
-function fdCount(pid: number): number {
-  return readdirSync(`/proc/${pid}/fd`).length;
-}
-
-/** The bus's fd count once it stopped changing (clients of earlier tests may still be leaving). */
-async function steadyFdCount(bus: RunningBus): Promise<number> {
-  let last = fdCount(bus.pid);
-  for (let stable = 0; stable < 5;) {
-    await new Promise((r) => setTimeout(r, 60));
-    const now = fdCount(bus.pid);
-    stable = now === last ? stable + 1 : 0;
-    last = now;
-  }
-  return last;
-}
-
-/** Waits until the bus holds `expected` fds again (closing is done when the client is gone). */
-async function settlesAt(bus: RunningBus, expected: number): Promise<number> {
-  const deadline = Date.now() + 5_000;
-  let now = fdCount(bus.pid);
-  while (now !== expected && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 50));
-    now = fdCount(bus.pid);
-  }
-  return now;
-}
+/** Fd counts of the bus process (dbus-broker: the broker itself). */
+const steadyFdCount = (bus: RunningBus) => steadyCount(bus.pid);
+const settlesAt = (bus: RunningBus, expected: number) => settles(bus.pid, expected);
 
 async function startService(bus: RunningBus) {
   const proc = startOn(bus, defer, SYSTEM_PYTHON, [FD_PEER, 'service', bus.address]);
