@@ -26,6 +26,7 @@ const LIMIT_NAMES: Record<string, keyof BusLimits | keyof TransportLimits> = {
   max_message_unix_fds: 'maxMessageUnixFds',
   max_incoming_unix_fds: 'maxIncomingUnixFds',
   max_outgoing_unix_fds: 'maxOutgoingUnixFds',
+  pending_fd_timeout: 'pendingFdTimeoutMs',
 };
 
 /**
@@ -35,7 +36,6 @@ const LIMIT_NAMES: Record<string, keyof BusLimits | keyof TransportLimits> = {
  */
 const HOLD_BY_DESIGN: Record<string, string> = {
   max_incoming_bytes: 'messages are routed as they arrive; at most one partial message per connection is buffered (bounded by max_message_size)',
-  pending_fd_timeout: 'a message with fds is routed as soon as its last byte arrives, and the fds of a half-received one count against max_incoming_unix_fds',
   service_start_timeout: 'there is no service activation yet',
   max_pending_service_starts: 'there is no service activation yet',
 };

@@ -1,5 +1,5 @@
 import type * as net from 'node:net';
-import { BUS_NAME, type Bus } from '../bus/bus.js';
+import { BUS_NAME, type Bus, type QueueRefusal } from '../bus/bus.js';
 import type { Credentials, Peer } from '../bus/peer.js';
 import { UnixFds } from '../bus/unix-fds.js';
 import { socketFd } from '../sys/libc.js';
@@ -17,6 +17,8 @@ import { notifyReadable } from './readable-signal.js';
 
 /** dbus-daemon's system default (auth_timeout, 30 s). */
 export const DEFAULT_AUTH_TIMEOUT_MS = 30_000;
+/** dbus-daemon's default (pending_fd_timeout, 150 s). */
+export const DEFAULT_PENDING_FD_TIMEOUT_MS = 150_000;
 
 /** What a connection may hold and receive (the config's <limit>s). */
 export interface ConnectionLimits {
@@ -29,6 +31,8 @@ export interface ConnectionLimits {
   maxIncomingUnixFds: number;
   /** max_outgoing_unix_fds: fds queued for one connection. */
   maxOutgoingUnixFds: number;
+  /** pending_fd_timeout: how long fds may wait in a message not yet received whole. */
+  pendingFdTimeoutMs: number;
 }
 
 /** dbus-daemon's compiled (system bus) defaults. */
@@ -39,6 +43,7 @@ export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = {
   maxMessageUnixFds: 16,
   maxIncomingUnixFds: 64,
   maxOutgoingUnixFds: 64,
+  pendingFdTimeoutMs: DEFAULT_PENDING_FD_TIMEOUT_MS,
 };
 
 /** State carried over from an earlier image (handoff). */
@@ -57,6 +62,8 @@ export interface ConnectionHooks {
   markDirty(conn: Connection): void;
   /** Called once when the connection is gone. */
   closed(conn: Connection): void;
+  /** The connection began (true) or stopped (false) holding fds of a message not received whole. */
+  pendingFds(conn: Connection, holding: boolean): void;
   log(event: string, message: string, fields?: Record<string, unknown>): void;
 }
 
@@ -94,6 +101,12 @@ export class Connection implements WritableHandler {
   private consumedBytes = 0;
   /** Fds received and not yet given to a message, oldest first. */
   private inboundFds: InboundFd[] = [];
+  /** The oldest of them when last looked at, and since when (pending_fd_timeout); 0: none held. */
+  private pendingOldest: InboundFd | undefined;
+  pendingFdsSince = 0;
+  /** How many of them there were, and how many are charged to this client's uid. */
+  private heldFdsSeen = 0;
+  private chargedInboundFds = 0;
 
   constructor(
     readonly socket: net.Socket,
@@ -170,6 +183,7 @@ export class Connection implements WritableHandler {
       return false;
     }
     this.onData(chunk, r.fds);
+    this.notePendingFds();
     // The kernel ends a read after bytes that carried fds: more may be queued behind them.
     return !this.closing && (r.length === RECEIVE_CHUNK || r.fds !== undefined);
   }
@@ -188,6 +202,31 @@ export class Connection implements WritableHandler {
     for (const fd of fds) closeFd(fd);
     this.close(reason, true);
     return false;
+  }
+
+  /**
+   * After each read: the fds left waiting for the rest of their message are charged to this
+   * client's uid (over its ceiling: disconnected, as a half-received message cannot be answered),
+   * and pending_fd_timeout counts from when the oldest of them came. One comparison when no fds
+   * wait (the fds of a message read whole were never charged here), so the hot path pays nothing.
+   */
+  private notePendingFds(inherited = false): void {
+    const oldest = this.inboundFds[0];
+    const held = this.inboundFds.length;
+    if ((oldest === this.pendingOldest && held === this.heldFdsSeen) || this.closing) return;
+    this.heldFdsSeen = held;
+    const account = this.peer?.account;
+    if (account && held > this.chargedInboundFds) {
+      if (inherited) account.force('fds', held - this.chargedInboundFds);
+      else if (!account.charge('fds', held - this.chargedInboundFds)) {
+        return this.close(`uid ${account.uid} would hold more than its ${this.bus.accounts.ceilings().fds} unix fds in the bus (max_incoming_unix_fds + max_outgoing_unix_fds)`, true);
+      }
+    } else if (account) account.release('fds', this.chargedInboundFds - held);
+    this.chargedInboundFds = account ? held : 0;
+    const was = this.pendingOldest !== undefined;
+    if (oldest !== this.pendingOldest) this.pendingFdsSince = oldest ? Date.now() : 0;
+    this.pendingOldest = oldest;
+    if (was !== (oldest !== undefined)) this.hooks.pendingFds(this, oldest !== undefined);
   }
 
   private onData(chunk: Buffer, fds: readonly number[] | undefined): void {
@@ -309,6 +348,9 @@ export class Connection implements WritableHandler {
   /** Feeds bytes (and fds) received by an earlier image (a handoff) as if they had just arrived. */
   replayInbound(bytes: Buffer, fds?: readonly number[]): void {
     if (bytes.length > 0 || fds?.length) this.onData(bytes, fds?.length ? fds : undefined);
+    // Inherited: charged whatever the ceiling says. pending_fd_timeout starts again here (the
+    // old image's clock did not cross the handoff).
+    this.notePendingFds(true);
   }
 
   /** The SASL conversation, while the client is still authenticating. */
@@ -318,23 +360,25 @@ export class Connection implements WritableHandler {
 
   /**
    * Queues a message for this client, charged to `payer` (by default this client's own uid)
-   * until the kernel takes it; false (and nothing queued) when over this connection's byte or
-   * fd quota or the payer's account. `force`: queued whatever the quotas say (SASL, a handoff).
+   * until the kernel takes it. Returns undefined when queued, else the quota it would exceed
+   * (nothing queued): this connection's bytes or fds, or the payer's. `force`: queued whatever
+   * the quotas say (SASL, a handoff).
    */
-  send(pieces: Buffer | readonly Buffer[], force = false, payer = this.peer?.account, fds?: UnixFds): boolean {
-    if (this.closing) return true; // gone: accepted and discarded, like a closed socket
+  send(pieces: Buffer | readonly Buffer[], force = false, payer = this.peer?.account, fds?: UnixFds): QueueRefusal | undefined {
+    if (this.closing) return undefined; // gone: accepted and discarded, like a closed socket
     let length = 0;
     if (Buffer.isBuffer(pieces)) length = pieces.length;
     else for (const p of pieces) length += p.length;
     if (!force) {
-      if (this.outbound.size + length > this.limits.maxOutgoingBytes) return false;
-      if (payer && !payer.allows('queuedBytes', length)) return false;
-      if (fds && this.outbound.fdCount + fds.count > this.limits.maxOutgoingUnixFds) return false;
+      if (this.outbound.size + length > this.limits.maxOutgoingBytes) return 'bytes';
+      if (fds && this.outbound.fdCount + fds.count > this.limits.maxOutgoingUnixFds) return 'fds';
+      if (payer && !payer.allows('queuedBytes', length)) return 'uid-bytes';
+      if (fds && payer && !payer.allows('fds', fds.count)) return 'uid-fds';
     }
     const wasIdle = !this.outbound.hasPending;
     this.outbound.push(pieces, length, payer, fds);
     if (wasIdle && !this.blocked) this.hooks.markDirty(this);
-    return true;
+    return undefined;
   }
 
   /** Writes queued bytes until the socket would block (then waits to be told it is writable). */
@@ -407,7 +451,10 @@ export class Connection implements WritableHandler {
     this.socket.destroy();
     this.outbound.discard();
     for (const f of this.inboundFds) closeFd(f.fd);
+    this.peer?.account.release('fds', this.chargedInboundFds);
+    this.chargedInboundFds = 0;
     this.inboundFds = [];
+    this.pendingOldest = undefined;
     if (this.peer) this.bus.detach(this.peer);
     this.hooks.closed(this);
   }

@@ -120,6 +120,12 @@ export class FdRawClient {
     return m[1]!;
   }
 
+  /** Stops reading: what the bus sends from now on piles up in the kernel, then in the bus. */
+  async stall(): Promise<void> {
+    this.proc.stdin!.write('stall\n');
+    await this.proc.waitFor(/^stalled$/m);
+  }
+
   async quit(): Promise<void> {
     this.proc.stdin?.end('quit\n');
     await this.proc.stop();
