@@ -566,6 +566,14 @@ export class Bus {
         const denial = this.policyDenies(peer, to, routed, true, false);
         if (denial) return this.refuse(peer, to, msg, routed, denial, true);
       }
+      if (routed.fds && !to.acceptsFds) {
+        this.refuseFds(peer, msg);
+        // dbus-daemon stops at telling the replier, and the caller waits for a reply that can
+        // no longer come (for ever, if its library sets no timeout): tell it too.
+        this.sendError(to, h.replySerial!, DBusErrorName.NotSupported,
+          `The reply from ${sender} carried Unix file descriptors, which this connection did not negotiate; the bus dropped it`);
+        return;
+      }
       this.deliver(to, routed);
       return;
     }
