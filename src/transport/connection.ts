@@ -11,6 +11,7 @@ import { marshal } from '../wire/marshal.js';
 import { BusError } from '../bus/errors.js';
 import { SaslServer, type SaslState } from '../wire/sasl.js';
 import { validateBody } from '../wire/validate.js';
+import { InboundFds } from './inbound-fds.js';
 import { OutboundQueue, type UnsentOutbound } from './outbound-queue.js';
 import { readiness, type WritableHandler } from './readiness.js';
 import { notifyReadable } from './readable-signal.js';
@@ -67,12 +68,6 @@ export interface ConnectionHooks {
   log(event: string, message: string, fields?: Record<string, unknown>): void;
 }
 
-/** An fd that came with the byte at stream position `at`, not yet given to a message. */
-interface InboundFd {
-  at: number;
-  fd: number;
-}
-
 /**
  * One client socket: SASL, then framing, then messages into the bus. ferrybus reads and writes
  * the socket itself (recvmsg/sendmsg, src/sys/socket-io.ts) so that fds travel with messages;
@@ -100,13 +95,7 @@ export class Connection implements WritableHandler {
   private framedBytes = 0;
   private consumedBytes = 0;
   /** Fds received and not yet given to a message, oldest first. */
-  private inboundFds: InboundFd[] = [];
-  /** The oldest of them when last looked at, and since when (pending_fd_timeout); 0: none held. */
-  private pendingOldest: InboundFd | undefined;
-  pendingFdsSince = 0;
-  /** How many of them there were, and how many are charged to this client's uid. */
-  private heldFdsSeen = 0;
-  private chargedInboundFds = 0;
+  private readonly inboundFds = new InboundFds();
 
   constructor(
     readonly socket: net.Socket,
@@ -155,7 +144,12 @@ export class Connection implements WritableHandler {
 
   /** Fds received from this client and held until their message is complete. */
   get inboundFdCount(): number {
-    return this.inboundFds.length;
+    return this.inboundFds.count;
+  }
+
+  /** Since when the oldest of them waits for the rest of its message (pending_fd_timeout); 0: none waits. */
+  get pendingFdsSince(): number {
+    return this.inboundFds.since;
   }
 
   /** One recvmsg (libuv calls again on the next turn while bytes remain); true when more may be waiting. */
@@ -175,7 +169,7 @@ export class Connection implements WritableHandler {
     if (r.fds) {
       if (r.truncated) return this.dropWithFds(r.fds, 'fds were dropped on the way (MSG_CTRUNC; a security module refused some?)');
       if (!this.acceptsFds) return this.dropWithFds(r.fds, 'sent unix fds without negotiating them');
-      if (this.inboundFds.length + r.fds.length > this.limits.maxIncomingUnixFds) {
+      if (this.inboundFds.count + r.fds.length > this.limits.maxIncomingUnixFds) {
         return this.dropWithFds(r.fds, `holds more than max_incoming_unix_fds (${this.limits.maxIncomingUnixFds}) fds in messages not yet complete`);
       }
     } else if (r.truncated) {
@@ -206,27 +200,18 @@ export class Connection implements WritableHandler {
 
   /**
    * After each read: the fds left waiting for the rest of their message are charged to this
-   * client's uid (over its ceiling: disconnected, as a half-received message cannot be answered),
-   * and pending_fd_timeout counts from when the oldest of them came. One comparison when no fds
-   * wait (the fds of a message read whole were never charged here), so the hot path pays nothing.
+   * client's uid (over its ceiling: disconnected, as a half-received message cannot be
+   * answered), and pending_fd_timeout watches them. Costs one comparison when none wait.
    */
   private notePendingFds(inherited = false): void {
-    const oldest = this.inboundFds[0];
-    const held = this.inboundFds.length;
-    if ((oldest === this.pendingOldest && held === this.heldFdsSeen) || this.closing) return;
-    this.heldFdsSeen = held;
-    const account = this.peer?.account;
-    if (account && held > this.chargedInboundFds) {
-      if (inherited) account.force('fds', held - this.chargedInboundFds);
-      else if (!account.charge('fds', held - this.chargedInboundFds)) {
-        return this.close(`uid ${account.uid} would hold more than its ${this.bus.accounts.ceilings().fds} unix fds in the bus (max_incoming_unix_fds + max_outgoing_unix_fds)`, true);
-      }
-    } else if (account) account.release('fds', this.chargedInboundFds - held);
-    this.chargedInboundFds = account ? held : 0;
-    const was = this.pendingOldest !== undefined;
-    if (oldest !== this.pendingOldest) this.pendingFdsSince = oldest ? Date.now() : 0;
-    this.pendingOldest = oldest;
-    if (was !== (oldest !== undefined)) this.hooks.pendingFds(this, oldest !== undefined);
+    if (this.closing) return;
+    const change = this.inboundFds.settle(this.peer?.account, inherited);
+    if (change === 'none') return;
+    if (change === 'over-ceiling') {
+      const account = this.peer!.account;
+      return this.close(`uid ${account.uid} would hold more than its ${this.bus.accounts.ceilings().fds} unix fds in the bus (max_incoming_unix_fds + max_outgoing_unix_fds)`, true);
+    }
+    this.hooks.pendingFds(this, change === 'started-holding');
   }
 
   private onData(chunk: Buffer, fds: readonly number[] | undefined): void {
@@ -265,8 +250,8 @@ export class Connection implements WritableHandler {
         // The kernel ends a read right after the bytes that carried fds: they came with the
         // chunk's last byte, which belongs to the message they are for (its first sendmsg).
         const at = this.framedBytes + chunk.length - 1;
-        for (const fd of fds) this.inboundFds.push({ at, fd });
-        if (this.inboundFds.length > this.peakIncomingFds) this.peakIncomingFds = this.inboundFds.length;
+        this.inboundFds.add(at, fds);
+        if (this.inboundFds.count > this.peakIncomingFds) this.peakIncomingFds = this.inboundFds.count;
       }
       this.framedBytes += chunk.length;
       const held = this.framer.pendingLength + chunk.length;
@@ -302,23 +287,10 @@ export class Connection implements WritableHandler {
     }
   }
 
-  /**
-   * The fds that came with a message's bytes: exactly as many as its UNIX_FDS header says
-   * (dbus-broker's rule; dbus-daemon is looser), or the sender is disconnected.
-   */
+  /** The fds that came with a message's bytes (see InboundFds#take). */
   private claimFds(msg: Message, end: number): UnixFds | undefined {
-    const declared = msg.header.unixFds ?? 0;
-    let arrived = 0;
-    while (arrived < this.inboundFds.length && this.inboundFds[arrived]!.at < end) arrived++;
-    if (declared === 0 && arrived === 0) return undefined;
-    if (declared > this.limits.maxMessageUnixFds) {
-      throw new FerryError('TooManyFds', `sent a message with ${declared} unix fds, more than max_message_unix_fds (${this.limits.maxMessageUnixFds})`);
-    }
-    if (arrived !== declared) {
-      throw new FerryError('FdCountMismatch', `sent a message whose UNIX_FDS header says ${declared} fds while ${arrived} came with it`);
-    }
-    const taken = this.inboundFds.splice(0, declared);
-    return new UnixFds(taken.map((f) => f.fd), closeFd);
+    const fds = this.inboundFds.take(msg.header.unixFds ?? 0, end, this.limits.maxMessageUnixFds);
+    return fds && new UnixFds(fds, closeFd);
   }
 
   /**
@@ -417,7 +389,7 @@ export class Connection implements WritableHandler {
 
   /** Fds received for a half-received message (a handoff carries them with the bytes). */
   pendingInboundFds(): number[] {
-    return this.inboundFds.map((f) => f.fd);
+    return this.inboundFds.numbers();
   }
 
   /** Every fd this connection holds besides its socket: a handoff keeps them open. */
@@ -450,11 +422,7 @@ export class Connection implements WritableHandler {
     if (this.blocked) readiness().unwatch(this.fd);
     this.socket.destroy();
     this.outbound.discard();
-    for (const f of this.inboundFds) closeFd(f.fd);
-    this.peer?.account.release('fds', this.chargedInboundFds);
-    this.chargedInboundFds = 0;
-    this.inboundFds = [];
-    this.pendingOldest = undefined;
+    this.inboundFds.discard(this.peer?.account);
     if (this.peer) this.bus.detach(this.peer);
     this.hooks.closed(this);
   }
