@@ -21,15 +21,21 @@ const LOCAL_INTERFACE = 'org.freedesktop.DBus.Local';
 /** The sender monitors see on a connection's Hello (it has no name yet), as dbus-daemon shows it. */
 const NOT_ACTIVE_YET = ':not.active.yet';
 
+/**
+ * Why a message was not queued: the receiver's own quota (max_outgoing_bytes,
+ * max_outgoing_unix_fds) or the paying uid's account would be exceeded.
+ */
+export type QueueRefusal = 'bytes' | 'fds' | 'uid-bytes' | 'uid-fds';
+
 /** Where the core's decisions take effect; implemented by the transport. */
 export interface BusSink {
   /**
    * Queues a message for a peer, as pieces to write in order (a large body is a view
-   * of the received bytes), charged to `payer`'s queued bytes until the kernel takes them;
-   * false when the peer's outbound quota or the payer's account would be exceeded (nothing queued).
+   * of the received bytes), charged to `payer`'s queued bytes (and fds) until the kernel takes
+   * them; undefined when queued, else which quota it would exceed (and nothing is queued).
    * `fds` go with the message's first byte; the sink takes its own reference while it holds them.
    */
-  send(peer: Peer, pieces: readonly Buffer[], payer: UidAccount, fds?: UnixFds): boolean;
+  send(peer: Peer, pieces: readonly Buffer[], payer: UidAccount, fds?: UnixFds): QueueRefusal | undefined;
   /** Closes a peer's connection; the transport then calls Bus#detach. */
   disconnect(peer: Peer, reason: string): void;
 }
@@ -51,6 +57,9 @@ export interface BusLimits {
   serviceStartTimeoutMs: number;
   /** max_pending_service_starts: messages and start requests held for services being started. */
   maxPendingServiceStarts: number;
+  /** max_incoming_unix_fds and max_outgoing_unix_fds (per connection): together, one uid's ceiling of fds. */
+  maxIncomingUnixFds: number;
+  maxOutgoingUnixFds: number;
 }
 
 /**
@@ -67,6 +76,8 @@ export const DEFAULT_LIMITS: BusLimits = {
   replyTimeoutMs: 0,
   serviceStartTimeoutMs: 25_000,
   maxPendingServiceStarts: 512,
+  maxIncomingUnixFds: 64,
+  maxOutgoingUnixFds: 64,
 };
 
 export interface BusOptions {
@@ -84,12 +95,6 @@ export interface BusOptions {
   policy?: BusPolicy;
   /** How a denial names a connection, e.g. `uid=1000 pid=42 comm="busctl"` (dbus-daemon's loginfo). */
   describe?: (credentials: Credentials) => string;
-}
-
-function byteLength(pieces: readonly Buffer[]): number {
-  let n = 0;
-  for (const p of pieces) n += p.length;
-  return n;
 }
 
 /** Why the policy refused a message: which side, and how many rules matched. */
@@ -154,8 +159,9 @@ export class Bus {
 
   /**
    * A uid may hold what max_connections_per_user connections may hold each (dbus-broker's rule),
-   * except queued bytes: max_outgoing_bytes for the whole uid, or one uid could make the bus
-   * hold 256 × 127 MiB.
+   * except queued bytes and fds: what one connection may hold, for the whole uid. Else one uid
+   * could make the bus hold 256 × 127 MiB, or 256 × 128 of the bus's own fds (its RLIMIT_NOFILE
+   * is shared by every client: a bus out of fds can accept no connection and pass no fd).
    */
   private uidCeiling(resource: UidResource): number {
     const l = this.limits;
@@ -165,6 +171,7 @@ export class Bus {
       case 'matchRules': return l.maxConnectionsPerUser * l.maxMatchRulesPerConnection;
       case 'pendingReplies': return l.maxConnectionsPerUser * l.maxRepliesPerConnection;
       case 'queuedBytes': return l.maxOutgoingBytes;
+      case 'fds': return l.maxIncomingUnixFds + l.maxOutgoingUnixFds;
     }
   }
 
@@ -606,6 +613,14 @@ export class Bus {
         const denial = this.policyDenies(peer, to, routed, true, false);
         if (denial) return this.refuse(peer, to, msg, routed, denial, true);
       }
+      if (routed.fds && !to.acceptsFds) {
+        this.refuseFds(peer, msg);
+        // dbus-daemon stops at telling the replier, and the caller waits for a reply that can
+        // no longer come (for ever, if its library sets no timeout): tell it too.
+        this.sendError(to, h.replySerial!, DBusErrorName.NotSupported,
+          `The reply from ${sender} carried Unix file descriptors, which this connection did not negotiate; the bus dropped it`);
+        return;
+      }
       this.deliver(to, routed);
       return;
     }
@@ -701,17 +716,11 @@ export class Bus {
       const denial = this.policyDenies(peer, to, routed, false, false);
       if (denial) return this.refuse(peer, to, msg, routed, denial, false);
     }
-    if (routed.fds && !to.acceptsFds) {
-      // dbus-daemon's text, missing space included (bus/dispatch.c).
-      this.errorForCall(peer, msg, DBusErrorName.NotSupported,
-        "Tried to send message with Unix file descriptorsto a client that doesn't support that.");
-      return;
-    }
+    if (routed.fds && !to.acceptsFds) return this.refuseFds(peer, msg);
     // A call or unicast signal is the sender's doing: its bytes are charged to the sender's uid.
-    if (!this.deliver(to, routed, peer.account)) {
-      this.errorForCall(peer, msg, DBusErrorName.LimitsExceeded, peer.account.allows('queuedBytes', byteLength(routed.pieces))
-        ? `The destination ${destination} has too many bytes queued; the message was not delivered`
-        : `uid ${peer.credentials.uid} has max_outgoing_bytes (${this.limits.maxOutgoingBytes}) queued for receivers that have not read them; the message was not delivered`);
+    const refused = this.deliver(to, routed, peer.account);
+    if (refused) {
+      this.errorForCall(peer, msg, DBusErrorName.LimitsExceeded, `${this.quotaText(refused, destination, peer, routed)}; the message was not delivered`);
       return;
     }
     if (expectsReply) {
@@ -721,17 +730,40 @@ export class Bus {
   }
 
   /**
-   * Queues a message for `to`. Its bytes are charged to whoever asked for them: the receiver for a
-   * broadcast it subscribed to, a reply it asked for or anything the bus sends it; the sender for
-   * a call or a unicast signal. So neither a flooder nor a reader that never reads can fill
-   * another uid's account.
+   * A message with fds for a receiver that did not negotiate them is not delivered; its sender
+   * gets NotSupported whatever the message's type, as from dbus-daemon (bus/dispatch.c, its
+   * text with the missing space), which answers every refused unicast message.
    */
-  private deliver(to: Peer, routed: RoutedMessage, payer: UidAccount = to.account): boolean {
+  private refuseFds(from: Peer, msg: Message): void {
+    this.sendError(from, msg.header.serial, DBusErrorName.NotSupported,
+      "Tried to send message with Unix file descriptorsto a client that doesn't support that.");
+  }
+
+  /** Which quota refused a message for `destination` (the LimitsExceeded text). */
+  private quotaText(refused: QueueRefusal, destination: string, sender: Peer, routed: RoutedMessage): string {
+    const uid = sender.credentials.uid;
+    const l = this.limits;
+    switch (refused) {
+      case 'bytes': return `The destination ${destination} has too many bytes queued (max_outgoing_bytes ${l.maxOutgoingBytes})`;
+      case 'fds': return `The destination ${destination} has too many unix fds queued (max_outgoing_unix_fds ${l.maxOutgoingUnixFds}); this message carries ${routed.fds?.count ?? 0}`;
+      case 'uid-bytes': return `uid ${uid} has max_outgoing_bytes (${l.maxOutgoingBytes}) queued for receivers that have not read them`;
+      case 'uid-fds': return `uid ${uid} has ${sender.account.fds} unix fds held by the bus, queued or in half-received messages, and may hold at most ${this.accounts.ceilings().fds} (max_incoming_unix_fds + max_outgoing_unix_fds); this message carries ${routed.fds?.count ?? 0}`;
+    }
+  }
+
+  /**
+   * Queues a message for `to`. Its bytes and fds are charged to whoever asked for them: the
+   * receiver for a broadcast it subscribed to, a reply it asked for or anything the bus sends
+   * it; the sender for a call or a unicast signal. So neither a flooder nor a reader that never
+   * reads can fill another uid's account. Returns why it was not queued, if it was not.
+   */
+  private deliver(to: Peer, routed: RoutedMessage, payer: UidAccount = to.account): QueueRefusal | undefined {
     // A receiver that did not negotiate fd passing could not even parse it: it is skipped.
-    if (routed.fds && !to.acceptsFds) return true;
-    if (this.sink.send(to, routed.pieces, payer, routed.fds)) {
+    if (routed.fds && !to.acceptsFds) return undefined;
+    const refused = this.sink.send(to, routed.pieces, payer, routed.fds);
+    if (!refused) {
       to.overQuota = false;
-      return true;
+      return undefined;
     }
     // Logged once per episode: a stuck reader would otherwise flood the log.
     if (!to.overQuota) {
@@ -740,10 +772,11 @@ export class Bus {
         sender: routed.sender,
         type: routed.type,
         chargedToUid: payer.uid,
+        quota: refused,
       });
     }
     to.overQuota = true;
-    return false;
+    return refused;
   }
 
   private wants(peer: Peer, routed: RoutedMessage): boolean {

@@ -5,7 +5,7 @@
 import { encodeMessage, MessageType, parseMessage, readBody, type Header, type NewMessage } from '../wire/message.js';
 import { marshal } from '../wire/marshal.js';
 import type { DBusValue } from '../wire/values.js';
-import { Bus, BUS_NAME, BUS_PATH, type BusLimits, type BusSink } from './bus.js';
+import { Bus, BUS_NAME, BUS_PATH, type BusLimits, type BusSink, type QueueRefusal } from './bus.js';
 import type { Credentials, Peer } from './peer.js';
 import type { UidAccount } from './uid-accounts.js';
 
@@ -21,17 +21,17 @@ export class MemorySink implements BusSink {
   /** Who pays for each message held in an inbox, until a take releases it (like a socket's queue). */
   private readonly charges = new WeakMap<Received, [UidAccount, number]>();
 
-  send(peer: Peer, pieces: readonly Buffer[], payer: UidAccount): boolean {
-    if (this.full.has(peer)) return false;
+  send(peer: Peer, pieces: readonly Buffer[], payer: UidAccount): QueueRefusal | undefined {
+    if (this.full.has(peer)) return 'bytes';
     const bytes = Buffer.concat(pieces);
-    if (!payer.charge('queuedBytes', bytes.length)) return false;
+    if (!payer.charge('queuedBytes', bytes.length)) return 'uid-bytes';
     const msg = parseMessage(bytes);
     const list = this.inbox.get(peer) ?? [];
     const received = { ...msg.header, args: readBody(msg) };
     this.charges.set(received, [payer, bytes.length]);
     list.push(received);
     this.inbox.set(peer, list);
-    return true;
+    return undefined;
   }
 
   disconnect(peer: Peer, reason: string): void {

@@ -4,14 +4,15 @@
  * nobody else's.
  *
  * A uid is capped as dbus-broker caps a user: max_connections_per_user times the per-connection
- * limit. Queued bytes are the exception: a uid may hold at most max_outgoing_bytes queued on the
- * whole bus (dbus-daemon allows that much per connection, 256 × 127 MiB for one uid), charged to
- * whoever asked for the bytes — see Bus#deliver.
+ * limit. Queued bytes and unix fds are the exception: a uid may hold at most what one connection
+ * may (dbus-daemon allows that much per connection, 256 × 127 MiB and 256 × 128 fds for one uid).
+ * Queued bytes and queued fds are charged to whoever asked for the message — see Bus#deliver —
+ * and the fds of a half-received message to its sender.
  */
 
-export type UidResource = 'connections' | 'names' | 'matchRules' | 'pendingReplies' | 'queuedBytes';
+export type UidResource = 'connections' | 'names' | 'matchRules' | 'pendingReplies' | 'queuedBytes' | 'fds';
 
-export const UID_RESOURCES: readonly UidResource[] = ['connections', 'names', 'matchRules', 'pendingReplies', 'queuedBytes'];
+export const UID_RESOURCES: readonly UidResource[] = ['connections', 'names', 'matchRules', 'pendingReplies', 'queuedBytes', 'fds'];
 
 /** The most of a resource one uid may hold under the limits in force now. */
 export type UidCeiling = (resource: UidResource) => number;
@@ -23,8 +24,10 @@ export class UidAccount {
   matchRules = 0;
   pendingReplies = 0;
   queuedBytes = 0;
+  /** Unix fds the bus holds in this uid's half-received messages and in queues it pays for. */
+  fds = 0;
   /** The highest each ever reached: what an operator sizing limits wants to know. */
-  readonly peak: Record<UidResource, number> = { connections: 0, names: 0, matchRules: 0, pendingReplies: 0, queuedBytes: 0 };
+  readonly peak: Record<UidResource, number> = { connections: 0, names: 0, matchRules: 0, pendingReplies: 0, queuedBytes: 0, fds: 0 };
 
   constructor(
     readonly uid: number,
@@ -59,7 +62,7 @@ export class UidAccount {
 
   get idle(): boolean {
     return this.connections === 0 && this.names === 0 && this.matchRules === 0 &&
-      this.pendingReplies === 0 && this.queuedBytes === 0;
+      this.pendingReplies === 0 && this.queuedBytes === 0 && this.fds === 0;
   }
 }
 

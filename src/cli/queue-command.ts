@@ -1,6 +1,6 @@
 import { namesCell } from './connections-command.js';
 import { ProcessNames } from './proc-info.js';
-import { fetchConnections, fetchPendingCalls, withBus, type BusArgs } from './supervisor-client.js';
+import { fetchConnectionFds, fetchConnections, fetchPendingCalls, withBus, type BusArgs } from './supervisor-client.js';
 import { formatBytes, formatTable, listCell, printJson } from './table.js';
 
 export interface QueueArgs extends BusArgs {
@@ -11,13 +11,15 @@ export interface QueueArgs extends BusArgs {
 
 /**
  * `ferrybus queue`: where bytes and replies are waiting. Connections with outbound bytes the
- * kernel has not taken (slow or stuck readers), largest first; then method calls the bus
+ * kernel has not taken (slow or stuck readers), largest first, with the unix fds the bus holds
+ * for them (queued) and from them (in a message not received whole); then method calls the bus
  * routed whose reply has not come back (caller → callee, by the caller's serial).
  */
 export async function runQueueCommand(args: QueueArgs): Promise<void> {
-  const { connections, calls } = await withBus(args, async (client) => ({
+  const { connections, calls, fds } = await withBus(args, async (client) => ({
     connections: await fetchConnections(client),
     calls: await fetchPendingCalls(client),
+    fds: await fetchConnectionFds(client),
   }));
   const procs = new ProcessNames();
   const byName = new Map(connections.filter((c) => c.uniqueName).map((c) => [c.uniqueName!, c]));
@@ -29,7 +31,9 @@ export async function runQueueCommand(args: QueueArgs): Promise<void> {
       pid: c.pid,
       command: procs.of(c.pid).command,
       outboundBytes: c.outboundBytes,
+      outboundFds: fds.get(c.peerId)?.outbound ?? 0,
       inboundBytes: c.inboundBytes,
+      inboundFds: fds.get(c.peerId)?.inbound ?? 0,
       names: [...c.ownedNames],
       monitor: c.monitor,
       cell: namesCell(c),
@@ -56,13 +60,15 @@ export async function runQueueCommand(args: QueueArgs): Promise<void> {
   process.stdout.write(args.all ? 'Outbound queues (largest first):\n' : 'Connections with outbound bytes queued (largest first):\n');
   process.stdout.write(
     formatTable(
-      ['UNIQUE', right('PID'), 'COMMAND', right('QUEUED'), right('INBOUND'), 'NAMES'],
+      ['UNIQUE', right('PID'), 'COMMAND', right('QUEUED'), right('FDS'), right('INBOUND'), right('IN FDS'), 'NAMES'],
       queues.map((q) => [
         q.uniqueName ?? '(authenticating)',
         String(q.pid),
         procs.cell(q.pid),
         formatBytes(q.outboundBytes),
+        String(q.outboundFds),
         formatBytes(q.inboundBytes),
+        String(q.inboundFds),
         q.cell,
       ]),
     ),

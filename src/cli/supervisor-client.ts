@@ -190,6 +190,12 @@ export async function fetchConnections(client: BusClient): Promise<ConnectionInf
   }));
 }
 
+/** ListConnectionFds() → a(uuu): by peer id, the unix fds queued for it and those it sent that wait for their message's rest. */
+export async function fetchConnectionFds(client: BusClient): Promise<Map<number, { outbound: number; inbound: number }>> {
+  const [rows] = await callSupervisor(client, 'ListConnectionFds');
+  return new Map((rows as DBusValue[][]).map((r) => [num(r[0]), { outbound: num(r[1]), inbound: num(r[2]) }]));
+}
+
 /** ListNameOwners() → a(sa(suu)). */
 export async function fetchNames(client: BusClient): Promise<NameInfo[]> {
   const [rows] = await callSupervisor(client, 'ListNameOwners');

@@ -12,11 +12,13 @@ const COLUMNS: Array<[resource: string, header: string]> = [
   ['matchRules', 'MATCH RULES'],
   ['pendingReplies', 'PENDING CALLS'],
   ['queuedBytes', 'QUEUED'],
+  ['fds', 'UNIX FDS'],
 ];
 
 /**
  * `ferrybus users`: what each uid holds on the bus (connections, names, match rules, calls
- * awaiting replies, bytes queued that it is charged for), next to the most one uid may hold.
+ * awaiting replies, bytes queued and unix fds held that it is charged for), next to the most
+ * one uid may hold.
  * A uid at its ceiling is refused more; everyone else is not.
  */
 export async function runUsersCommand(args: UsersArgs): Promise<void> {

@@ -53,6 +53,20 @@ export function connectionRows(daemon: Daemon): DBusValue[] {
 }
 
 /**
+ * ListConnectionFds() → a(uuu), one struct per authenticated connection, in accept order:
+ *   u peer id (as in ListConnections), u unix fds queued for it (in messages whose first byte
+ *   the kernel has not taken), u unix fds it sent that wait for the rest of their message.
+ * (A method of its own: ListConnections' struct is fixed for this interface version.)
+ */
+export function connectionFdRows(daemon: Daemon): DBusValue[] {
+  const rows: DBusValue[] = [];
+  for (const conn of daemon.connections.all) {
+    if (conn.peer) rows.push([conn.peer.id, conn.outbound.fdCount, conn.inboundFdCount]);
+  }
+  return rows;
+}
+
+/**
  * ListNameOwners() → a(sa(suu)), one struct per well-known name with an owner, sorted by name:
  *   s name, a(suu) its queue, primary owner first: unique name, pid, RequestName flags
  *   (0x1 allow-replacement, 0x2 replace-existing, 0x4 do-not-queue).
@@ -81,7 +95,7 @@ export function pendingCallRows(daemon: Daemon): DBusValue[] {
 
 /**
  * ListUsers() → a(ua(stt)), one struct per uid holding anything, by uid: u uid, a(stt) per
- * resource (connections, names, matchRules, pendingReplies, queuedBytes): s resource, t held
+ * resource (connections, names, matchRules, pendingReplies, queuedBytes, fds): s resource, t held
  * now, t the ceiling in force for one uid (see src/bus/uid-accounts.ts).
  */
 export function userRows(daemon: Daemon): DBusValue[] {

@@ -7,6 +7,7 @@ import { compilePolicy, describeCredentials } from './policy-loader.js';
 import { FerryError } from '../util/errors.js';
 import { AddressError, firstListenTarget, formatAddressEntry, parseAddress, type ListenTarget } from '../transport/address.js';
 import { ConnectionSet } from '../transport/connection-set.js';
+import type { ConnectionLimits } from '../transport/connection.js';
 import { listen } from '../transport/listener.js';
 import { serveSystemdSocket, takeSystemdSockets } from '../transport/systemd-sockets.js';
 import { newBusGuid, readMachineId } from './identity.js';
@@ -48,6 +49,20 @@ export interface TransportLimits {
   maxMessageUnixFds?: number;
   maxIncomingUnixFds?: number;
   maxOutgoingUnixFds?: number;
+  pendingFdTimeoutMs?: number;
+}
+
+/** The limits each new connection gets (the rest of the transport's defaults fill the gaps). */
+export function connectionLimits(limits: TransportLimits): Partial<ConnectionLimits> {
+  return {
+    maxOutgoingBytes: limits.maxOutgoingBytes,
+    authTimeoutMs: limits.authTimeoutMs,
+    maxMessageSize: limits.maxMessageSize,
+    maxMessageUnixFds: limits.maxMessageUnixFds,
+    maxIncomingUnixFds: limits.maxIncomingUnixFds,
+    maxOutgoingUnixFds: limits.maxOutgoingUnixFds,
+    pendingFdTimeoutMs: limits.pendingFdTimeoutMs,
+  };
 }
 
 /** Identity that stays the same across handoffs. */
@@ -95,14 +110,7 @@ export class Daemon {
         (event === 'internal-error' ? log.error
           : event === 'client-dropped' || event === 'policy-denied' || event === 'client-refused' ? log.warning
             : log.debug)(event, message, fields),
-      {
-        maxOutgoingBytes: settings.limits.maxOutgoingBytes,
-        authTimeoutMs: settings.limits.authTimeoutMs,
-        maxMessageSize: settings.limits.maxMessageSize,
-        maxMessageUnixFds: settings.limits.maxMessageUnixFds,
-        maxIncomingUnixFds: settings.limits.maxIncomingUnixFds,
-        maxOutgoingUnixFds: settings.limits.maxOutgoingUnixFds,
-      },
+      connectionLimits(settings.limits),
       settings.limits.maxIncompleteConnections,
     );
     const bus = new Bus(connections, {

@@ -1,6 +1,6 @@
 import { watch, type FSWatcher } from 'chokidar';
 import { DEFAULT_LIMITS } from '../bus/bus.js';
-import type { Daemon, DaemonSettings } from './daemon.js';
+import { connectionLimits, type Daemon, type DaemonSettings } from './daemon.js';
 import type { Logger } from './logger.js';
 import { compilePolicy } from './policy-loader.js';
 import { settingsFromConfig } from './settings.js';
@@ -30,8 +30,8 @@ export function reloadConfig(daemon: Daemon, trigger: string, log: Logger): stri
   const policy = compilePolicy(fresh.policies, log);
   daemon.bus.setPolicy(policy);
   Object.assign(daemon.bus.limits, DEFAULT_LIMITS, fresh.limits);
-  // New connections get the new quota; one already open keeps the quota it was accepted with.
-  daemon.connections.limits = { ...daemon.connections.limits, maxOutgoingBytes: daemon.bus.limits.maxOutgoingBytes };
+  // New connections get the new limits; one already open keeps those it was accepted with.
+  daemon.connections.setLimits(connectionLimits(fresh.limits));
   if (JSON.stringify(fresh.listen) !== JSON.stringify(daemon.settings.listen) && !source.address) {
     log.warning('config-listen-changed', 'listen addresses changed in the configuration; the open sockets stay until a restart', {
       inForce: daemon.settings.listen.join(' '),

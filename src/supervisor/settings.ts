@@ -30,6 +30,7 @@ const LIMIT_NAMES: Record<string, keyof BusLimits | keyof TransportLimits> = {
   max_outgoing_unix_fds: 'maxOutgoingUnixFds',
   service_start_timeout: 'serviceStartTimeoutMs',
   max_pending_service_starts: 'maxPendingServiceStarts',
+  pending_fd_timeout: 'pendingFdTimeoutMs',
 };
 
 /**
@@ -39,7 +40,6 @@ const LIMIT_NAMES: Record<string, keyof BusLimits | keyof TransportLimits> = {
  */
 const HOLD_BY_DESIGN: Record<string, string> = {
   max_incoming_bytes: 'messages are routed as they arrive; at most one partial message per connection is buffered (bounded by max_message_size)',
-  pending_fd_timeout: 'a message with fds is routed as soon as its last byte arrives, and the fds of a half-received one count against max_incoming_unix_fds',
 };
 
 /** Where --system/--session look, and how files are read: tests substitute both. */

@@ -1,7 +1,7 @@
 import type { DriverCall, DriverMethod } from '../bus/driver.js';
 import { BusError, DBusErrorName } from '../bus/errors.js';
 import { Variant, type DBusValue } from '../wire/values.js';
-import { connectionRows, nameRows, pendingCallRows, totals, userRows } from './bus-report.js';
+import { connectionFdRows, connectionRows, nameRows, pendingCallRows, totals, userRows } from './bus-report.js';
 import type { Daemon } from './daemon.js';
 import type { HandoffController } from './handoff-controller.js';
 
@@ -61,6 +61,7 @@ function status(daemon: Daemon): Map<DBusValue, DBusValue> {
  *   ListNameOwners() → a(sa(suu))           see nameRows
  *   ListPendingCalls() → a(sus)             see pendingCallRows
  *   ListUsers() → a(ua(stt))                see userRows
+ *   ListConnectionFds() → a(uuu)            see connectionFdRows
  *
  * Keys may be added to Status; the struct signatures change only with a new interface version.
  */
@@ -107,6 +108,13 @@ export function supervisorMethods(daemon: () => Daemon, handoff: HandoffControll
       handler(call) {
         requirePrivileged(call, 'ListUsers');
         return [userRows(daemon())];
+      },
+    },
+    {
+      interface: SUPERVISOR_INTERFACE, member: 'ListConnectionFds', in: '', out: 'a(uuu)',
+      handler(call) {
+        requirePrivileged(call, 'ListConnectionFds');
+        return [connectionFdRows(daemon())];
       },
     },
   ];

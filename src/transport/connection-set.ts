@@ -1,5 +1,5 @@
 import * as net from 'node:net';
-import type { Bus, BusSink } from '../bus/bus.js';
+import type { Bus, BusSink, QueueRefusal } from '../bus/bus.js';
 import type { PeerTraffic, TrafficSource } from '../bus/debug-stats.js';
 import type { Credentials, Peer } from '../bus/peer.js';
 import type { UidAccount } from '../bus/uid-accounts.js';
@@ -45,6 +45,7 @@ import type { UnixFds } from '../bus/unix-fds.js';
 import { Connection, DEFAULT_CONNECTION_LIMITS, type ConnectionHooks, type ConnectionLimits } from './connection.js';
 import { RateLimit } from '../util/rate-limit.js';
 import { readiness } from './readiness.js';
+import { PendingFdWatch } from './pending-fd-watch.js';
 
 export type TransportLog = (event: string, message: string, fields?: Record<string, unknown>) => void;
 
@@ -62,6 +63,8 @@ export class ConnectionSet implements BusSink, TrafficSource {
   readonly hooks: ConnectionHooks;
   /** A connection flood must not become a log flood. */
   private readonly refusalLog = new RateLimit(10, 10_000);
+  /** pending_fd_timeout, for every connection holding fds of a message not received whole. */
+  readonly pendingFds = new PendingFdWatch();
 
   /** What each new connection may hold (dbus-daemon's system defaults unless configured). */
   limits: ConnectionLimits;
@@ -72,19 +75,27 @@ export class ConnectionSet implements BusSink, TrafficSource {
     /** max_incomplete_connections (dbus-daemon's system default). */
     public maxIncompleteConnections = 64,
   ) {
-    this.limits = { ...DEFAULT_CONNECTION_LIMITS, ...definedOnly(limits) };
+    this.limits = DEFAULT_CONNECTION_LIMITS;
+    this.setLimits(limits);
     // Set up now (its epoll fd and signal handler), not in the middle of a slow reader's write.
     readiness();
     this.hooks = {
       attached: (conn) => this.byPeer.set(conn.peer!.id, conn),
       markDirty: (conn) => this.markDirty(conn),
+      pendingFds: (conn, holding) => (holding ? this.pendingFds.hold(conn) : this.pendingFds.release(conn)),
       closed: (conn) => {
+        this.pendingFds.release(conn);
         this.all.delete(conn);
         this.dirty.delete(conn);
         if (conn.peer) this.byPeer.delete(conn.peer.id);
       },
       log,
     };
+  }
+
+  /** The limits of connections accepted from now on (a reload); unset ones are the defaults. */
+  setLimits(limits: Partial<ConnectionLimits>): void {
+    this.limits = { ...DEFAULT_CONNECTION_LIMITS, ...definedOnly(limits) };
   }
 
   /** Takes a freshly accepted socket: reads its credentials, then starts SASL. */
@@ -128,9 +139,8 @@ export class ConnectionSet implements BusSink, TrafficSource {
     return this.limits.maxOutgoingBytes;
   }
 
-  send(peer: Peer, pieces: readonly Buffer[], payer: UidAccount, fds?: UnixFds): boolean {
-    const conn = this.byPeer.get(peer.id);
-    return conn ? conn.send(pieces, false, payer, fds) : true;
+  send(peer: Peer, pieces: readonly Buffer[], payer: UidAccount, fds?: UnixFds): QueueRefusal | undefined {
+    return this.byPeer.get(peer.id)?.send(pieces, false, payer, fds);
   }
 
   traffic(peer: Peer): PeerTraffic | undefined {

@@ -1,5 +1,5 @@
 import type * as net from 'node:net';
-import { BUS_NAME, type Bus } from '../bus/bus.js';
+import { BUS_NAME, type Bus, type QueueRefusal } from '../bus/bus.js';
 import type { Credentials, Peer } from '../bus/peer.js';
 import { UnixFds } from '../bus/unix-fds.js';
 import { socketFd } from '../sys/libc.js';
@@ -11,12 +11,15 @@ import { marshal } from '../wire/marshal.js';
 import { BusError } from '../bus/errors.js';
 import { SaslServer, type SaslState } from '../wire/sasl.js';
 import { validateBody } from '../wire/validate.js';
+import { InboundFds } from './inbound-fds.js';
 import { OutboundQueue, type UnsentOutbound } from './outbound-queue.js';
 import { readiness, type WritableHandler } from './readiness.js';
 import { notifyReadable } from './readable-signal.js';
 
 /** dbus-daemon's system default (auth_timeout, 30 s). */
 export const DEFAULT_AUTH_TIMEOUT_MS = 30_000;
+/** dbus-daemon's default (pending_fd_timeout, 150 s). */
+export const DEFAULT_PENDING_FD_TIMEOUT_MS = 150_000;
 
 /** What a connection may hold and receive (the config's <limit>s). */
 export interface ConnectionLimits {
@@ -29,6 +32,8 @@ export interface ConnectionLimits {
   maxIncomingUnixFds: number;
   /** max_outgoing_unix_fds: fds queued for one connection. */
   maxOutgoingUnixFds: number;
+  /** pending_fd_timeout: how long fds may wait in a message not yet received whole. */
+  pendingFdTimeoutMs: number;
 }
 
 /** dbus-daemon's compiled (system bus) defaults. */
@@ -39,6 +44,7 @@ export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = {
   maxMessageUnixFds: 16,
   maxIncomingUnixFds: 64,
   maxOutgoingUnixFds: 64,
+  pendingFdTimeoutMs: DEFAULT_PENDING_FD_TIMEOUT_MS,
 };
 
 /** State carried over from an earlier image (handoff). */
@@ -57,13 +63,9 @@ export interface ConnectionHooks {
   markDirty(conn: Connection): void;
   /** Called once when the connection is gone. */
   closed(conn: Connection): void;
+  /** The connection began (true) or stopped (false) holding fds of a message not received whole. */
+  pendingFds(conn: Connection, holding: boolean): void;
   log(event: string, message: string, fields?: Record<string, unknown>): void;
-}
-
-/** An fd that came with the byte at stream position `at`, not yet given to a message. */
-interface InboundFd {
-  at: number;
-  fd: number;
 }
 
 /**
@@ -93,7 +95,7 @@ export class Connection implements WritableHandler {
   private framedBytes = 0;
   private consumedBytes = 0;
   /** Fds received and not yet given to a message, oldest first. */
-  private inboundFds: InboundFd[] = [];
+  private readonly inboundFds = new InboundFds();
 
   constructor(
     readonly socket: net.Socket,
@@ -142,7 +144,12 @@ export class Connection implements WritableHandler {
 
   /** Fds received from this client and held until their message is complete. */
   get inboundFdCount(): number {
-    return this.inboundFds.length;
+    return this.inboundFds.count;
+  }
+
+  /** Since when the oldest of them waits for the rest of its message (pending_fd_timeout); 0: none waits. */
+  get pendingFdsSince(): number {
+    return this.inboundFds.since;
   }
 
   /** One recvmsg (libuv calls again on the next turn while bytes remain); true when more may be waiting. */
@@ -162,7 +169,7 @@ export class Connection implements WritableHandler {
     if (r.fds) {
       if (r.truncated) return this.dropWithFds(r.fds, 'fds were dropped on the way (MSG_CTRUNC; a security module refused some?)');
       if (!this.acceptsFds) return this.dropWithFds(r.fds, 'sent unix fds without negotiating them');
-      if (this.inboundFds.length + r.fds.length > this.limits.maxIncomingUnixFds) {
+      if (this.inboundFds.count + r.fds.length > this.limits.maxIncomingUnixFds) {
         return this.dropWithFds(r.fds, `holds more than max_incoming_unix_fds (${this.limits.maxIncomingUnixFds}) fds in messages not yet complete`);
       }
     } else if (r.truncated) {
@@ -170,6 +177,7 @@ export class Connection implements WritableHandler {
       return false;
     }
     this.onData(chunk, r.fds);
+    this.notePendingFds();
     // The kernel ends a read after bytes that carried fds: more may be queued behind them.
     return !this.closing && (r.length === RECEIVE_CHUNK || r.fds !== undefined);
   }
@@ -188,6 +196,22 @@ export class Connection implements WritableHandler {
     for (const fd of fds) closeFd(fd);
     this.close(reason, true);
     return false;
+  }
+
+  /**
+   * After each read: the fds left waiting for the rest of their message are charged to this
+   * client's uid (over its ceiling: disconnected, as a half-received message cannot be
+   * answered), and pending_fd_timeout watches them. Costs one comparison when none wait.
+   */
+  private notePendingFds(inherited = false): void {
+    if (this.closing) return;
+    const change = this.inboundFds.settle(this.peer?.account, inherited);
+    if (change === 'none') return;
+    if (change === 'over-ceiling') {
+      const account = this.peer!.account;
+      return this.close(`uid ${account.uid} would hold more than its ${this.bus.accounts.ceilings().fds} unix fds in the bus (max_incoming_unix_fds + max_outgoing_unix_fds)`, true);
+    }
+    this.hooks.pendingFds(this, change === 'started-holding');
   }
 
   private onData(chunk: Buffer, fds: readonly number[] | undefined): void {
@@ -226,8 +250,8 @@ export class Connection implements WritableHandler {
         // The kernel ends a read right after the bytes that carried fds: they came with the
         // chunk's last byte, which belongs to the message they are for (its first sendmsg).
         const at = this.framedBytes + chunk.length - 1;
-        for (const fd of fds) this.inboundFds.push({ at, fd });
-        if (this.inboundFds.length > this.peakIncomingFds) this.peakIncomingFds = this.inboundFds.length;
+        this.inboundFds.add(at, fds);
+        if (this.inboundFds.count > this.peakIncomingFds) this.peakIncomingFds = this.inboundFds.count;
       }
       this.framedBytes += chunk.length;
       const held = this.framer.pendingLength + chunk.length;
@@ -263,23 +287,10 @@ export class Connection implements WritableHandler {
     }
   }
 
-  /**
-   * The fds that came with a message's bytes: exactly as many as its UNIX_FDS header says
-   * (dbus-broker's rule; dbus-daemon is looser), or the sender is disconnected.
-   */
+  /** The fds that came with a message's bytes (see InboundFds#take). */
   private claimFds(msg: Message, end: number): UnixFds | undefined {
-    const declared = msg.header.unixFds ?? 0;
-    let arrived = 0;
-    while (arrived < this.inboundFds.length && this.inboundFds[arrived]!.at < end) arrived++;
-    if (declared === 0 && arrived === 0) return undefined;
-    if (declared > this.limits.maxMessageUnixFds) {
-      throw new FerryError('TooManyFds', `sent a message with ${declared} unix fds, more than max_message_unix_fds (${this.limits.maxMessageUnixFds})`);
-    }
-    if (arrived !== declared) {
-      throw new FerryError('FdCountMismatch', `sent a message whose UNIX_FDS header says ${declared} fds while ${arrived} came with it`);
-    }
-    const taken = this.inboundFds.splice(0, declared);
-    return new UnixFds(taken.map((f) => f.fd), closeFd);
+    const fds = this.inboundFds.take(msg.header.unixFds ?? 0, end, this.limits.maxMessageUnixFds);
+    return fds && new UnixFds(fds, closeFd);
   }
 
   /**
@@ -309,6 +320,9 @@ export class Connection implements WritableHandler {
   /** Feeds bytes (and fds) received by an earlier image (a handoff) as if they had just arrived. */
   replayInbound(bytes: Buffer, fds?: readonly number[]): void {
     if (bytes.length > 0 || fds?.length) this.onData(bytes, fds?.length ? fds : undefined);
+    // Inherited: charged whatever the ceiling says. pending_fd_timeout starts again here (the
+    // old image's clock did not cross the handoff).
+    this.notePendingFds(true);
   }
 
   /** The SASL conversation, while the client is still authenticating. */
@@ -318,23 +332,25 @@ export class Connection implements WritableHandler {
 
   /**
    * Queues a message for this client, charged to `payer` (by default this client's own uid)
-   * until the kernel takes it; false (and nothing queued) when over this connection's byte or
-   * fd quota or the payer's account. `force`: queued whatever the quotas say (SASL, a handoff).
+   * until the kernel takes it. Returns undefined when queued, else the quota it would exceed
+   * (nothing queued): this connection's bytes or fds, or the payer's. `force`: queued whatever
+   * the quotas say (SASL, a handoff).
    */
-  send(pieces: Buffer | readonly Buffer[], force = false, payer = this.peer?.account, fds?: UnixFds): boolean {
-    if (this.closing) return true; // gone: accepted and discarded, like a closed socket
+  send(pieces: Buffer | readonly Buffer[], force = false, payer = this.peer?.account, fds?: UnixFds): QueueRefusal | undefined {
+    if (this.closing) return undefined; // gone: accepted and discarded, like a closed socket
     let length = 0;
     if (Buffer.isBuffer(pieces)) length = pieces.length;
     else for (const p of pieces) length += p.length;
     if (!force) {
-      if (this.outbound.size + length > this.limits.maxOutgoingBytes) return false;
-      if (payer && !payer.allows('queuedBytes', length)) return false;
-      if (fds && this.outbound.fdCount + fds.count > this.limits.maxOutgoingUnixFds) return false;
+      if (this.outbound.size + length > this.limits.maxOutgoingBytes) return 'bytes';
+      if (fds && this.outbound.fdCount + fds.count > this.limits.maxOutgoingUnixFds) return 'fds';
+      if (payer && !payer.allows('queuedBytes', length)) return 'uid-bytes';
+      if (fds && payer && !payer.allows('fds', fds.count)) return 'uid-fds';
     }
     const wasIdle = !this.outbound.hasPending;
     this.outbound.push(pieces, length, payer, fds);
     if (wasIdle && !this.blocked) this.hooks.markDirty(this);
-    return true;
+    return undefined;
   }
 
   /** Writes queued bytes until the socket would block (then waits to be told it is writable). */
@@ -373,7 +389,7 @@ export class Connection implements WritableHandler {
 
   /** Fds received for a half-received message (a handoff carries them with the bytes). */
   pendingInboundFds(): number[] {
-    return this.inboundFds.map((f) => f.fd);
+    return this.inboundFds.numbers();
   }
 
   /** Every fd this connection holds besides its socket: a handoff keeps them open. */
@@ -406,8 +422,7 @@ export class Connection implements WritableHandler {
     if (this.blocked) readiness().unwatch(this.fd);
     this.socket.destroy();
     this.outbound.discard();
-    for (const f of this.inboundFds) closeFd(f.fd);
-    this.inboundFds = [];
+    this.inboundFds.discard(this.peer?.account);
     if (this.peer) this.bus.detach(this.peer);
     this.hooks.closed(this);
   }

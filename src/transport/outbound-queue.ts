@@ -12,8 +12,8 @@ import type { UnixFds } from '../bus/unix-fds.js';
  * with a message that has fds, so a receiver never gets fds attached to the wrong message.
  *
  * Each message's bytes are charged to a uid's account (src/bus/uid-accounts.ts) from push until
- * the kernel has all of them, or until the connection is gone; its fds are held (UnixFds) until
- * its first byte is sent.
+ * the kernel has all of them, or until the connection is gone; its fds are held (UnixFds), and
+ * charged to the same uid, until its first byte is sent.
  */
 interface Entry {
   pieces: Buffer | readonly Buffer[];
@@ -72,6 +72,7 @@ export class OutboundQueue {
     if (length === 0) return;
     if (payer) payer.force('queuedBytes', length);
     if (fds) {
+      payer?.force('fds', fds.count);
       fds.retain();
       this.heldFds += fds.count;
       if (this.heldFds > this.peakFds) this.peakFds = this.heldFds;
@@ -164,6 +165,7 @@ export class OutboundQueue {
 
   private releaseFds(entry: Entry): void {
     this.heldFds -= entry.fds!.count;
+    entry.payer?.release('fds', entry.fds!.count);
     entry.fds!.release();
     entry.fds = undefined;
   }

@@ -27,6 +27,8 @@ interface Waiter {
  */
 export class LongRunning {
   stdout = '';
+  /** The process's stdin, when started with `stdinPipe`. */
+  stdin: NodeJS.WritableStream | undefined;
   stderr = '';
   exit: Exit | undefined;
   readonly exited: Promise<Exit>;
@@ -123,6 +125,8 @@ export class LongRunning {
 
 export interface StartOptions {
   env?: NodeJS.ProcessEnv;
+  /** Give the process a stdin pipe (LongRunning#stdin) instead of none. */
+  stdinPipe?: boolean;
 }
 
 /**
@@ -139,7 +143,7 @@ export function startLongRunning(file: string, args: readonly string[], options:
   const sub = execa(launcher!, launcherArgs, {
     reject: false,
     buffer: false,
-    stdin: 'ignore',
+    stdin: options.stdinPipe ? 'pipe' : 'ignore',
     env: options.env,
     // execa also kills it (by this PID) when the worker exits normally.
     cleanup: true,
@@ -154,5 +158,10 @@ export function startLongRunning(file: string, args: readonly string[], options:
     untrackPid(pid);
     return { exitCode: r.exitCode, signal: r.signal };
   });
-  return new LongRunning(command, pid, exited, sub.stdout, sub.stderr);
+  const proc = new LongRunning(command, pid, exited, sub.stdout, sub.stderr);
+  if (options.stdinPipe && sub.stdin) {
+    sub.stdin.on('error', () => {}); // the process is gone; what it would have read does not matter
+    proc.stdin = sub.stdin;
+  }
+  return proc;
 }
