@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { MessageFlag, MessageType } from '../wire/message.js';
+import { encodeMessage, MessageFlag, MessageType, parseMessage } from '../wire/message.js';
+import { UnixFds } from './unix-fds.js';
 import type { ServiceCatalog, ServiceEntry, ServiceLauncher } from './activation.js';
 import { SYSTEMD_NAME } from './activation.js';
 import { BUS_NAME, BUS_PATH, type Bus } from './bus.js';
@@ -171,6 +172,26 @@ describe('auto-start (Exec=)', () => {
     expect(a.account.queuedBytes).toBeGreaterThan(10_000); // now queued for the service, still the sender's
     sink.take(svc);
     expect(a.account.queuedBytes).toBe(0);
+  });
+
+  it('charges the fds of a held message to its sender, closes none while it waits, and hands them on once', () => {
+    const { bus, sink, catalog } = activatingBus();
+    catalog.add('com.example.Svc');
+    const a = connect(bus, sink);
+    a.acceptsFds = true;
+    const closed: number[] = [];
+    const fds = new UnixFds([41, 42], (fd) => closed.push(fd));
+    const msg = parseMessage(encodeMessage({ type: MessageType.MethodCall, serial: 7, destination: 'com.example.Svc', path: '/x', member: 'Take', unixFds: 2 }));
+    bus.receive(a, msg, fds);
+    fds.release(); // the connection's reference, as the transport releases it after routing
+    expect(a.account.fds).toBe(2);
+    expect(closed).toEqual([]);
+    const svc = connect(bus, sink);
+    svc.acceptsFds = true;
+    own(bus, sink, svc, 'com.example.Svc');
+    expect(mail(sink, svc)).toContain('call Take()');
+    expect(a.account.fds).toBe(0);
+    expect(closed).toEqual([41, 42]); // the memory sink holds no reference: delivered, then closed once
   });
 
   it('drops what a connection held when it leaves; the others still get theirs', () => {

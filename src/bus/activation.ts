@@ -64,7 +64,7 @@ export interface HeldMessage {
   readonly routed: RoutedMessage;
   /** StartServiceByName: answered SUCCESS once the name has an owner, never delivered. */
   readonly startRequest: boolean;
-  /** Bytes charged to the sender's uid while held (queuedBytes). */
+  /** Bytes charged to the sender's uid while held (queuedBytes); its fds are charged too. */
   readonly bytes: number;
 }
 
@@ -104,6 +104,18 @@ export interface ActivationHost {
 }
 
 const NO_SERVICES: ServiceCatalog = { lookup: () => undefined, names: () => [] };
+
+/** A held message costs its sender's uid its bytes and fds, as if queued (src/bus/uid-accounts.ts). */
+function charge(sender: Peer, bytes: number, fds: number): void {
+  if (bytes > 0) sender.account.force('queuedBytes', bytes);
+  if (fds > 0) sender.account.force('fds', fds);
+}
+
+function uncharge(sender: Peer, h: HeldMessage): void {
+  if (h.bytes > 0) sender.account.release('queuedBytes', h.bytes);
+  const fds = h.routed.fds?.count ?? 0;
+  if (fds > 0) sender.account.release('fds', fds);
+}
 
 function byteLength(pieces: readonly Buffer[]): number {
   let n = 0;
@@ -156,10 +168,16 @@ export class Activator {
         `The maximum number of pending activations has been reached, activation of ${name} failed (max_pending_service_starts=${limit})`);
     }
     const bytes = startRequest ? 0 : byteLength(routed.pieces);
-    if (sender && bytes > 0 && !sender.account.charge('queuedBytes', bytes)) {
+    const fds = routed.fds?.count ?? 0;
+    if (sender && bytes > 0 && !sender.account.allows('queuedBytes', bytes)) {
       throw new BusError(DBusErrorName.LimitsExceeded,
         `uid ${sender.credentials.uid} has too many bytes queued to hold a message for ${name} while it starts`);
     }
+    if (sender && fds > 0 && !sender.account.allows('fds', fds)) {
+      throw new BusError(DBusErrorName.LimitsExceeded,
+        `uid ${sender.credentials.uid} has too many unix fds held by the bus to hold a message for ${name} while it starts`);
+    }
+    if (sender) charge(sender, bytes, fds);
     const held: HeldMessage = { sender, routed, startRequest, bytes };
     routed.fds?.retain();
     this.heldCount++;
@@ -270,14 +288,14 @@ export class Activator {
   private release(p: PendingActivation): HeldMessage[] {
     for (const h of p.held) {
       this.heldCount--;
-      if (h.sender && h.bytes > 0) h.sender.account.release('queuedBytes', h.bytes);
+      if (h.sender) uncharge(h.sender, h);
     }
     return p.held.splice(0);
   }
 
   private dropHeld(h: HeldMessage): void {
     this.heldCount--;
-    if (h.sender && h.bytes > 0) h.sender.account.release('queuedBytes', h.bytes);
+    if (h.sender) uncharge(h.sender, h);
     h.routed.fds?.release();
   }
 
@@ -358,8 +376,8 @@ export class Activator {
   restorePending(p: PendingActivation): void {
     for (const h of p.held) {
       this.heldCount++;
-      // Carried over, never refused: charge without a check.
-      if (h.sender && h.bytes > 0) h.sender.account.force('queuedBytes', h.bytes);
+      // Carried over, never refused: charged without a check.
+      if (h.sender) charge(h.sender, h.bytes, h.routed.fds?.count ?? 0);
     }
     this.pending.set(p.name, p);
   }

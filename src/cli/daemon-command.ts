@@ -83,6 +83,8 @@ export async function runDaemonCommand(args: DaemonArgs): Promise<void> {
 
   if (args.handoff) {
     daemon = adoptDaemon(args.handoff, log, methods);
+    installSignalHandlers(daemon, controller, log);
+    await supervise(daemon, log);
   } else {
     warnUnsupportedFlags(args, log);
     const pidFile = pidFileOf(args);
@@ -95,6 +97,10 @@ export async function runDaemonCommand(args: DaemonArgs): Promise<void> {
     }
     if (pidFile !== undefined) settings.runtime = { ...settings.runtime, pidFile };
     daemon = await Daemon.start(settings, log, methods);
+    // Before anything says the bus is ready: a launcher may SIGTERM it as soon as it reads the
+    // pid, and a config file written as soon as it listens must not go unnoticed.
+    installSignalHandlers(daemon, controller, log);
+    await supervise(daemon, log);
     // Ready means: listening, the pid file written, then the address printed (launchers wait for that line).
     if (pidFile !== undefined) {
       try {
@@ -113,17 +119,30 @@ export async function runDaemonCommand(args: DaemonArgs): Promise<void> {
     }
   }
   controller.daemon = daemon;
-  const served = daemon;
-  served.bus.reloadConfig = () => reloadConfig(served, 'ReloadConfig', log);
-  watchConfig(served, log);
-  served.services.watch();
-  // reply_timeout and service_start_timeout: a quarter-second sweep (cheap when nothing is due).
-  setInterval(() => {
-    served.bus.expireCalls();
-    if (served.bus.activator.pending.size > 0) served.bus.activator.expire();
-  }, 250).unref();
-  installSignalHandlers(daemon, controller, log);
   notifySystemd({ READY: 1, STATUS: `serving ${daemon.addresses.join(' ')} (generation ${daemon.generation})` }, log);
+}
+
+/**
+ * What runs beside the serving bus: ReloadConfig, the watches on the config files and service
+ * directories (ready before this resolves, so that no change after start-up goes unseen), and
+ * the sweep of reply_timeout and service_start_timeout.
+ */
+async function supervise(daemon: Daemon, log: Logger): Promise<void> {
+  daemon.bus.reloadConfig = () => reloadConfig(daemon, 'ReloadConfig', log);
+  const watchers = [watchConfig(daemon, log), daemon.services.watch()];
+  // A quarter-second sweep: cheap when nothing is due.
+  setInterval(() => {
+    daemon.bus.expireCalls();
+    if (daemon.bus.activator.pending.size > 0) daemon.bus.activator.expire();
+  }, 250).unref();
+  // A watch that never gets ready (a hung file system) must not hold the bus back.
+  const ready = Promise.all(watchers.map((w) => (w ? new Promise<void>((resolve) => w.once('ready', () => resolve())) : undefined)));
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), 2000)));
+  if ((await Promise.race([ready, late])) === 'late') {
+    log.warning('watch-slow', 'the configuration watch is not ready after 2 s; serving anyway (changes until then may be missed)');
+  }
+  clearTimeout(timer);
 }
 
 /**

@@ -51,10 +51,11 @@ export class Services {
   }
 
   /** Rescans when a file in a service directory is added, changed or removed (bursts become one rescan). */
-  watch(): void {
+  watch(): FSWatcher | undefined {
     void this.watcher?.close();
+    this.watcher = undefined;
     const dirs = this.catalog.directories;
-    if (dirs.length === 0) return;
+    if (dirs.length === 0) return undefined;
     const watcher = watch([...dirs], { ignoreInitial: true, depth: 0 });
     let timer: NodeJS.Timeout | undefined;
     watcher.on('all', () => {
@@ -66,5 +67,6 @@ export class Services {
     });
     watcher.on('error', (err) => this.log.warning('service-watch-failed', 'cannot watch the service directories', { error: String(err) }));
     this.watcher = watcher;
+    return watcher;
   }
 }
