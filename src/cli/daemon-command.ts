@@ -86,6 +86,7 @@ export async function runDaemonCommand(args: DaemonArgs): Promise<void> {
 
   if (args.handoff) {
     daemon = adoptDaemon(args.handoff, log, methods);
+    installStopSignals(daemon);
   } else {
     warnUnsupportedFlags(args, log);
     const pidFile = pidFileOf(args);
@@ -98,6 +99,9 @@ export async function runDaemonCommand(args: DaemonArgs): Promise<void> {
     }
     if (pidFile !== undefined) settings.runtime = { ...settings.runtime, pidFile };
     daemon = await Daemon.start(settings, log, methods);
+    // Before anything says "ready": whoever reads the address or the pid may send SIGTERM at
+    // once, and a SIGTERM with no listener yet kills the process (no clean-up, no exit 0).
+    installStopSignals(daemon);
     // Ready means: listening, the pid file written, then the address printed (launchers wait for that line).
     if (pidFile !== undefined) {
       try {
@@ -138,7 +142,8 @@ function reportReady(readyFd: number, stderrFd: number | undefined, daemon: Daem
   fs.closeSync(readyFd);
 }
 
-function installSignalHandlers(daemon: Daemon, controller: HandoffController, log: Logger): void {
+/** SIGTERM and SIGINT stop the bus cleanly. Installed as soon as the daemon exists. */
+function installStopSignals(daemon: Daemon): void {
   const onSignal = (signal: NodeJS.Signals) => {
     void daemon.stop(`received ${signal}`).finally(() => {
       // Only here, on the way out: a handoff keeps the process (and so the pid file) alive.
@@ -149,6 +154,10 @@ function installSignalHandlers(daemon: Daemon, controller: HandoffController, lo
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+}
+
+/** The other signals need the handoff controller to know the daemon. */
+function installSignalHandlers(daemon: Daemon, controller: HandoffController, log: Logger): void {
   // The way to ask for a handoff when the bus itself cannot be reached.
   handleHandoffSignal(() => {
     log.notice('handoff-signal', 'SIGUSR2: handing off in place');
