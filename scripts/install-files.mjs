@@ -6,6 +6,7 @@
 //   <prefix>/lib/ferrybus/ferrybus-roots           root-transition helper for units and hooks
 //   <prefix>/bin/ferrybus                          sh wrapper for people: exec node <bundle> "$@"
 //   <prefix>/lib/systemd/system/ferrybus*.{service,socket}  the units
+//   <prefix>/lib/systemd/system/{systemd-logind,getty-static}.service.d/ferrybus.conf  drop-ins
 //   /usr/share/dbus-1/system.d/org.ferrybus.Supervisor1.conf  the bus policy for `ferrybus status`…
 //   <prefix>/lib/dracut/modules.d/90ferrybus/      the dracut module
 //   <prefix>/lib/dracut/modules.d/08dbus/          dracut's "dbus" meta module, ferrybus-aware
@@ -114,6 +115,13 @@ installed.push(wrapper);
 const unitdir = path.posix.join(opts.prefix, 'lib/systemd/system');
 for (const unit of fs.readdirSync(path.join(repo, 'systemd')).filter((f) => /\.(service|socket)$/.test(f)).sort()) {
   install(path.join(repo, 'systemd', unit), path.posix.join(unitdir, unit), 0o644, { text: true });
+}
+// Drop-ins for distribution units that judge "is there a system bus" by dbus-daemon's files
+// (Debian's systemd-logind and getty-static): each file explains itself.
+for (const dir of fs.readdirSync(path.join(repo, 'systemd')).filter((f) => f.endsWith('.d')).sort()) {
+  for (const f of fs.readdirSync(path.join(repo, 'systemd', dir)).sort()) {
+    install(path.join(repo, 'systemd', dir, f), path.posix.join(unitdir, dir, f), 0o644);
+  }
 }
 
 // The bus policy that lets root call ferrybus's own interface under the stock system.conf.
