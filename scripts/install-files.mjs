@@ -5,8 +5,11 @@
 //   <prefix>/lib/ferrybus/node_modules/koffi/...   koffi, linux-x64 only
 //   <prefix>/lib/ferrybus/ferrybus-roots           root-transition helper for units and hooks
 //   <prefix>/bin/ferrybus                          sh wrapper for people: exec node <bundle> "$@"
-//   <prefix>/lib/systemd/system/ferrybus*.service  the units
+//   <prefix>/lib/systemd/system/ferrybus*.{service,socket}  the units
+//   <prefix>/lib/systemd/system/{systemd-logind,getty-static}.service.d/ferrybus.conf  drop-ins
+//   /usr/share/dbus-1/system.d/org.ferrybus.Supervisor1.conf  the bus policy for `ferrybus status`…
 //   <prefix>/lib/dracut/modules.d/90ferrybus/      the dracut module
+//   <prefix>/lib/dracut/modules.d/08dbus/          dracut's "dbus" meta module, ferrybus-aware
 //
 // Usage: npm run install-files -- --destdir DIR [--prefix /usr] [--node /usr/bin/node] [--no-bundle]
 //   --destdir  staging root (default /, i.e. install for real)
@@ -15,7 +18,8 @@
 //              exist at that same path in the initrd, the real root and the shutdown root
 //   --no-bundle  use dist/bundle as it is instead of rebuilding it first
 // Nothing is enabled: run `systemctl enable ferrybus.service ferrybus-root.service
-// ferrybus-shutdown.service` (or `systemctl --root=DIR enable …`) and rebuild the initramfs.
+// ferrybus-shutdown.service` (or `systemctl --root=DIR enable …`) and rebuild the initramfs
+// (README, "Install as the system bus").
 
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -109,15 +113,29 @@ installed.push(wrapper);
 
 // Units: /usr/lib/systemd/system is read by Debian 12 and Fedora alike.
 const unitdir = path.posix.join(opts.prefix, 'lib/systemd/system');
-for (const unit of fs.readdirSync(path.join(repo, 'systemd')).filter((f) => f.endsWith('.service')).sort()) {
+for (const unit of fs.readdirSync(path.join(repo, 'systemd')).filter((f) => /\.(service|socket)$/.test(f)).sort()) {
   install(path.join(repo, 'systemd', unit), path.posix.join(unitdir, unit), 0o644, { text: true });
 }
+// Drop-ins for distribution units that judge "is there a system bus" by dbus-daemon's files
+// (Debian's systemd-logind and getty-static): each file explains itself.
+for (const dir of fs.readdirSync(path.join(repo, 'systemd')).filter((f) => f.endsWith('.d')).sort()) {
+  for (const f of fs.readdirSync(path.join(repo, 'systemd', dir)).sort()) {
+    install(path.join(repo, 'systemd', dir, f), path.posix.join(unitdir, dir, f), 0o644);
+  }
+}
 
-// The dracut module.
-const moduleDir = path.posix.join(opts.prefix, 'lib/dracut/modules.d/90ferrybus');
-fs.rmSync(dest(moduleDir), { recursive: true, force: true });
-for (const f of fs.readdirSync(path.join(repo, 'dracut-module/90ferrybus')).sort()) {
-  install(path.join(repo, 'dracut-module/90ferrybus', f), path.posix.join(moduleDir, f), 0o755, { text: true });
+// The bus policy that lets root call ferrybus's own interface under the stock system.conf.
+// /usr/share/dbus-1 is where dbus-daemon's system.conf includes system.d from, whatever the prefix.
+install(path.join(repo, 'dbus/org.ferrybus.Supervisor1.conf'), '/usr/share/dbus-1/system.d/org.ferrybus.Supervisor1.conf', 0o644);
+
+// The dracut modules: ferrybus itself, and "dbus" (08dbus), which picks ferrybus for the modules
+// that need a bus where ferrybus is the system bus (see its module-setup.sh).
+for (const name of ['90ferrybus', '08dbus']) {
+  const moduleDir = path.posix.join(opts.prefix, 'lib/dracut/modules.d', name);
+  fs.rmSync(dest(moduleDir), { recursive: true, force: true });
+  for (const f of fs.readdirSync(path.join(repo, 'dracut-module', name)).sort()) {
+    install(path.join(repo, 'dracut-module', name, f), path.posix.join(moduleDir, f), 0o755, { text: true });
+  }
 }
 
 process.stdout.write(`installed ${installed.length} files into ${opts.destdir} (prefix ${opts.prefix}, node ${opts.node})\n`);

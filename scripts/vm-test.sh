@@ -14,9 +14,15 @@
 #     the guest runs the probes and powers itself off;
 #  5. checks the markers the probes printed ("FERRYBUS-VM PASS|FAIL ...", "DONE <phase> failures=0").
 #
+# The guest has no dbus-daemon and no dbus-broker: ferrybus is its system bus (dbus.service and
+# dbus.socket) from the initrd to poweroff, PID 1 and systemd-logind use it. Debian's
+# dbus-system-bus-common brings system.conf, dbus.socket (shadowed) and the messagebus user;
+# libpam-systemd, which would pull in a bus daemon, is not installed.
+#
 # Environment: FERRYBUS_VM_CACHE, FERRYBUS_VM_ACCEL (auto|tcg|kvm), FERRYBUS_VM_TIMEOUT (seconds,
 # default 900), FERRYBUS_NODE (the node binary for the guest, default: the one running here),
-# FERRYBUS_VM_NO_APT=1 (do not install missing host packages).
+# FERRYBUS_VM_NO_APT=1 (do not install missing host packages), FERRYBUS_VM_ACTIVATION=1 (also
+# run the service activation checks of test/vm/vm-activation.ts; not asserted yet).
 # Host packages: qemu-system-x86 mmdebstrap e2fsprogs (installed when missing, as root).
 set -euo pipefail
 
@@ -88,7 +94,7 @@ step "bundled ferrybus and the test client"
 suite=bookworm
 sources=/etc/apt/sources.list.d/debian.sources
 [ -f "$sources" ] || sources=/etc/apt/sources.list
-base_packages=systemd-sysv,udev,dracut,linux-image-amd64,kmod,procps,zstd,e2fsprogs,libstdc++6
+base_packages=systemd-sysv,udev,dracut,linux-image-amd64,kmod,procps,zstd,e2fsprogs,libstdc++6,dbus-system-bus-common
 base_opts=(--variant=minbase "--include=$base_packages"
     "--aptopt=Acquire::Check-Valid-Until \"false\""
     "--dpkgopt=path-exclude=/usr/share/doc/*" "--dpkgopt=path-exclude=/usr/share/man/*"
@@ -109,8 +115,9 @@ fi
 # --- 3. the guest image (cached by its inputs) ------------------------------------------------
 image_key=$( {
     echo "image v1 $base_key"
+    echo "activation=${FERRYBUS_VM_ACTIVATION:-0}"
     sha256sum "$0" "$node_bin" "$work/vm-client.mjs"
-    find dist/bundle systemd dracut-module test/vm/units test/vm/dracut scripts/install-files.mjs -type f -print0 |
+    find dist/bundle systemd dbus dracut-module test/vm/units test/vm/dbus test/vm/dracut scripts/install-files.mjs -type f -print0 |
         sort -z | xargs -0 sha256sum
 } | sha256sum | cut -c1-16)
 image=$cache/image-$image_key
@@ -128,6 +135,10 @@ if [ ! -f "$image/disk.img" ]; then
     install -D -m 0644 "$work/vm-client.mjs" "$root/usr/lib/ferrybus-vmtest/vm-client.mjs"
     install -m 0644 test/vm/units/*.service "$root/usr/lib/systemd/system/"
     install -D -m 0644 test/vm/units/ferrybus-vmtest-console.conf "$root/etc/systemd/system/ferrybus.service.d/vmtest.conf"
+    install -D -m 0644 test/vm/dbus/org.ferrybus.VmTest.conf "$root/usr/share/dbus-1/system.d/org.ferrybus.VmTest.conf"
+    # Prepared for the activation checks (vm-activation.ts): an Exec= service file on the real root.
+    install -D -m 0644 test/vm/dbus/org.ferrybus.VmTestActivated.service "$root/usr/share/dbus-1/system-services/org.ferrybus.VmTestActivated.service"
+    if [ "${FERRYBUS_VM_ACTIVATION:-0}" = 1 ]; then mkdir -p "$root/etc/ferrybus-vmtest" && : > "$root/etc/ferrybus-vmtest/activation"; fi
     mkdir -p "$root/usr/lib/dracut/modules.d/91ferrybus-vmtest"
     install -m 0755 test/vm/dracut/91ferrybus-vmtest/* "$root/usr/lib/dracut/modules.d/91ferrybus-vmtest/"
 
@@ -135,8 +146,12 @@ if [ ! -f "$image/disk.img" ]; then
     echo ferrybus-vm > "$root/etc/hostname"
     echo "$image_key$image_key" | cut -c1-32 > "$root/etc/machine-id"
     echo "/dev/vda / ext4 rw,relatime 0 1" > "$root/etc/fstab"
+    # ferrybus becomes the system bus as README's "Install as the system bus" says: enabling
+    # ferrybus.service makes it dbus.service and ferrybus.socket dbus.socket.
     systemctl --root="$root" -q enable ferrybus.service ferrybus-root.service ferrybus-shutdown.service \
         vmtest-realroot-probe.service vmtest-shutdown-check.service
+    [ "$(basename "$(readlink "$root/etc/systemd/system/dbus.service")")" = ferrybus.service ] ||
+        { say "enabling ferrybus.service did not make it dbus.service"; exit 1; }
     systemctl --root="$root" -q mask getty.target serial-getty@ttyS0.service \
         apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer e2scrub_reap.service fstrim.timer 2> /dev/null || true
     systemctl --root="$root" -q set-default multi-user.target
@@ -144,17 +159,37 @@ if [ ! -f "$image/disk.img" ]; then
 
     # dracut inside the root (pitfalls 3-7): /proc mounted there, generic (no host-only) initrd,
     # compressed (an uncompressed one breaks the shutdown root), at the path dracut-shutdown
-    # restores from (/boot/initrd.img-<kver>), the same file QEMU boots.
+    # restores from (/boot/initrd.img-<kver>), the same file QEMU boots. systemd-hostnamed
+    # depends on dracut's module "dbus": ferrybus's 08dbus must resolve it to ferrybus.
     unshare -m -- sh -ec '
         root=$1 kver=$2
         mount -t proc proc "$root/proc"
         mount --rbind /dev "$root/dev"
         chroot "$root" dracut --quiet --force --no-hostonly --no-early-microcode --zstd \
-            -m "systemd systemd-initrd dracut-systemd base fs-lib rootfs-block udev-rules kernel-modules shutdown ferrybus ferrybus-vmtest" \
+            -m "systemd systemd-initrd dracut-systemd base fs-lib rootfs-block udev-rules kernel-modules shutdown systemd-hostnamed ferrybus ferrybus-vmtest" \
             --drivers "virtio_pci virtio_blk ext4" \
             "/boot/initrd.img-$kver" "$kver"
+        chroot "$root" lsinitrd "/boot/initrd.img-$kver" > "$root/../initramfs.list"
     ' sh "$root" "$kver" >&2
     step "built the initramfs ($(du -h "$root/boot/initrd.img-$kver" | cut -f1))"
+    # The initramfs's system bus, as lsinitrd lists it: ferrybus as dbus.service and dbus.socket,
+    # the bus configuration, hostnamed (through "dbus"), and neither dbus-daemon nor dbus-broker.
+    list=$work/initramfs.list
+    modules=$(awk '/^dracut modules:/ { f = 1; next } /^=+$/ { if (f) exit } f' "$list" | tr '\n' ' ')
+    say "initramfs modules: $modules"
+    for m in dbus ferrybus systemd-hostnamed; do
+        case " $modules " in *" $m "*) ;; *) say "dracut did not include module $m"; exit 1 ;; esac
+    done
+    for want in ' etc/systemd/system/dbus\.service -> \S*/ferrybus\.service$' \
+        ' etc/systemd/system/dbus\.socket -> \S*/ferrybus\.socket$' \
+        ' usr/lib/systemd/system/ferrybus\.socket$' ' usr/share/dbus-1/system\.conf$' \
+        ' usr/share/dbus-1/system\.d/org\.freedesktop\.systemd1\.conf$' ' usr/share/dbus-1/system\.d/org\.ferrybus\.Supervisor1\.conf$' \
+        ' usr/share/dbus-1/system\.d/org\.freedesktop\.hostname1\.conf$' '/systemd-hostnamed$'; do
+        line=$(grep -E -m1 -- "$want" "$list") || { say "initramfs lacks: $want"; exit 1; }
+        say "initramfs has: $(awk '{ for (i = 9; i <= NF; i++) printf "%s%s", $i, (i < NF ? " " : "\n") }' <<< "$line")"
+    done
+    if grep -E '/(dbus-daemon|dbus-broker|dbus-broker-launch)$' "$list" >&2; then say "initramfs has a reference bus"; exit 1; fi
+    grep -E '^messagebus:' "$root/etc/passwd" > /dev/null || { say "no messagebus user in the root"; exit 1; }
 
     mkdir -p "$image.tmp"
     cp "$root/boot/vmlinuz-$kver" "$image.tmp/vmlinuz"

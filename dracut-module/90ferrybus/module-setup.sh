@@ -1,14 +1,21 @@
 #!/bin/bash
-# dracut module "ferrybus": the ferrybus D-Bus bus in the initrd, and in the shutdown root
+# dracut module "ferrybus": the ferrybus D-Bus system bus in the initrd, and in the shutdown root
 # (the same image, unpacked into /run/initramfs by dracut-shutdown.service at poweroff).
 #
 # Installs: the Node.js runtime at /usr/bin/node (from ${FERRYBUS_NODE:-$(command -v node)}),
-# the bundle /usr/lib/ferrybus/ferrybus.mjs with koffi beside it, ferrybus.service (wanted by
-# initrd.target), a pre-pivot hook that asks for a shutdown root, and a pre-shutdown hook that
-# re-roots the bus into the shutdown root before dracut kills what still references /oldroot.
+# the bundle /usr/lib/ferrybus/ferrybus.mjs with koffi beside it, ferrybus.service and
+# ferrybus.socket enabled as in the real root (the aliases dbus.service and dbus.socket), the
+# system bus configuration (system.conf, system.d, system-services, the messagebus user), a
+# pre-pivot hook that asks for a shutdown root, and a pre-shutdown hook that re-roots the bus into
+# the shutdown root before dracut kills what still references /oldroot.
 #
 # Node and ferrybus must sit at the SAME paths in every root: a handoff execs
-# process.execPath with process.argv[1] inside the target root.
+# process.execPath with process.argv[1] inside the target root. The unit files must be the SAME
+# in every root too: after switch-root a running unit whose file is missing is stopped.
+#
+# Modules that need a bus (systemd-hostnamed, systemd-timedated, ...) depend on "dbus"; the
+# module "dbus" ferrybus ships (08dbus) resolves that to this module where ferrybus is the
+# system bus (see its module-setup.sh).
 
 # Where `make install`/`npm run install-files` put ferrybus (the units name these paths).
 ferrybus_libdir=/usr/lib/ferrybus
@@ -19,16 +26,26 @@ _ferrybus_node() {
     [[ -n $node ]] && echo "$node"
 }
 
+# ferrybus is this system's bus: `systemctl enable ferrybus.service` made dbus.service its alias.
+_ferrybus_is_system_bus() {
+    local link
+    link=$(readlink "$dracutsysrootdir${systemdsystemconfdir:-/etc/systemd/system}/dbus.service" 2> /dev/null) || return 1
+    [[ ${link##*/} == ferrybus.service ]]
+}
+
 # called by dracut
 check() {
     [[ -f $dracutsysrootdir$ferrybus_libdir/ferrybus.mjs ]] || return 1
     [[ -n $(_ferrybus_node) ]] || return 1
-    return 0
+    # Where ferrybus is the system bus, every initramfs gets it: the initrd's bus must be the
+    # same unit as the real root's. Elsewhere only when asked for (-m, --add, or through "dbus").
+    _ferrybus_is_system_bus && return 0
+    return 255
 }
 
 # called by dracut
 depends() {
-    # systemd: ferrybus.service is a systemd unit; shutdown: the shutdown root and its hooks.
+    # systemd: the units; shutdown: the shutdown root and its hooks.
     echo systemd shutdown
     return 0
 }
@@ -36,6 +53,16 @@ depends() {
 # called by dracut
 install() {
     local node f
+    # One system bus per initramfs, as dracut's dbus-daemon module refuses dbus-broker.
+    if dracut_module_included dbus-daemon || dracut_module_included dbus-broker; then
+        derror "ferrybus: the initramfs already has a system bus (dracut module dbus-daemon or dbus-broker)"
+        return 1
+    fi
+    if ! _ferrybus_is_system_bus; then
+        # The initrd's dbus.service and dbus.socket would be ferrybus's, the real root's another
+        # bus's: at switch-root both units change meaning and the socket is bound anew.
+        dwarn "ferrybus: dbus.service of this system is not ferrybus.service; the initrd's system bus will not survive switch-root (systemctl enable ferrybus.service first)"
+    fi
     node=$(_ferrybus_node) || {
         derror "ferrybus: no node binary (set FERRYBUS_NODE)"
         return 1
@@ -50,11 +77,40 @@ install() {
     while IFS= read -r -d '' f; do
         inst_simple "${f#"$dracutsysrootdir"}"
     done < <(find "$dracutsysrootdir$ferrybus_libdir/node_modules" -type f -print0)
-    # What the helpers and hooks call (most are in the base image already).
-    inst_multiple stat mount mkdir tr head
+    # What the helpers and hooks call (most are in the base image already); busctl for people.
+    inst_multiple stat mount mkdir tr head systemctl
+    inst_multiple -o busctl
 
-    inst_simple "$systemdsystemunitdir/ferrybus.service"
+    # The units, enabled as on the real root: dbus.service -> ferrybus.service and
+    # dbus.socket -> ferrybus.socket, wanted by sysinit.target and sockets.target.
+    inst_multiple "$systemdsystemunitdir/ferrybus.service" "$systemdsystemunitdir/ferrybus.socket"
+    $SYSTEMCTL -q --root "$initdir" enable ferrybus.service
+    # Before initrd.target, whoever else pulls it in.
     $SYSTEMCTL -q --root "$initdir" add-wants initrd.target ferrybus.service
+
+    # The system bus's configuration, read by `ferrybus daemon --system`: dbus-daemon's stock
+    # system.conf, the policies of what runs in the initrd (other modules add theirs, as for
+    # hostname1), systemd's activation file, and ferrybus's own policy (Supervisor1 for root).
+    inst_dir "$dbus"
+    inst_dir "$dbussystem"
+    inst_dir "$dbussystemservices"
+    inst_dir "$dbusconfdir"
+    inst_dir "$dbussystemconfdir"
+    inst_multiple -o \
+        "$dbus"/system.conf \
+        "$dbussystem"/org.freedesktop.systemd1.conf \
+        "$dbussystem"/org.ferrybus.Supervisor1.conf \
+        "$dbussystemservices"/org.freedesktop.systemd1.service \
+        "$sysusers"/dbus.conf
+    if [[ $hostonly ]]; then
+        inst_multiple -H -o "$dbusconfdir"/system.conf "$dbusconfdir"/system-local.conf
+    fi
+    # The messagebus user and group that system.conf and policies name (systemd-sysusers would
+    # create them from dbus.conf only where that module is included).
+    grep -q '^messagebus:' "$initdir/etc/passwd" 2> /dev/null \
+        || grep '^messagebus:' "$dracutsysrootdir/etc/passwd" >> "$initdir/etc/passwd"
+    grep -q '^messagebus:' "$initdir/etc/group" 2> /dev/null \
+        || grep '^messagebus:' "$dracutsysrootdir/etc/group" >> "$initdir/etc/group"
 
     # A shutdown root is only unpacked when /run/initramfs/.need_shutdown exists at shutdown.
     inst_hook pre-pivot 50 "$moddir/ferrybus-need-shutdown.sh"

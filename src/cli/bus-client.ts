@@ -114,6 +114,8 @@ export class BusClient {
     private readonly socket: net.Socket,
     /** The socket path we are connected to, as a human writes it. */
     readonly where: string,
+    /** Which address was tried and where it came from, for messages ("looked at …"). */
+    readonly lookedAt: string,
   ) {
     socket.on('data', (chunk: Buffer) => {
       try {
@@ -185,7 +187,7 @@ export class BusClient {
       socket.destroy();
       throw new CliError(`${(err as Error).message} at ${target.display} (${lookedAt(address, options.source)})`);
     }
-    const client = new BusClient(socket, target.display);
+    const client = new BusClient(socket, target.display, lookedAt(address, options.source));
     try {
       const [name] = await client.call('org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus', 'Hello', '', [], timeoutMs);
       client.uniqueName = name as string;

@@ -83,7 +83,7 @@ export async function runDaemonCommand(args: DaemonArgs): Promise<void> {
 
   if (args.handoff) {
     daemon = adoptDaemon(args.handoff, log, methods);
-    installSignalHandlers(daemon, controller, log);
+    installStopSignals(daemon);
     await supervise(daemon, log);
   } else {
     warnUnsupportedFlags(args, log);
@@ -97,9 +97,10 @@ export async function runDaemonCommand(args: DaemonArgs): Promise<void> {
     }
     if (pidFile !== undefined) settings.runtime = { ...settings.runtime, pidFile };
     daemon = await Daemon.start(settings, log, methods);
-    // Before anything says the bus is ready: a launcher may SIGTERM it as soon as it reads the
-    // pid, and a config file written as soon as it listens must not go unnoticed.
-    installSignalHandlers(daemon, controller, log);
+    // Before anything says "ready": whoever reads the address or the pid may send SIGTERM at
+    // once (a SIGTERM with no listener yet kills the process: no clean-up, no exit 0), and a
+    // config file written as soon as the bus listens must not go unnoticed.
+    installStopSignals(daemon);
     await supervise(daemon, log);
     // Ready means: listening, the pid file written, then the address printed (launchers wait for that line).
     if (pidFile !== undefined) {
@@ -119,6 +120,7 @@ export async function runDaemonCommand(args: DaemonArgs): Promise<void> {
     }
   }
   controller.daemon = daemon;
+  installSignalHandlers(daemon, controller, log);
   notifySystemd({ READY: 1, STATUS: `serving ${daemon.addresses.join(' ')} (generation ${daemon.generation})` }, log);
 }
 
@@ -158,7 +160,8 @@ function reportReady(readyFd: number, stderrFd: number | undefined, daemon: Daem
   fs.closeSync(readyFd);
 }
 
-function installSignalHandlers(daemon: Daemon, controller: HandoffController, log: Logger): void {
+/** SIGTERM and SIGINT stop the bus cleanly. Installed as soon as the daemon exists. */
+function installStopSignals(daemon: Daemon): void {
   const onSignal = (signal: NodeJS.Signals) => {
     void daemon.stop(`received ${signal}`).finally(() => {
       // Only here, on the way out: a handoff keeps the process (and so the pid file) alive.
@@ -169,6 +172,10 @@ function installSignalHandlers(daemon: Daemon, controller: HandoffController, lo
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+}
+
+/** The other signals need the handoff controller to know the daemon. */
+function installSignalHandlers(daemon: Daemon, controller: HandoffController, log: Logger): void {
   // The way to ask for a handoff when the bus itself cannot be reached.
   handleHandoffSignal(() => {
     log.notice('handoff-signal', 'SIGUSR2: handing off in place');

@@ -5,9 +5,9 @@ import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { FerryError } from '../util/errors.js';
 import { READABLE_FORMATS } from '../handoff/document.js';
-import { defaultAddress } from '../transport/address.js';
 import { CliError, EXIT_FAILURE, EXIT_USAGE } from './cli-error.js';
 import { runConnectionsCommand } from './connections-command.js';
+import { defaultClientAddress } from './default-bus.js';
 import { parseHandoffArgv } from '../supervisor/handoff-controller.js';
 import { runHandoffCommand } from './handoff-command.js';
 import { runInspectCommand } from './inspect-command.js';
@@ -66,7 +66,8 @@ function lastForkFlag(args: readonly string[]): boolean {
   return fork;
 }
 
-const DEFAULT_ADDRESS = defaultAddress({ uid: process.getuid!(), env: process.env });
+/** The quick-start bus, then the system bus (see default-bus.ts). */
+const DEFAULT_ADDRESS = defaultClientAddress({ uid: process.getuid!(), env: process.env });
 
 /** --address, --json and --timeout: what every command that talks to a running daemon takes. */
 function busOptions<T>(y: Argv<T>) {

@@ -1,6 +1,7 @@
 import { FerryError } from '../util/errors.js';
 import { Variant, type DBusValue } from '../wire/values.js';
 import { BusCallError, BusClient } from './bus-client.js';
+import { isFerrybus } from './bus-identity.js';
 import { CliError } from './cli-error.js';
 
 /**
@@ -11,6 +12,8 @@ import { CliError } from './cli-error.js';
 export const SUPERVISOR_DESTINATION = 'org.freedesktop.DBus';
 export const SUPERVISOR_PATH = '/org/ferrybus/Supervisor1';
 export const SUPERVISOR_INTERFACE = 'org.ferrybus.Supervisor1';
+/** Installed by install-files: the system.d policy that lets root call Supervisor1 under system.conf. */
+export const POLICY_FILE = '/usr/share/dbus-1/system.d/org.ferrybus.Supervisor1.conf';
 
 /** What every command that talks to the daemon is given. */
 export interface BusArgs {
@@ -102,6 +105,14 @@ export async function withBus<T>(args: BusArgs, fn: (client: BusClient) => Promi
   }
 }
 
+/** Errors with which another bus (dbus-daemon, dbus-broker) answers a Supervisor1 call. */
+const REFUSALS = new Set([
+  'org.freedesktop.DBus.Error.AccessDenied',
+  'org.freedesktop.DBus.Error.UnknownMethod',
+  'org.freedesktop.DBus.Error.UnknownInterface',
+  'org.freedesktop.DBus.Error.UnknownObject',
+]);
+
 /** Calls a Supervisor1 method and explains every way it can fail. */
 export async function callSupervisor(
   client: BusClient,
@@ -113,6 +124,14 @@ export async function callSupervisor(
   try {
     return await client.call(SUPERVISOR_DESTINATION, SUPERVISOR_PATH, SUPERVISOR_INTERFACE, member, signature, args, timeoutMs);
   } catch (err) {
+    // A refusal from a bus that is not ferrybus (dbus-daemon at the system bus socket) says
+    // so, rather than "run as root" to a caller who is root.
+    if (err instanceof BusCallError && REFUSALS.has(err.errorName) && (await isFerrybus(client, 5_000)) === false) {
+      throw new CliError(
+        `the bus at ${client.where} is not ferrybus: its driver does not offer ${SUPERVISOR_INTERFACE} ` +
+          `(${member} was answered ${err.errorName}); it is another D-Bus daemon, such as dbus-daemon or dbus-broker (${client.lookedAt})`,
+      );
+    }
     throw explainCallError(err, client, `${SUPERVISOR_INTERFACE}.${member}`);
   }
 }
@@ -121,6 +140,13 @@ export async function callSupervisor(
 export function explainCallError(err: unknown, client: BusClient, what: string): Error {
   if (err instanceof BusCallError) {
     const name = err.errorName;
+    if (name === 'org.freedesktop.DBus.Error.AccessDenied' && err.text.startsWith('Rejected send message')) {
+      // The security policy refused it, before ferrybus's own check (uid 0 or the bus's user).
+      return new CliError(
+        `the bus at ${client.where} refused ${what} by its security policy: ${err.text} ` +
+          `(ferrybus's ${POLICY_FILE} lets root call it; is it installed in the bus's root?)`,
+      );
+    }
     if (name === 'org.freedesktop.DBus.Error.AccessDenied') {
       return new CliError(`the bus at ${client.where} refused ${what}: ${err.text} (run as root or as the bus's user)`);
     }

@@ -54,6 +54,24 @@ export function anchors(): Anchors {
   return current;
 }
 
+/**
+ * Closes the notify socket for good: its receiver is gone (see notify.ts). A connected datagram
+ * socket can never reach another receiver, so nothing is lost; later images inherit neither the
+ * socket nor NOTIFY_SOCKET.
+ */
+export function dropNotifySocket(): void {
+  const fd = current.notifyFd;
+  if (fd === undefined) return;
+  current = { ...current, notifyFd: undefined };
+  // The next images inherit the environment: they must not connect to the dead path again.
+  delete process.env.NOTIFY_SOCKET;
+  try {
+    fs.closeSync(fd);
+  } catch {
+    // already closed
+  }
+}
+
 /** The fds a handoff keeps for the anchors. */
 export function anchorFds(): number[] {
   return current.notifyFd === undefined ? [] : [current.notifyFd];

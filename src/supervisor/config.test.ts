@@ -931,6 +931,15 @@ describe('--system and --session', () => {
     expect(logs).toHaveLength(1);
   });
 
+  it('refuse, when read again (reload, handoff), stock files that are gone instead of falling back to the preset', () => {
+    // After switch-root systemd empties the initramfs the bus still runs from: its files vanish.
+    logs.length = 0;
+    expect(() => loadConfig({ system: true }, log, { exists: () => false }, 'reread')).toThrow(
+      /^--system: neither \/usr\/share\/dbus-1\/system.conf nor \/etc\/dbus-1\/system.conf exists any more \(is the root being emptied\?\)$/,
+    );
+    expect(logs).toEqual([]);
+  });
+
   it('stop at start-up on a missing include', () => {
     const dir = tree({ 'system.conf': bus('<listen>unix:path=/x</listen>\n<include>gone.conf</include>') });
     const file = path.join(dir, 'system.conf');

@@ -9,7 +9,7 @@ import { AddressError, firstListenTarget, formatAddressEntry, parseAddress, type
 import { ConnectionSet } from '../transport/connection-set.js';
 import type { ConnectionLimits } from '../transport/connection.js';
 import { listen } from '../transport/listener.js';
-import { serveSystemdSocket, takeSystemdSockets } from '../transport/systemd-sockets.js';
+import { DBUS_SOCKET_NAME, describePassedSocket, serveSystemdSocket, takeSystemdSockets } from '../transport/systemd-sockets.js';
 import { newBusGuid, readMachineId } from './identity.js';
 import type { Logger } from './logger.js';
 import type { ServiceDirConfig } from './config-types.js';
@@ -139,7 +139,10 @@ export class Daemon {
     const { bus, connections, services } = Daemon.createCore(settings, identity, log, extraMethods);
     // Only a bus told to listen on `systemd:` takes systemd's sockets (and clears LISTEN_*).
     const passed = settings.listen.some(namesSystemd) ? takeSystemdSockets() : undefined;
-    const systemd = passed && { passed: passed.fds.length, missing: passed.missing };
+    const systemd = passed && { passed: passed.sockets.length, missing: passed.missing };
+    for (const ignored of passed?.ignored ?? []) {
+      log.notice('systemd-socket-ignored', `not serving socket ${describePassedSocket(ignored)}: only the sockets named "${DBUS_SOCKET_NAME}" are the bus's`, { fd: ignored.fd, name: ignored.name });
+    }
     const chosen = settings.listen.map((address) => {
       try {
         return firstListenTarget(address, { systemd });
@@ -151,7 +154,7 @@ export class Daemon {
     const targets: ListenTarget[] = [];
     const systemdSocketPaths: string[] = [];
     const onConnection = (socket: net.Socket) => connections.accept(socket);
-    let unserved = passed?.fds ?? [];
+    let unserved = passed?.sockets ?? [];
     try {
       for (const target of chosen) {
         if (!target.systemd) {
@@ -160,10 +163,10 @@ export class Daemon {
           continue;
         }
         // Every socket systemd passed, once (a second `systemd:` entry adds nothing).
-        const fds = unserved;
+        const sockets = unserved;
         unserved = [];
-        for (const fd of fds) {
-          const { server, path } = await serveSystemdSocket(fd, onConnection);
+        for (const socket of sockets) {
+          const { server, path } = await serveSystemdSocket(socket, onConnection);
           servers.push(server);
           targets.push(passedTarget(path));
           if (path !== '' && !path.startsWith('\0')) systemdSocketPaths.push(path);

@@ -20,7 +20,8 @@ export function reloadConfig(daemon: Daemon, trigger: string, log: Logger): stri
   }
   let fresh: DaemonSettings;
   try {
-    fresh = settingsFromConfig(source, log);
+    // 'reread': stock files gone since the start are refused, not replaced by the built-in preset.
+    fresh = settingsFromConfig(source, log, {}, 'reread');
   } catch (err) {
     const reason = (err as Error).message;
     log.error('reload-refused', `${trigger}: the new configuration is invalid; the one in force stays`, { error: reason });

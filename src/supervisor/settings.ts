@@ -1,4 +1,5 @@
 import type { BusLimits } from '../bus/bus.js';
+import { FerryError } from '../util/errors.js';
 import { checkListenAddresses, readConfig, type BusConfig, type ReadConfigOptions } from './config.js';
 import { sessionConfig, stockConfigFile, STOCK_CONFIG_FILES, systemConfig } from './config-presets.js';
 import type { DaemonSettings, TransportLimits } from './daemon.js';
@@ -49,16 +50,27 @@ export interface ConfigSources {
 }
 
 /**
+ * 'start' may fall back to the built-in preset where dbus is not installed. 'reread' (a reload,
+ * a new image after a handoff) may not: stock files that existed at start and are gone now mean
+ * the root is being emptied or taken apart (systemd removes the initramfs contents after
+ * switch-root, while the bus still runs from it), not that the policy should become the preset.
+ */
+export type ConfigRead = 'start' | 'reread';
+
+/**
  * --config-file reads that file; --system and --session read dbus-daemon's stock file with
  * everything it includes, as dbus-daemon does, and fall back to a built-in preset only where
  * dbus is not installed.
  */
-export function loadConfig(args: SettingsSource, log: Logger, sources: ConfigSources = {}): BusConfig | undefined {
+export function loadConfig(args: SettingsSource, log: Logger, sources: ConfigSources = {}, read: ConfigRead = 'start'): BusConfig | undefined {
   if (args.configFile) return readConfig(args.configFile, sources.read);
   const kind = args.system ? 'system' : args.session ? 'session' : undefined;
   if (kind === undefined) return undefined;
   const file = stockConfigFile(kind, sources.exists);
   if (file !== undefined) return readConfig(file, sources.read);
+  if (read === 'reread') {
+    throw new FerryError('ConfigGone', `--${kind}: neither ${STOCK_CONFIG_FILES[kind].join(' nor ')} exists any more (is the root being emptied?)`);
+  }
   log.warning(
     'config-stock-missing',
     `--${kind}: neither ${STOCK_CONFIG_FILES[kind].join(' nor ')} exists (is dbus installed?); using ferrybus's built-in ${kind} preset, which includes no ${kind}.d files`,
@@ -71,8 +83,8 @@ export function loadConfig(args: SettingsSource, log: Logger, sources: ConfigSou
  * which wins over <listen>. Everything the config asks for that ferrybus does
  * not do yet is said in a warning, never silently ignored.
  */
-export function settingsFromConfig(args: SettingsSource, log: Logger, sources: ConfigSources = {}): DaemonSettings {
-  const config = loadConfig(args, log, sources);
+export function settingsFromConfig(args: SettingsSource, log: Logger, sources: ConfigSources = {}, read: ConfigRead = 'start'): DaemonSettings {
+  const config = loadConfig(args, log, sources, read);
   // Like dbus-daemon, a bad address fails the start, not the reading; --address replaces them.
   if (config && !args.address) checkListenAddresses(config);
   const kind = config?.type ?? (args.system ? 'system' : 'session');
@@ -110,7 +122,7 @@ export function rereadSettings(inherited: DaemonSettings, log: Logger): DaemonSe
   if (!source?.configFile && !source?.system && !source?.session) return inherited;
   let fresh: DaemonSettings;
   try {
-    fresh = settingsFromConfig(source, log);
+    fresh = settingsFromConfig(source, log, {}, 'reread');
   } catch (err) {
     log.warning('config-reread-failed', 'could not re-read the configuration; the policy and limits in force stay', {
       file: source.configFile ?? (source.system ? '--system' : '--session'),

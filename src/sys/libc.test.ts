@@ -20,6 +20,7 @@ import {
   peerSecurityLabel,
   setCloexec,
   socketFd,
+  socketKind,
 } from './libc.js';
 
 // Two tests need root (setgroups for a peer in many groups; chroot). CI runs as root, so they run
@@ -182,6 +183,34 @@ describe('socketFd', () => {
     await closeAll(client, accepted, listening);
     expectSysError(() => socketFd(client), 'EBADF');
     expectSysError(() => socketFd(listening), 'EBADF');
+  });
+});
+
+describe('socketKind', () => {
+  it('tells a listening unix stream socket from a connected one and from a TCP listener', async () => {
+    const { server, client, accepted } = await connectedPair();
+    const tcp = net.createServer();
+    await new Promise<void>((resolve) => tcp.listen(0, '127.0.0.1', resolve));
+    try {
+      expect(socketKind(socketFd(server))).toEqual({ domain: 1, type: 1, listening: true });
+      expect(socketKind(socketFd(client))).toEqual({ domain: 1, type: 1, listening: false });
+      expect(socketKind(socketFd(accepted))).toEqual({ domain: 1, type: 1, listening: false });
+      expect(socketKind(socketFd(tcp))).toEqual({ domain: 2, type: 1, listening: true });
+    } finally {
+      await closeAll(client, accepted, server, tcp);
+    }
+  });
+
+  it('fails with ENOTSOCK on a regular file and EBADF on a closed fd', () => {
+    const file = path.join(tmp, 'not-a-socket');
+    fs.writeFileSync(file, '');
+    const fd = fs.openSync(file, 'r');
+    try {
+      expectSysError(() => socketKind(fd), 'ENOTSOCK');
+    } finally {
+      fs.closeSync(fd);
+    }
+    expectSysError(() => socketKind(fd), 'EBADF');
   });
 });
 

@@ -22,6 +22,7 @@ const SO_PEERCRED = 17;
 const SO_PEERGROUPS = 59;
 const SO_ACCEPTCONN = 30;
 const SO_TYPE = 3;
+const SO_DOMAIN = 39;
 const AF_UNIX = 1;
 const SOCK_STREAM = 1;
 const F_GETFD = 1;
@@ -356,6 +357,41 @@ export function connectUnixDatagram(socketPath: string): number {
 export function sendDatagram(fd: number, payload: Buffer): void {
   checkFd('send', fd);
   if (Number(libc().send(fd, payload, payload.length, 0x4000 /* MSG_NOSIGNAL */)) < 0) fail('send');
+}
+
+/** What a socket is, as the kernel says: its address family, its type, whether it listens. */
+export interface SocketKind {
+  /** SO_DOMAIN: AF_UNIX = 1, AF_INET = 2, AF_INET6 = 10, ... */
+  readonly domain: number;
+  /** SO_TYPE: SOCK_STREAM = 1, SOCK_DGRAM = 2, SOCK_SEQPACKET = 5, ... */
+  readonly type: number;
+  /** SO_ACCEPTCONN: listen() was called on it. */
+  readonly listening: boolean;
+}
+
+/** Names for the families and types a start-up error may have to mention. */
+export const SOCKET_DOMAIN_NAMES: Readonly<Record<number, string>> = { 1: 'AF_UNIX', 2: 'AF_INET', 10: 'AF_INET6', 16: 'AF_NETLINK', 40: 'AF_VSOCK' };
+export const SOCKET_TYPE_NAMES: Readonly<Record<number, string>> = { 1: 'SOCK_STREAM', 2: 'SOCK_DGRAM', 3: 'SOCK_RAW', 5: 'SOCK_SEQPACKET' };
+export const AF_UNIX_DOMAIN = AF_UNIX;
+export const SOCK_STREAM_TYPE = SOCK_STREAM;
+
+/**
+ * getsockopt SO_DOMAIN, SO_TYPE and SO_ACCEPTCONN: enough to tell whether an inherited fd is
+ * a listening unix stream socket before serving it. ENOTSOCK for anything but a socket.
+ */
+export function socketKind(fd: number): SocketKind {
+  checkFd('getsockopt(SO_DOMAIN)', fd);
+  const { getsockopt } = libc();
+  const read = (name: number, what: string): number => {
+    const value = new Int32Array(1);
+    if (getsockopt(fd, SOL_SOCKET, name, value, [4]) !== 0) fail(`getsockopt(${what})`);
+    return value[0]!;
+  };
+  return {
+    domain: read(SO_DOMAIN, 'SO_DOMAIN'),
+    type: read(SO_TYPE, 'SO_TYPE'),
+    listening: read(SO_ACCEPTCONN, 'SO_ACCEPTCONN') === 1,
+  };
 }
 
 /** Whether fd is a socket in the listening state (SO_ACCEPTCONN). */

@@ -38,15 +38,18 @@ describe('ferrybus without a daemon', () => {
     );
   });
 
-  it.runIf(isRoot)('without --address says it used the default address and how to choose another', async () => {
-    // A non-root user's default is $XDG_RUNTIME_DIR/ferrybus/bus (root's is /run/ferrybus/bus,
-    // where a real bus may be running).
+  it.runIf(isRoot)('without --address says it tried the quick-start bus, then the system bus, and how to choose another', async () => {
+    // A non-root user's quick-start bus is $XDG_RUNTIME_DIR/ferrybus/bus (root's is
+    // /run/ferrybus/bus, where a real bus may be running); the system bus is where
+    // DBUS_SYSTEM_BUS_ADDRESS says (/run/dbus/system_bus_socket, where one may be running).
     chmodSync(dir, 0o755);
-    const r = await asNobody(['status'], { XDG_RUNTIME_DIR: dir });
+    const system = path.join(dir, 'system_bus_socket');
+    const r = await asNobody(['status'], { XDG_RUNTIME_DIR: dir, DBUS_SYSTEM_BUS_ADDRESS: `unix:path=${system}` });
     const socket = path.join(dir, 'ferrybus', 'bus');
     expect(r.exitCode, describeResult(r)).toBe(1);
     expect(r.stderr).toBe(
-      `ferrybus: cannot connect to ${socket}: ENOENT — is the daemon running? (looked at unix:path=${socket}, the default address; set --address)\n`,
+      `ferrybus: cannot connect to any of ${socket}: ENOENT, ${system}: ENOENT — is the daemon running? ` +
+        `(looked at unix:path=${socket};unix:path=${system}, the default address; set --address)\n`,
     );
   });
 
@@ -124,11 +127,11 @@ describe('ferrybus against a bus that is not ferrybus', () => {
     await bus?.stop();
   });
 
-  it('says the bus does not offer the supervisor interface', async () => {
+  it('says the bus is not ferrybus: its driver does not offer the supervisor interface', async () => {
     const r = await ferrybus(['status', '--address', bus!.address]);
     expect(r.exitCode, describeResult(r)).toBe(1);
     expect(r.stderr).toMatch(
-      /^ferrybus: the bus at \S+ does not offer org\.ferrybus\.Supervisor1\.Status: it is not ferrybus, or an older ferrybus \(.+\)\n$/,
+      /^ferrybus: the bus at \S+ is not ferrybus: its driver does not offer org\.ferrybus\.Supervisor1 \(Status was answered org\.freedesktop\.DBus\.Error\.\w+\); .* from --address\)\n$/,
     );
   });
 });

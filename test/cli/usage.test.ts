@@ -12,10 +12,10 @@ describe('ferrybus usage', () => {
     expect(r.stdout).toMatch(/Exit status: 0 on success, 1 when something failed at run time, 64 for a usage\s+error\./);
   });
 
-  it.each(['status', 'names', 'connections', 'queue', 'users', 'monitor'])('`ferrybus %s --help` offers --address (naming the default), --json and --timeout', async (c) => {
+  it.each(['status', 'names', 'connections', 'queue', 'users', 'monitor'])('`ferrybus %s --help` offers --address (naming the default: quick-start bus, then system bus), --json and --timeout', async (c) => {
     const r = await ferrybus([c, '--help']);
     expect(r.exitCode, describeResult(r)).toBe(0);
-    expect(r.stdout).toMatch(/--address\s+the bus to talk to \(default: unix:path=\S+\)/);
+    expect(r.stdout).toMatch(/--address\s+the bus to talk to \(default:\s+unix:path=\S+;unix:path=\S+\)/);
     expect(r.stdout).toContain('--json');
     expect(r.stdout).toContain('--timeout');
   });

@@ -52,4 +52,18 @@ describe('sd_notify (Type=notify)', () => {
     expect(receiver.stdout.match(/RELOADING=1/g)).toHaveLength(2);
     expect(daemon.stderr).not.toContain('notify-failed');
   });
+
+  it('says once, as information, that the manager stopped reading (PID 1 became systemd-shutdown), and keeps handing off', async () => {
+    // At poweroff systemd-shutdown replaces PID 1 and nobody reads the notify socket any more.
+    await receiver.stop();
+    for (const generation of [4, 5]) {
+      const r = await runClient(process.execPath, [main, 'handoff', '--address', address, '--json']);
+      expect(r.exitCode, r.stderr).toBe(0);
+      expect(JSON.parse(r.stdout)).toMatchObject({ generation });
+    }
+    const gone = daemon.stderr.match(/^<(\d)>ferrybus\[\d+\]: notify-gone: .*$/gm) ?? [];
+    expect(gone).toHaveLength(1);
+    expect(gone[0]).toMatch(/^<6>.*not notifying any more error=(ECONNREFUSED|ENOTCONN)$/);
+    expect(daemon.stderr).not.toContain('notify-failed');
+  });
 });

@@ -16,6 +16,8 @@ install() {
     inst_simple "$systemdsystemunitdir/vmtest-client.service"
     inst_simple "$systemdsystemunitdir/vmtest-initrd-probe.service"
     inst_simple /etc/systemd/system/ferrybus.service.d/vmtest.conf
+    # The system bus policy that lets the test client own its name (system.conf allows nothing).
+    inst_simple /usr/share/dbus-1/system.d/org.ferrybus.VmTest.conf
     $SYSTEMCTL -q --root "$initdir" add-wants initrd.target vmtest-client.service
     $SYSTEMCTL -q --root "$initdir" add-wants initrd.target vmtest-initrd-probe.service
     # Phase 4b, in the shutdown root after dracut's unmount loop.
