@@ -21,8 +21,7 @@
 #
 # Environment: FERRYBUS_VM_CACHE, FERRYBUS_VM_ACCEL (auto|tcg|kvm), FERRYBUS_VM_TIMEOUT (seconds,
 # default 900), FERRYBUS_NODE (the node binary for the guest, default: the one running here),
-# FERRYBUS_VM_NO_APT=1 (do not install missing host packages), FERRYBUS_VM_ACTIVATION=1 (also
-# run the service activation checks of test/vm/vm-activation.ts; not asserted yet).
+# FERRYBUS_VM_NO_APT=1 (do not install missing host packages).
 # Host packages: qemu-system-x86 mmdebstrap e2fsprogs (installed when missing, as root).
 set -euo pipefail
 
@@ -115,7 +114,6 @@ fi
 # --- 3. the guest image (cached by its inputs) ------------------------------------------------
 image_key=$( {
     echo "image v1 $base_key"
-    echo "activation=${FERRYBUS_VM_ACTIVATION:-0}"
     sha256sum "$0" "$node_bin" "$work/vm-client.mjs"
     find dist/bundle systemd dbus dracut-module test/vm/units test/vm/dbus test/vm/dracut scripts/install-files.mjs -type f -print0 |
         sort -z | xargs -0 sha256sum
@@ -136,9 +134,8 @@ if [ ! -f "$image/disk.img" ]; then
     install -m 0644 test/vm/units/*.service "$root/usr/lib/systemd/system/"
     install -D -m 0644 test/vm/units/ferrybus-vmtest-console.conf "$root/etc/systemd/system/ferrybus.service.d/vmtest.conf"
     install -D -m 0644 test/vm/dbus/org.ferrybus.VmTest.conf "$root/usr/share/dbus-1/system.d/org.ferrybus.VmTest.conf"
-    # Prepared for the activation checks (vm-activation.ts): an Exec= service file on the real root.
+    # For the activation checks (vm-activation.ts): an Exec= service file on the real root.
     install -D -m 0644 test/vm/dbus/org.ferrybus.VmTestActivated.service "$root/usr/share/dbus-1/system-services/org.ferrybus.VmTestActivated.service"
-    if [ "${FERRYBUS_VM_ACTIVATION:-0}" = 1 ]; then mkdir -p "$root/etc/ferrybus-vmtest" && : > "$root/etc/ferrybus-vmtest/activation"; fi
     mkdir -p "$root/usr/lib/dracut/modules.d/91ferrybus-vmtest"
     install -m 0755 test/vm/dracut/91ferrybus-vmtest/* "$root/usr/lib/dracut/modules.d/91ferrybus-vmtest/"
 

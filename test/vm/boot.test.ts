@@ -4,9 +4,6 @@
 // powers it off; the probes in the guest print "FERRYBUS-VM PASS|FAIL <check> <details>" on the
 // serial console. Each test below asserts the markers of one step of the timeline.
 //
-// Not asserted yet: realroot-activation-systemd and realroot-activation-exec (vm-activation.ts),
-// which need service activation in the bus; FERRYBUS_VM_ACTIVATION=1 runs them in the guest.
-//
 // Needs root, qemu-system-x86, mmdebstrap and e2fsprogs (the script installs what is missing
 // with apt-get). Takes ~4-6 minutes under TCG on 2 cores (more on a first run: the base root
 // file system is built once and cached under /var/cache/ferrybus-vm).
@@ -107,6 +104,10 @@ describe.skipIf(process.env.FERRYBUS_VM_TEST === '0')('VM boot: initrd → real 
 
   it('(2) logind owns org.freedesktop.login1; an inhibitor fd travels through the bus and is released with its holder', () => {
     expectPass('realroot-logind');
+  });
+
+  it('(2) the bus activates services: hostnamed through PID 1 (SystemdService=), a test service from its Exec= line', () => {
+    expectPass('realroot-activation-systemd', 'realroot-activation-exec');
   });
 
   it('(2) a signal emitted on the real root reaches the initrd client', () => {

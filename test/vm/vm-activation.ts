@@ -1,6 +1,4 @@
-// Service activation checks of the VM boot test, ready for when the bus activates services.
-// They run only when /etc/ferrybus-vmtest/activation exists in the guest (scripts/vm-test.sh
-// creates it with FERRYBUS_VM_ACTIVATION=1) and are not asserted by boot.test.ts yet.
+// Service activation checks of the VM boot test (real root, after daemon-reexec):
 //
 //   realroot-activation-systemd  hostnamectl starts systemd-hostnamed on demand: the bus asks
 //                                PID 1 (SystemdService=dbus-org.freedesktop.hostname1.service)

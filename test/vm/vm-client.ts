@@ -218,7 +218,7 @@ async function daemonReexec(bus: Bus, systemdOwner: string): Promise<void> {
   check('daemon-reexec-ok', error === '' && systemd.pid === 1 && logindUnit === 'active' && changed.length === 0 && failed.length === 0,
     `${error ? `systemctl daemon-reexec: ${error}; ` : ''}${SYSTEMD} owner=${systemd.owner || '(none)'} pid=${systemd.pid} (before ${systemdOwner}); ` +
       `systemd-logind ${logindUnit}; ${NAME} owner=${owner}; ${servicesBefore.size} running services ${changed.length ? `changed: ${changed.join('; ')}` : 'unchanged'}; failed units: ${failed.join(',') || 'none'}`);
-  if (fs.existsSync('/etc/ferrybus-vmtest/activation')) await runActivationChecks(bus);
+  await runActivationChecks(bus);
 }
 
 async function probeShutdown(bus: Bus): Promise<void> {
