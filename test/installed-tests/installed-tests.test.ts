@@ -77,6 +77,20 @@ const PINNED: Array<[string, string]> = [
   ["test-uid-permissions", "/uid-permissions/monitor/messagebus"],
   ["test-uid-permissions", "/uid-permissions/monitor/other"],
   ["test-dbus-daemon-fork.sh", "(script)"],
+  // Service activation (Exec= and systemd's ActivationRequest), and what depends on it.
+  ["test-dbus-daemon", "/properties/features"],
+  ["test-dbus-daemon", "/properties/get-all"],
+  ["test-dbus-daemon", "/activation/forking"],
+  ["test-dbus-daemon", "/system-policy/allow-signals"],
+  ["test-monitor", "/monitor/activation"],
+  ["test-sd-activation", "/sd-activation/activation"],
+  ["test-sd-activation", "/sd-activation/uae"],
+  ["test-sd-activation", "/sd-activation/deny-send/com.example.SendDenied"],
+  ["test-sd-activation", "/sd-activation/deny-send/com.example.SendPrefixDenied"],
+  ["test-sd-activation", "/sd-activation/deny-send/com.example.SendPrefixDenied.internal"],
+  ["test-sd-activation", "/sd-activation/deny-receive/com.example.ReceiveDenied"],
+  ["test-sd-activation", "/sd-activation/transient-services/later"],
+  ["test-sd-activation", "/sd-activation/transient-services/in-advance"],
 ];
 
 /** Cases that skip as root ("uid 0 is immune to this limit"), run as an ordinary user. */
