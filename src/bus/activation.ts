@@ -232,7 +232,8 @@ export class Activator {
       return;
     }
     try {
-      this.hold(SYSTEMD_NAME, this.systemdActivation ? undefined : this.catalog.lookup(SYSTEMD_NAME), undefined, routed, false);
+      // Only with --systemd-activation: systemd needs no service file, it connects by itself.
+      this.hold(SYSTEMD_NAME, undefined, undefined, routed, false);
     } catch (err) {
       this.host.log('activation-failed', 'a request for systemd could not be held', { member: routed.member, error: (err as Error).message });
     }
