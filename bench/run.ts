@@ -27,6 +27,7 @@ import { cpuSeconds, loadAverage, memory, round, schedSeconds, systemCpu } from 
 import { startLongRunning } from '../test/harness/long-running.js';
 import { summarizeProfile } from './profile.js';
 import { SCENARIOS, type Scenario } from './scenarios.js';
+import { measureStartup, printStartup } from './startup.js';
 
 interface Options {
   scale: number;
@@ -162,7 +163,7 @@ function parseArgs(argv: string[]): Options {
     if (!outGiven) o.out = path.join(RESULTS_DIR, 'quick.json');
   }
   for (const b of o.buses) if (!(BUSES as readonly string[]).includes(b)) throw new Error(`unknown bus ${b}`);
-  if (o.only) for (const id of o.only) if (!SCENARIOS.some((s) => s.id === id)) throw new Error(`unknown scenario ${id}`);
+  if (o.only) for (const id of o.only) if (id !== 'startup' && !SCENARIOS.some((s) => s.id === id)) throw new Error(`unknown scenario ${id}`);
   if (!(o.scale > 0) || !(o.reps >= 1)) throw new Error('--scale must be > 0 and --reps >= 1');
   return o;
 }
@@ -329,6 +330,8 @@ async function benchmark(o: Options): Promise<void> {
       }
     }
   }
+  // Cold start (bench/startup.ts): 5 rounds per repetition of the scenarios.
+  const startup = !o.only || o.only.includes('startup') ? await measureStartup(5 * o.reps) : undefined;
   const results = scenarios.map((s, i) => {
     const rs = runs.get(s.id)!;
     const summary: Partial<Record<BusName, BusSummary>> = {};
@@ -365,7 +368,9 @@ async function benchmark(o: Options): Promise<void> {
       'medians over repetitions, the order of the buses rotated each repetition; runs with client errors are excluded. ' +
       'ratios: ferrybus divided by the reference (cpu > 1 means ferrybus uses more CPU; throughput < 1 means slower).',
     scenarios: results,
+    ...(startup ? { startup } : {}),
   };
+  if (startup) printStartup(startup);
   mkdirSync(path.dirname(o.out), { recursive: true });
   writeFileSync(o.out, JSON.stringify(doc, null, 2) + '\n');
   console.log(`\nload average before ${loadBefore.join(' ')}, after ${doc.load.after.join(' ')}; ${doc.durationSec} s; results in ${path.relative(process.cwd(), o.out)}`);

@@ -17,3 +17,24 @@ export class CliError extends FerryError {
     super(code, message);
   }
 }
+
+/**
+ * Exit status: 0 success, 1 a runtime failure (EXIT_FAILURE), 64 a usage error (EX_USAGE).
+ * Every failure is one line on stderr that starts with "ferrybus: ".
+ */
+export function exitWithError(err: unknown): never {
+  if (err instanceof CliError) {
+    process.stderr.write(`ferrybus: ${err.message}\n`);
+    process.exit(err.exitCode);
+  }
+  if (err instanceof FerryError) {
+    process.stderr.write(`ferrybus: ${err.message}\n`);
+    process.exit(err.code === 'BadFlag' ? EXIT_USAGE : EXIT_FAILURE);
+  }
+  const e = err as NodeJS.ErrnoException;
+  if (e && typeof e.code === 'string' && typeof e.message === 'string') {
+    process.stderr.write(`ferrybus: ${e.message}\n`);
+    process.exit(EXIT_FAILURE);
+  }
+  throw err;
+}

@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import { defaultAddress } from '../transport/address.js';
 import { FerryError } from '../util/errors.js';
+import { fdOf } from './daemon-flags.js';
 import { dup2 } from '../sys/libc.js';
 import { adoptDaemon } from '../supervisor/adopt.js';
 import { Daemon, printToFd, type DaemonSettings } from '../supervisor/daemon.js';
@@ -37,16 +38,6 @@ export interface DaemonArgs {
   handoff?: HandoffArgs;
 }
 
-/** `--print-address` alone means stdout; `--print-address=FD` a given fd. */
-export function fdOf(flag: string | boolean | undefined, name: string): number | undefined {
-  if (flag === undefined || flag === false) return undefined;
-  if (flag === true || flag === '') return 1;
-  const fd = Number(flag);
-  if (!/^[0-9]+$/.test(String(flag)) || !Number.isSafeInteger(fd)) {
-    throw new FerryError('BadFlag', `--${name} takes a file descriptor number, got "${flag}"`);
-  }
-  return fd;
-}
 
 /** Flags whose effect ferrybus does not have: accepted, each named in one warning. */
 function warnUnsupportedFlags(args: DaemonArgs, log: Logger): void {
