@@ -22,8 +22,12 @@ let bus: RunningBus;
 let dir: string;
 let watcher: NextClient;
 
-/** A program that waits for `gate` to exist, then runs `then`. */
-const gated = (gate: string, then: string) => `/bin/sh -c 'while [ ! -e ${gate} ]; do sleep 0.05; done; ${then}'`;
+/**
+ * A program that waits for `gate` to exist, then runs `then`; it gives up when the gate's
+ * directory is removed (the test ended without opening it), so nothing is left behind.
+ */
+const gated = (gate: string, then: string) =>
+  `/bin/sh -c 'while [ ! -e ${gate} ]; do [ -d ${path.dirname(gate)} ] || exit 0; sleep 0.05; done; ${then}'`;
 
 beforeAll(async () => {
   build = await snapshotBuild();
