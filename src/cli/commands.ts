@@ -14,7 +14,7 @@ import { runQueueCommand } from './queue-command.js';
 import { runStatusCommand } from './status-command.js';
 import type { BusArgs } from './supervisor-client.js';
 import { VERSION } from './version.js';
-import { DAEMON_FLAGS, runDaemonFlags, type DaemonFlagValues } from './daemon-flags.js';
+import { DAEMON_FLAGS, flagValuesOf, runDaemonFlags } from './daemon-flags.js';
 
 /** Runs a command's work; every failure goes through fail(). */
 async function run(work: () => Promise<void> | void): Promise<void> {
@@ -48,17 +48,6 @@ function busArgs(argv: { address?: string; timeout: number }): BusArgs {
   };
 }
 
-/** yargs' parsed daemon flags as the shared table's values. */
-function flagValues(argv: Record<string, unknown>): DaemonFlagValues {
-  const values = new Map<string, true | string[]>();
-  for (const f of DAEMON_FLAGS) {
-    const v = argv[f.name];
-    if (f.value && v !== undefined) values.set(f.name, (Array.isArray(v) ? v : [v]).map(String));
-    else if (!f.value && v === true) values.set(f.name, true);
-  }
-  return values;
-}
-
 export async function runCommands(args: readonly string[]): Promise<void> {
   await yargs(args)
   .scriptName('ferrybus')
@@ -73,7 +62,7 @@ export async function runCommands(args: readonly string[]): Promise<void> {
       }
       return withFlags;
     },
-    (argv) => run(() => runDaemonFlags(flagValues(argv as Record<string, unknown>), args)),
+    (argv) => run(() => runDaemonFlags(flagValuesOf(argv as Record<string, unknown>), args)),
   )
   .command(
     'status',

@@ -1,20 +1,13 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import yargs from 'yargs';
-import { DAEMON_FLAGS, daemonArgs, quickDaemonFlags, type DaemonFlagValues } from './daemon-flags.js';
+import { DAEMON_FLAGS, daemonArgs, flagValuesOf, quickDaemonFlags, type DaemonFlagValues } from './daemon-flags.js';
 
 /** What the yargs program reads from the same flags (commands.ts declares them from the same table). */
 function yargsValues(args: readonly string[]): DaemonFlagValues {
   let y = yargs([...args]).version(false).help(false).strict();
   for (const f of DAEMON_FLAGS) y = y.option(f.name, { type: f.value ? 'string' : 'boolean' });
-  const argv = y.parseSync() as Record<string, unknown>;
-  const values = new Map<string, true | string[]>();
-  for (const f of DAEMON_FLAGS) {
-    const v = argv[f.name];
-    if (f.value && v !== undefined) values.set(f.name, (Array.isArray(v) ? v : [v]).map(String));
-    else if (!f.value && v === true) values.set(f.name, true);
-  }
-  return values;
+  return flagValuesOf(y.parseSync() as Record<string, unknown>);
 }
 
 const asArgs = (values: DaemonFlagValues | undefined, args: readonly string[]) => {

@@ -76,6 +76,17 @@ export function quickDaemonFlags(args: readonly string[]): DaemonFlagValues | un
   return values;
 }
 
+/** The flags as a parser (yargs) read them, by name: the same values the quick reader gives. */
+export function flagValuesOf(parsed: Readonly<Record<string, unknown>>): DaemonFlagValues {
+  const values = new Map<string, true | string[]>();
+  for (const f of DAEMON_FLAGS) {
+    const v = parsed[f.name];
+    if (f.value && v !== undefined) values.set(f.name, (Array.isArray(v) ? v : [v]).map(String));
+    else if (!f.value && v === true) values.set(f.name, true);
+  }
+  return values;
+}
+
 /** dbus-daemon refuses a value flag given twice. */
 function once(values: DaemonFlagValues, flag: string): string | undefined {
   const v = values.get(flag);
