@@ -42,6 +42,10 @@ export const MAX_FDS_PER_SEND = 253;
 export const RECEIVE_CHUNK = 64 * 1024;
 /** Bytes handed to one sendmsg; more than a unix socket's send buffer takes at once. */
 export const SEND_CHUNK = 256 * 1024;
+/** Pieces at least this large are sent from where they are (an iovec of their own), not copied. */
+export const SEND_IN_PLACE = 8 * 1024;
+/** iovecs per sendmsg: the copied runs and the pieces sent in place. */
+const MAX_SEND_IOV = 64;
 /** Ready sockets learnt per epoll_wait. */
 export const MAX_EVENTS = 256;
 
@@ -54,6 +58,9 @@ const CMSG_HEADER = P + 8; // cmsg_len (size_t), cmsg_level (int), cmsg_type (in
 const CONTROL_BYTES = CMSG_HEADER + align(MAX_FDS_PER_SEND * 4);
 const MSGHDR_BYTES = 7 * P;
 const IOVEC_BYTES = 2 * P;
+// Receive: [a message's own buffer, the shared chunk] (the first only while a large message is due).
+const RECEIVE_IOV_BYTES = 2 * IOVEC_BYTES;
+const SEND_IOV_BYTES = MAX_SEND_IOV * IOVEC_BYTES;
 
 function align(n: number): number {
   return (n + P - 1) & ~(P - 1);
@@ -66,9 +73,13 @@ interface Region {
 
 interface Memory {
   readonly receive: Buffer;
+  readonly receiveAddress: bigint;
   readonly send: Buffer;
+  readonly sendAddress: bigint;
   readonly receiveHeader: Buffer;
   readonly sendHeader: Buffer;
+  readonly receiveIov: Buffer;
+  readonly sendIov: Buffer;
   readonly receiveControl: Buffer;
   readonly sendControl: Buffer;
   readonly events: Buffer;
@@ -83,7 +94,7 @@ function shared(): Memory {
   if (koffi.sizeof('size_t') !== P || koffi.sizeof('void *') !== P) {
     throw new SysError('socket-io', os.constants.errno.ENOTSUP, undefined, 'raw socket I/O supports 64-bit Linux only');
   }
-  const sizes = [RECEIVE_CHUNK, SEND_CHUNK, MSGHDR_BYTES, MSGHDR_BYTES, IOVEC_BYTES, IOVEC_BYTES, CONTROL_BYTES, CONTROL_BYTES, MAX_EVENTS * EVENT_SIZE];
+  const sizes = [RECEIVE_CHUNK, SEND_CHUNK, MSGHDR_BYTES, MSGHDR_BYTES, RECEIVE_IOV_BYTES, SEND_IOV_BYTES, CONTROL_BYTES, CONTROL_BYTES, MAX_EVENTS * EVENT_SIZE];
   const total = sizes.reduce((sum, n) => sum + align(n), 0);
   // One large ArrayBuffer lives off the V8 heap and never moves, so addresses taken once stay valid.
   const arena = Buffer.from(new ArrayBuffer(total));
@@ -95,9 +106,7 @@ function shared(): Memory {
     return region;
   });
   const [receive, send, receiveHeader, sendHeader, receiveIov, sendIov, receiveControl, sendControl, events] = regions as [Region, Region, Region, Region, Region, Region, Region, Region, Region];
-  receiveIov.bytes.writeBigUInt64LE(receive.address, 0);
-  receiveIov.bytes.writeBigUInt64LE(BigInt(RECEIVE_CHUNK), P);
-  sendIov.bytes.writeBigUInt64LE(send.address, 0);
+  writeIovec(receiveIov.bytes, 0, receive.address, RECEIVE_CHUNK);
   for (const [header, iov] of [[receiveHeader, receiveIov], [sendHeader, sendIov]] as const) {
     header.bytes.fill(0);
     header.bytes.writeBigUInt64LE(iov.address, 2 * P); // msg_iov
@@ -106,22 +115,22 @@ function shared(): Memory {
   receiveHeader.bytes.writeBigUInt64LE(receiveControl.address, 4 * P); // msg_control
   memory = {
     receive: receive.bytes,
+    receiveAddress: receive.address,
     send: send.bytes,
+    sendAddress: send.address,
     receiveHeader: receiveHeader.bytes,
     sendHeader: sendHeader.bytes,
+    receiveIov: receiveIov.bytes,
+    sendIov: sendIov.bytes,
     receiveControl: receiveControl.bytes,
     sendControl: sendControl.bytes,
     events: events.bytes,
     sendControlAddress: sendControl.address,
   };
-  // The send iovec's length is written per call (low 32 bits: SEND_CHUNK fits).
-  sendIovLength = sendIov.bytes;
   return memory;
 }
 
-let sendIovLength: Buffer | undefined;
-
-/** What one recvmsg brought: `length` bytes in `receiveBuffer()`, and the fds that came with them. */
+/** What one recvmsg brought: `length` bytes (in the room given, then in `receiveBuffer()`), and the fds that came with them. */
 export type ReceiveResult =
   | { kind: 'data'; length: number; fds: number[] | undefined; truncated: boolean }
   | { kind: 'eof' }
@@ -133,22 +142,30 @@ export function receiveBuffer(): Buffer {
   return shared().receive;
 }
 
-/** The staging buffer sendFrom() writes from: copy up to SEND_CHUNK bytes into it first. */
-export function sendBuffer(): Buffer {
-  return shared().send;
-}
-
 /**
  * One non-blocking recvmsg of up to RECEIVE_CHUNK bytes. Received fds are close-on-exec from
  * the moment they exist (MSG_CMSG_CLOEXEC); `truncated` means the kernel dropped some (MSG_CTRUNC).
+ *
+ * `room`: the unfilled rest of a large message's own buffer (a Buffer of 4 KiB or more, so
+ * its memory is off the V8 heap and cannot move). The kernel fills it first and only then receiveBuffer(), so the
+ * message's bytes are copied once, by the kernel. The result's `length` counts both.
  */
-export function receiveFrom(fd: number): ReceiveResult {
+export function receiveFrom(fd: number, room?: Buffer): ReceiveResult {
   const m = shared();
-  const { recvmsg } = ioBindings();
+  const { recvmsg, addressOf } = ioBindings();
   m.receiveHeader.writeUInt32LE(CONTROL_BYTES, 5 * P); // msg_controllen, overwritten by the kernel
+  if (room) {
+    writeIovec(m.receiveIov, 0, addressOf(room), room.length);
+    writeIovec(m.receiveIov, 1, m.receiveAddress, RECEIVE_CHUNK);
+    m.receiveHeader.writeUInt32LE(2, 3 * P); // msg_iovlen
+  }
   let n: number;
   do n = Number(recvmsg(fd, m.receiveHeader, MSG_DONTWAIT | MSG_CMSG_CLOEXEC));
   while (n < 0 && koffi.errno() === EINTR);
+  if (room) {
+    writeIovec(m.receiveIov, 0, m.receiveAddress, RECEIVE_CHUNK);
+    m.receiveHeader.writeUInt32LE(1, 3 * P);
+  }
   if (n < 0) {
     const errno = koffi.errno();
     return errno === EAGAIN ? { kind: 'again' } : { kind: 'error', error: new SysError('recvmsg', errno) };
@@ -157,6 +174,11 @@ export function receiveFrom(fd: number): ReceiveResult {
   const controlLength = m.receiveHeader.readUInt32LE(5 * P);
   const truncated = (m.receiveHeader.readInt32LE(6 * P) & MSG_CTRUNC) !== 0;
   return { kind: 'data', length: n, fds: controlLength > 0 ? parseRights(m.receiveControl, controlLength) : undefined, truncated };
+}
+
+function writeIovec(iov: Buffer, index: number, address: bigint, length: number): void {
+  iov.writeBigUInt64LE(address, index * IOVEC_BYTES);
+  iov.writeBigUInt64LE(BigInt(length), index * IOVEC_BYTES + P);
 }
 
 function parseRights(control: Buffer, length: number): number[] | undefined {
@@ -174,33 +196,92 @@ function parseRights(control: Buffer, length: number): number[] | undefined {
 }
 
 /**
- * One non-blocking sendmsg of the first `length` bytes of sendBuffer(), with `fds` attached to
- * the first byte. Returns the bytes the kernel took, or -1 when it would block (nothing sent,
- * the fds neither). Throws a SysError for a broken connection (EPIPE, ECONNRESET, …).
+ * The next sendmsg's bytes, gathered from queued pieces: small ones are copied into one shared
+ * buffer (one iovec per run of copies), large ones (SEND_IN_PLACE and up) are sent from where
+ * they are (an iovec each). At most SEND_CHUNK bytes and MAX_SEND_IOV iovecs per send.
  */
-export function sendFrom(fd: number, length: number, fds?: readonly number[]): number {
-  const m = shared();
-  sendIovLength!.writeUInt32LE(length, P);
-  if (fds && fds.length > 0) {
-    const control = m.sendControl;
-    control.writeUInt32LE(CMSG_HEADER + fds.length * 4, 0);
-    control.writeInt32LE(SOL_SOCKET, P);
-    control.writeInt32LE(SCM_RIGHTS, P + 4);
-    for (let i = 0; i < fds.length; i++) control.writeInt32LE(fds[i]!, CMSG_HEADER + i * 4);
-    m.sendHeader.writeBigUInt64LE(m.sendControlAddress, 4 * P);
-    m.sendHeader.writeUInt32LE(CMSG_HEADER + align(fds.length * 4), 5 * P);
-  } else {
-    m.sendHeader.writeBigUInt64LE(0n, 4 * P);
-    m.sendHeader.writeUInt32LE(0, 5 * P);
+export class SendGather {
+  private iovs = 0;
+  private total = 0;
+  /** Bytes used of the shared send buffer. */
+  private copied = 0;
+  /** Where in the shared send buffer the open run of copies starts; -1: none is open. */
+  private runStart = -1;
+
+  /** Starts an empty send. */
+  reset(): this {
+    this.iovs = 0;
+    this.total = 0;
+    this.copied = 0;
+    this.runStart = -1;
+    return this;
   }
-  const { sendmsg } = ioBindings();
-  let n: number;
-  do n = Number(sendmsg(fd, m.sendHeader, MSG_DONTWAIT | MSG_NOSIGNAL));
-  while (n < 0 && koffi.errno() === EINTR);
-  if (n >= 0) return n;
-  const errno = koffi.errno();
-  if (errno === EAGAIN) return -1;
-  throw new SysError('sendmsg', errno);
+
+  get length(): number {
+    return this.total;
+  }
+
+  /** Takes bytes of `piece` from `from` on; returns how many it took (fewer once the send is full). */
+  add(piece: Buffer, from: number): number {
+    const m = shared();
+    const want = Math.min(piece.length - from, SEND_CHUNK - this.total);
+    if (want <= 0) return 0;
+    if (want >= SEND_IN_PLACE) {
+      this.closeRun();
+      if (this.iovs === MAX_SEND_IOV) return 0;
+      writeIovec(m.sendIov, this.iovs++, ioBindings().addressOf(piece) + BigInt(from), want);
+      this.total += want;
+      return want;
+    }
+    if (this.runStart < 0) {
+      if (this.iovs === MAX_SEND_IOV) return 0;
+      this.runStart = this.copied;
+      this.iovs++;
+    }
+    const n = piece.copy(m.send, this.copied, from, from + want);
+    this.copied += n;
+    this.total += n;
+    return n;
+  }
+
+  /** Points the open run's iovec at the bytes copied since it started. */
+  private closeRun(): void {
+    if (this.runStart < 0) return;
+    const m = shared();
+    writeIovec(m.sendIov, this.iovs - 1, m.sendAddress + BigInt(this.runStart), this.copied - this.runStart);
+    this.runStart = -1;
+  }
+
+  /**
+   * One non-blocking sendmsg of the gathered bytes, with `fds` attached to the first byte.
+   * Returns the bytes the kernel took, or -1 when it would block (nothing sent, the fds
+   * neither). Throws a SysError for a broken connection (EPIPE, ECONNRESET, …).
+   */
+  sendTo(fd: number, fds?: readonly number[]): number {
+    this.closeRun();
+    const m = shared();
+    m.sendHeader.writeUInt32LE(this.iovs, 3 * P); // msg_iovlen
+    if (fds && fds.length > 0) {
+      const control = m.sendControl;
+      control.writeUInt32LE(CMSG_HEADER + fds.length * 4, 0);
+      control.writeInt32LE(SOL_SOCKET, P);
+      control.writeInt32LE(SCM_RIGHTS, P + 4);
+      for (let i = 0; i < fds.length; i++) control.writeInt32LE(fds[i]!, CMSG_HEADER + i * 4);
+      m.sendHeader.writeBigUInt64LE(m.sendControlAddress, 4 * P);
+      m.sendHeader.writeUInt32LE(CMSG_HEADER + align(fds.length * 4), 5 * P);
+    } else {
+      m.sendHeader.writeBigUInt64LE(0n, 4 * P);
+      m.sendHeader.writeUInt32LE(0, 5 * P);
+    }
+    const { sendmsg } = ioBindings();
+    let n: number;
+    do n = Number(sendmsg(fd, m.sendHeader, MSG_DONTWAIT | MSG_NOSIGNAL));
+    while (n < 0 && koffi.errno() === EINTR);
+    if (n >= 0) return n;
+    const errno = koffi.errno();
+    if (errno === EAGAIN) return -1;
+    throw new SysError('sendmsg', errno);
+  }
 }
 
 /** close(2) for an fd ferrybus owns and tracks itself (received with a message). */

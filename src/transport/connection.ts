@@ -3,7 +3,7 @@ import { BUS_NAME, type Bus, type QueueRefusal } from '../bus/bus.js';
 import type { Credentials, Peer } from '../bus/peer.js';
 import { UnixFds } from '../bus/unix-fds.js';
 import { socketFd } from '../sys/libc.js';
-import { closeFd, RECEIVE_CHUNK, receiveBuffer, receiveFrom, sendBuffer, sendFrom } from '../sys/socket-io.js';
+import { closeFd, RECEIVE_CHUNK, receiveBuffer, receiveFrom, SendGather } from '../sys/socket-io.js';
 import { FerryError, WireError } from '../util/errors.js';
 import { Framer } from '../wire/framer.js';
 import { buildMessage, MessageFlag, MessageType, parseMessage, type Message } from '../wire/message.js';
@@ -15,6 +15,9 @@ import { InboundFds } from './inbound-fds.js';
 import { OutboundQueue, type UnsentOutbound } from './outbound-queue.js';
 import { readiness, type WritableHandler } from './readiness.js';
 import { notifyReadable } from './readable-signal.js';
+
+/** One send is gathered at a time (single-threaded): shared by every connection. */
+const gather = new SendGather();
 
 /** dbus-daemon's system default (auth_timeout, 30 s). */
 export const DEFAULT_AUTH_TIMEOUT_MS = 30_000;
@@ -155,7 +158,9 @@ export class Connection implements WritableHandler {
   /** One recvmsg (libuv calls again on the next turn while bytes remain); true when more may be waiting. */
   onReadable(): boolean {
     if (this.closing) return false;
-    const r = receiveFrom(this.fd);
+    // The rest of a large message goes straight into its own buffer (never during SASL).
+    const room = this.sasl ? undefined : this.framer.room;
+    const r = receiveFrom(this.fd, room);
     if (r.kind === 'again') return false;
     if (r.kind === 'eof') {
       this.close('peer closed the connection');
@@ -165,7 +170,6 @@ export class Connection implements WritableHandler {
       this.close(`socket error: ${r.error.message}`);
       return false;
     }
-    const chunk = Buffer.from(receiveBuffer().subarray(0, r.length));
     if (r.fds) {
       if (r.truncated) return this.dropWithFds(r.fds, 'fds were dropped on the way (MSG_CTRUNC; a security module refused some?)');
       if (!this.acceptsFds) return this.dropWithFds(r.fds, 'sent unix fds without negotiating them');
@@ -176,10 +180,14 @@ export class Connection implements WritableHandler {
       this.close('fds were dropped on the way (MSG_CTRUNC; a security module refused some?)', true);
       return false;
     }
-    this.onData(chunk, r.fds);
+    const direct = room ? Math.min(r.length, room.length) : 0;
+    const shared = r.length - direct;
+    this.onData(receiveBuffer().subarray(0, shared), true, r.fds, direct);
     this.notePendingFds();
     // The kernel ends a read after bytes that carried fds: more may be queued behind them.
-    return !this.closing && (r.length === RECEIVE_CHUNK || r.fds !== undefined);
+    // A read that filled every buffer it was given may have left bytes behind too.
+    const full = shared === RECEIVE_CHUNK || (room !== undefined && direct === room.length && shared === 0);
+    return !this.closing && (full || r.fds !== undefined);
   }
 
   onWritable(): void {
@@ -214,10 +222,16 @@ export class Connection implements WritableHandler {
     this.hooks.pendingFds(this, change === 'started-holding');
   }
 
-  private onData(chunk: Buffer, fds: readonly number[] | undefined): void {
+  /**
+   * Bytes from the client: `direct` bytes received into the framer's room, then `view`.
+   * `transient`: `view` is the shared receive buffer, valid only during this call.
+   */
+  private onData(view: Buffer, transient: boolean, fds: readonly number[] | undefined, direct = 0): void {
     if (this.closing) return;
     try {
       if (this.sasl) {
+        // SASL keeps what it has not parsed yet: it gets bytes of its own.
+        const chunk = transient ? Buffer.from(view) : view;
         const step = this.sasl.feed(chunk);
         if (step.state === 'failed') {
           if (fds) for (const fd of fds) closeFd(fd);
@@ -243,35 +257,25 @@ export class Connection implements WritableHandler {
           this.authTimer = setTimeout(() => this.close(`${err.message}; no Hello to answer within auth_timeout`, true), this.limits.authTimeoutMs);
           this.authTimer.unref();
         }
-        chunk = step.rest;
+        view = step.rest;
+        transient = false;
       }
+      const received = direct + view.length;
       if (fds) {
-        if (chunk.length === 0) return void this.dropWithFds(fds, 'sent unix fds during authentication');
+        if (received === 0) return void this.dropWithFds(fds, 'sent unix fds during authentication');
         // The kernel ends a read right after the bytes that carried fds: they came with the
-        // chunk's last byte, which belongs to the message they are for (its first sendmsg).
-        const at = this.framedBytes + chunk.length - 1;
+        // read's last byte, which belongs to the message they are for (its first sendmsg).
+        const at = this.framedBytes + received - 1;
         this.inboundFds.add(at, fds);
         if (this.inboundFds.count > this.peakIncomingFds) this.peakIncomingFds = this.inboundFds.count;
       }
-      this.framedBytes += chunk.length;
-      const held = this.framer.pendingLength + chunk.length;
+      this.framedBytes += received;
+      const held = this.framer.pendingLength + received;
       if (held > this.peakIncomingBytes) this.peakIncomingBytes = held;
-      for (const bytes of this.framer.push(chunk)) {
-        const end = (this.consumedBytes += bytes.length);
-        const msg = parseMessage(bytes);
-        validateBody(msg);
-        const messageFds = this.claimFds(msg, end);
-        if (this.refusal) {
-          messageFds?.release();
-          return this.refuse(msg, this.refusal);
-        }
-        try {
-          this.bus.receive(this.peer!, msg, messageFds);
-        } finally {
-          messageFds?.release(); // receivers that queued it hold their own references
-        }
-        if (this.closing) return;
-      }
+      const finished = direct > 0 ? this.framer.filled(direct) : undefined;
+      if (finished && !this.route(finished)) return;
+      const messages = transient ? this.framer.pushCopy(view) : this.framer.push(view);
+      for (const bytes of messages) if (!this.route(bytes)) return;
       // Messages before bad framing in the same chunk were routed; now the error counts.
       this.framer.throwIfFailed();
     } catch (err) {
@@ -285,6 +289,25 @@ export class Connection implements WritableHandler {
       });
       return this.close('internal error', true);
     }
+  }
+
+  /** One complete message into the bus; false when the connection stops reading (refused, closed). */
+  private route(bytes: Buffer): boolean {
+    const end = (this.consumedBytes += bytes.length);
+    const msg = parseMessage(bytes);
+    validateBody(msg);
+    const messageFds = this.claimFds(msg, end);
+    if (this.refusal) {
+      messageFds?.release();
+      this.refuse(msg, this.refusal);
+      return false;
+    }
+    try {
+      this.bus.receive(this.peer!, msg, messageFds);
+    } finally {
+      messageFds?.release(); // receivers that queued it hold their own references
+    }
+    return !this.closing;
   }
 
   /** The fds that came with a message's bytes (see InboundFds#take). */
@@ -319,7 +342,7 @@ export class Connection implements WritableHandler {
 
   /** Feeds bytes (and fds) received by an earlier image (a handoff) as if they had just arrived. */
   replayInbound(bytes: Buffer, fds?: readonly number[]): void {
-    if (bytes.length > 0 || fds?.length) this.onData(bytes, fds?.length ? fds : undefined);
+    if (bytes.length > 0 || fds?.length) this.onData(bytes, false, fds?.length ? fds : undefined);
     // Inherited: charged whatever the ceiling says. pending_fd_timeout starts again here (the
     // old image's clock did not cross the handoff).
     this.notePendingFds(true);
@@ -356,13 +379,12 @@ export class Connection implements WritableHandler {
   /** Writes queued bytes until the socket would block (then waits to be told it is writable). */
   flush(): void {
     if (this.closing || this.blocked) return;
-    const target = sendBuffer();
     let armed = false;
     while (this.outbound.hasPending) {
-      const { length, fds } = this.outbound.fill(target);
+      const { fds } = this.outbound.fill(gather.reset());
       let sent: number;
       try {
-        sent = sendFrom(this.fd, length, fds);
+        sent = gather.sendTo(this.fd, fds);
       } catch (err) {
         return this.close(`socket error: ${(err as Error).message}`);
       }

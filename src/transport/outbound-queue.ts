@@ -4,8 +4,8 @@ import type { UnixFds } from '../bus/unix-fds.js';
 /**
  * Messages accepted for one connection and not yet taken by the kernel, in order.
  *
- * Pieces are kept as given (a large body is a view of the received bytes) and copied only into
- * the send buffer, as much as one sendmsg takes. What the kernel took is known to the byte, so
+ * Pieces are kept as given (a large body is a view of the received bytes) and handed to a
+ * Gather, as much as one sendmsg takes: small ones are copied, large ones sent in place. What the kernel took is known to the byte, so
  * a handoff stores exactly the rest without waiting for a slow reader.
  *
  * A message's fds travel with its first byte: a send never starts in the middle of a batch
@@ -27,6 +27,23 @@ interface Entry {
 export interface UnsentOutbound {
   bytes: Buffer;
   fds: Array<{ at: number; fds: readonly number[] }>;
+}
+
+/** Where fill() puts the next bytes to send (socket-io's SendGather: copied or sent in place). */
+export interface Gather {
+  /** Takes bytes of `piece` from `from` on; returns how many it took (fewer once full). */
+  add(piece: Buffer, from: number): number;
+}
+
+/** A Gather that copies into one buffer (tests, and anything that wants the bytes contiguous). */
+export class CopyGather implements Gather {
+  length = 0;
+  constructor(readonly target: Buffer) {}
+  add(piece: Buffer, from: number): number {
+    const n = piece.copy(this.target, this.length, from);
+    this.length += n;
+    return n;
+  }
 }
 
 function totalLength(pieces: Buffer | readonly Buffer[]): number {
@@ -83,30 +100,37 @@ export class OutboundQueue {
   }
 
   /**
-   * Copies the next bytes to send into `target` and names the fds that must go with them: those
+   * Hands the next bytes to send to `gather` and names the fds that must go with them: those
    * of the first message when its first byte is among them. Stops before any later message
-   * with fds, which starts a send of its own.
+   * with fds, which starts a send of its own. A Buffer target is filled by copying.
    */
-  fill(target: Buffer): { length: number; fds: readonly number[] | undefined } {
+  fill(target: Gather | Buffer): { length: number; fds: readonly number[] | undefined } {
+    const gather = Buffer.isBuffer(target) ? new CopyGather(target) : target;
     let length = 0;
     let fds: readonly number[] | undefined;
-    for (let i = this.head; i < this.entries.length && length < target.length; i++) {
+    for (let i = this.head; i < this.entries.length; i++) {
       const entry = this.entries[i]!;
       if (entry.fds) {
         if (i !== this.head) break;
         fds = entry.fds.fds;
       }
       let skip = i === this.head ? this.offset : 0;
-      const pieces = Buffer.isBuffer(entry.pieces) ? [entry.pieces] : entry.pieces;
+      const pieces = entry.pieces;
+      if (Buffer.isBuffer(pieces)) {
+        const taken = gather.add(pieces, skip);
+        length += taken;
+        if (taken < pieces.length - skip) return { length, fds };
+        continue;
+      }
       for (const piece of pieces) {
         if (skip >= piece.length) {
           skip -= piece.length;
           continue;
         }
-        const copied = piece.copy(target, length, skip);
-        length += copied;
+        const taken = gather.add(piece, skip);
+        length += taken;
+        if (taken < piece.length - skip) return { length, fds };
         skip = 0;
-        if (length === target.length) break;
       }
     }
     return { length, fds };

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { WireError } from '../util/errors.js';
-import { Framer } from './framer.js';
+import { Framer, OWN_BUFFER_SIZE } from './framer.js';
 import { marshal } from './marshal.js';
 import { MAX_MESSAGE_SIZE, MessageType, encodeMessage, readFixedHeader } from './message.js';
 import { Variant, type DBusValue } from './values.js';
@@ -262,5 +262,102 @@ describe('Framer with bad bytes after good messages', () => {
     expect(hexes(out)).toEqual(hexes([FIXTURES[0]!, FIXTURES[3]!]));
     expect(() => framer.throwIfFailed()).toThrow(WireError);
     expect(() => framer.push(Buffer.alloc(0))).toThrow(WireError);
+  });
+});
+
+/** A large message: one that gets a buffer of its own while it arrives. */
+const large = (bytes: number, serial: number) =>
+  encodeMessage({ type: MessageType.Signal, serial, path: '/a', interface: 'a.b', member: 'L', signature: 'ay', body: marshal('ay', [Buffer.alloc(bytes, serial)]) });
+
+describe('Framer reading from a shared buffer (pushCopy, room, filled)', () => {
+  const MIXED = [...FIXTURES, large(5000, 11), large(70_000, 12), large(OWN_BUFFER_SIZE - 64, 13)];
+
+  /**
+   * Reads `stream` as the connection does: the rest of a large message straight into its room,
+   * what follows through one shared buffer that is scribbled over after every read, so a
+   * message still pointing into it would come out corrupted.
+   */
+  function readLikeTheConnection(stream: Buffer, sizes: number[]): { out: Buffer[]; pendingSeen: Buffer[] } {
+    const framer = new Framer();
+    const shared = Buffer.alloc(80_000);
+    const out: Buffer[] = [];
+    const pendingSeen: Buffer[] = [];
+    let offset = 0;
+    for (let i = 0; offset < stream.length; i++) {
+      const size = Math.max(1, sizes[i % sizes.length]!);
+      const room = framer.room;
+      const direct = room ? Math.min(room.length, size, stream.length - offset) : 0;
+      if (room) stream.copy(room, 0, offset, offset + direct);
+      offset += direct;
+      const rest = Math.min(size - direct, stream.length - offset);
+      stream.copy(shared, 0, offset, offset + rest);
+      offset += rest;
+      if (direct > 0) {
+        const done = framer.filled(direct);
+        if (done) out.push(done);
+      }
+      out.push(...framer.pushCopy(shared.subarray(0, rest)));
+      shared.fill(0xee, 0, rest);
+      pendingSeen.push(Buffer.from(framer.pending()));
+    }
+    expect(framer.pendingLength).toBe(0);
+    return { out, pendingSeen };
+  }
+
+  it('hands out the same messages as push for any read sizes, none pointing into the shared buffer (property)', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.constantFrom(...MIXED), { minLength: 1, maxLength: 6 }),
+        fc.array(fc.integer({ min: 1, max: 80_000 }), { minLength: 1, maxLength: 8 }),
+        (messages, sizes) => {
+          const { out } = readLikeTheConnection(Buffer.concat(messages), sizes);
+          expect(hexes(out)).toEqual(hexes(messages));
+        },
+      ),
+      { numRuns: 150 },
+    );
+  });
+
+  it('receives the rest of a large message into its own buffer, which becomes the message', () => {
+    const msg = large(70_000, 12);
+    const framer = new Framer();
+    expect(framer.pushCopy(msg.subarray(0, 1000))).toEqual([]);
+    const room = framer.room!;
+    expect(room.length).toBe(msg.length - 1000);
+    msg.copy(room, 0, 1000);
+    const done = framer.filled(room.length)!;
+    expect(done.equals(msg)).toBe(true);
+    expect(done.buffer).toBe(room.buffer);
+    expect(framer.room).toBeUndefined();
+  });
+
+  it('gives a small unfinished message no room of its own', () => {
+    const framer = new Framer();
+    framer.pushCopy(FIXTURES[2]!.subarray(0, 40));
+    expect(framer.room).toBeUndefined();
+    expect(framer.pending().equals(FIXTURES[2]!.subarray(0, 40))).toBe(true);
+  });
+
+  it('carries a half-received large message over to another framer (handoff)', () => {
+    const msg = large(5000, 11);
+    const first = new Framer();
+    first.pushCopy(msg.subarray(0, 3000));
+    expect(first.pendingLength).toBe(3000);
+    const second = new Framer();
+    expect(second.push(Buffer.from(first.pending()))).toEqual([]);
+    const [done] = second.push(msg.subarray(3000));
+    expect(done!.equals(msg)).toBe(true);
+  });
+
+  it('hands out complete messages before bad framing in the same read, then reports it', () => {
+    const framer = new Framer();
+    const out = framer.pushCopy(Buffer.concat([FIXTURES[0]!, FIXTURES[3]!, Buffer.alloc(16, 0x99)]));
+    expect(hexes(out)).toEqual(hexes([FIXTURES[0]!, FIXTURES[3]!]));
+    expect(() => framer.throwIfFailed()).toThrow(WireError);
+  });
+
+  it('refuses a message over max_message_size from its fixed header, in a shared read', () => {
+    const framer = new Framer(1024);
+    expect(() => framer.pushCopy(large(5000, 11).subarray(0, 100))).toThrow(/max_message_size/);
   });
 });
