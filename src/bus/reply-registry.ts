@@ -11,7 +11,8 @@ interface PendingCall {
 /**
  * Method calls awaiting a reply. A reply is routed only if it answers one of
  * these (as dbus-daemon does), which stops peers from injecting fake replies.
- * Indexed both ways, so a disconnect costs only that peer's own calls.
+ * Indexed both ways, so a disconnect costs only that peer's own calls; the bus calls
+ * dropCaller and dropCallee for every peer that leaves.
  */
 export class ReplyRegistry {
   private readonly byCaller = new Map<Peer, Map<number, PendingCall>>();
@@ -48,6 +49,7 @@ export class ReplyRegistry {
     if (!calls) return [];
     const owed = [...calls].map((c) => ({ caller: c.caller, serial: c.serial }));
     for (const call of [...calls]) this.forget(call);
+    this.byCallee.delete(callee);
     return owed;
   }
 
@@ -55,6 +57,7 @@ export class ReplyRegistry {
   dropCaller(caller: Peer): void {
     const calls = this.byCaller.get(caller);
     if (calls) for (const call of [...calls.values()]) this.forget(call);
+    this.byCaller.delete(caller);
   }
 
   /** Forgets and returns the calls whose time ran out by `now`, oldest first. */
@@ -74,13 +77,11 @@ export class ReplyRegistry {
   }
 
   private forget(call: PendingCall): void {
-    const calls = this.byCaller.get(call.caller);
-    calls?.delete(call.serial);
-    if (calls?.size === 0) this.byCaller.delete(call.caller);
-    const set = this.byCallee.get(call.callee);
-    set?.delete(call);
-    if (set?.size === 0) this.byCallee.delete(call.callee);
-    this.inOrder.delete(call);
+    // A peer's (empty) index stays until the peer leaves (dropCaller/dropCallee): a client making
+    // one call at a time would otherwise make and drop a Map and a Set per call.
+    this.byCaller.get(call.caller)?.delete(call.serial);
+    this.byCallee.get(call.callee)?.delete(call);
+    if (call.expiresAt !== Infinity) this.inOrder.delete(call);
     call.caller.pendingCalls--;
     call.caller.account.release('pendingReplies');
   }

@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   MAX_NAME_LENGTH,
@@ -95,5 +96,34 @@ describe('isValidBusName', () => {
   it('allows hyphens in bus names but not in interface names', () => {
     expect(isValidBusName('org.foo-bar.Baz')).toBe(true);
     expect(isValidInterfaceName('org.foo-bar.Baz')).toBe(false);
+  });
+});
+
+describe('name checks agree with the specification written as regular expressions (property)', () => {
+  // The specification's rules, spelled as regular expressions: the oracle for the fast checks.
+  const element = /^[A-Za-z_][A-Za-z0-9_]*$/;
+  const busElement = /^[A-Za-z_-][A-Za-z0-9_-]*$/;
+  const uniqueElement = /^[A-Za-z0-9_-]+$/;
+  const dottedBy = (name: string, re: RegExp) =>
+    name.length > 0 && name.length <= 255 && name.split('.').length >= 2 && name.split('.').every((p) => re.test(p));
+  const oracle = {
+    interface: (s: string) => dottedBy(s, element),
+    member: (s: string) => s.length > 0 && s.length <= 255 && element.test(s),
+    path: (s: string) => /^\/$|^(\/[A-Za-z0-9_]+)+$/.test(s),
+    bus: (s: string) => (s.startsWith(':') ? s.length <= 255 && dottedBy(s.slice(1), uniqueElement) : dottedBy(s, busElement)),
+  };
+  const names = fc.string({ unit: fc.constantFrom('a', 'Z', '_', '-', '0', '9', '.', '/', ':', 'é', ' ', '\0'), maxLength: 12 });
+
+  it('for interface, member, object path and bus names', () => {
+    fc.assert(
+      fc.property(names, (s) => {
+        expect(isValidInterfaceName(s)).toBe(oracle.interface(s));
+        expect(isValidErrorName(s)).toBe(oracle.interface(s));
+        expect(isValidMemberName(s)).toBe(oracle.member(s));
+        expect(isValidObjectPath(s)).toBe(oracle.path(s));
+        expect(isValidBusName(s)).toBe(oracle.bus(s));
+      }),
+      { numRuns: 3000 },
+    );
   });
 });

@@ -12,6 +12,9 @@ import { Variant, type DBusValue } from './values.js';
  */
 export const MAX_TOTAL_DEPTH = 64;
 
+/** Strings up to this many bytes are first tried as plain ASCII (a loop beats three native calls). */
+const SHORT_TEXT = 128;
+
 function fail(why: string): never {
   throw new WireError('InvalidMessage', why);
 }
@@ -117,8 +120,22 @@ export class Reader {
     this.need(len + 1);
     const start = this.pos;
     const end = start + len;
-    if (this.buf[end] !== 0) fail('string is not NUL-terminated');
-    if (this.buf.indexOf(0, start) !== end) fail('string contains NUL');
+    const buf = this.buf;
+    if (buf[end] !== 0) fail('string is not NUL-terminated');
+    if (len <= SHORT_TEXT) {
+      // Header names and most strings: plain ASCII, checked and decoded in one pass.
+      let i = start;
+      while (i < end) {
+        const c = buf[i]!;
+        if (c === 0 || c > 0x7f) break;
+        i++;
+      }
+      if (i === end) {
+        this.pos = end + 1;
+        return buf.toString('latin1', start, end);
+      }
+    }
+    if (buf.indexOf(0, start) !== end) fail('string contains NUL');
     if (!isUtf8(this.buf.subarray(start, end))) fail('string is not valid UTF-8');
     this.pos = end + 1;
     return this.buf.toString('utf8', start, end);
