@@ -73,9 +73,9 @@ interface Region {
 
 interface Memory {
   readonly receive: Buffer;
-  readonly receiveAddress: bigint;
+  readonly receiveAddress: number;
   readonly send: Buffer;
-  readonly sendAddress: bigint;
+  readonly sendAddress: number;
   readonly receiveHeader: Buffer;
   readonly sendHeader: Buffer;
   readonly receiveIov: Buffer;
@@ -106,7 +106,7 @@ function shared(): Memory {
     return region;
   });
   const [receive, send, receiveHeader, sendHeader, receiveIov, sendIov, receiveControl, sendControl, events] = regions as [Region, Region, Region, Region, Region, Region, Region, Region, Region];
-  writeIovec(receiveIov.bytes, 0, receive.address, RECEIVE_CHUNK);
+  writeIovec(receiveIov.bytes, 0, Number(receive.address), RECEIVE_CHUNK);
   for (const [header, iov] of [[receiveHeader, receiveIov], [sendHeader, sendIov]] as const) {
     header.bytes.fill(0);
     header.bytes.writeBigUInt64LE(iov.address, 2 * P); // msg_iov
@@ -115,9 +115,9 @@ function shared(): Memory {
   receiveHeader.bytes.writeBigUInt64LE(receiveControl.address, 4 * P); // msg_control
   memory = {
     receive: receive.bytes,
-    receiveAddress: receive.address,
+    receiveAddress: Number(receive.address),
     send: send.bytes,
-    sendAddress: send.address,
+    sendAddress: Number(send.address),
     receiveHeader: receiveHeader.bytes,
     sendHeader: sendHeader.bytes,
     receiveIov: receiveIov.bytes,
@@ -155,7 +155,7 @@ export function receiveFrom(fd: number, room?: Buffer): ReceiveResult {
   const { recvmsg, addressOf } = ioBindings();
   m.receiveHeader.writeUInt32LE(CONTROL_BYTES, 5 * P); // msg_controllen, overwritten by the kernel
   if (room) {
-    writeIovec(m.receiveIov, 0, addressOf(room), room.length);
+    writeIovec(m.receiveIov, 0, Number(addressOf(room)), room.length);
     writeIovec(m.receiveIov, 1, m.receiveAddress, RECEIVE_CHUNK);
     m.receiveHeader.writeUInt32LE(2, 3 * P); // msg_iovlen
   }
@@ -176,9 +176,18 @@ export function receiveFrom(fd: number, room?: Buffer): ReceiveResult {
   return { kind: 'data', length: n, fds: controlLength > 0 ? parseRights(m.receiveControl, controlLength) : undefined, truncated };
 }
 
-function writeIovec(iov: Buffer, index: number, address: bigint, length: number): void {
-  iov.writeBigUInt64LE(address, index * IOVEC_BYTES);
-  iov.writeBigUInt64LE(BigInt(length), index * IOVEC_BYTES + P);
+const TWO_32 = 2 ** 32;
+
+/**
+ * One struct iovec. Addresses are plain numbers: user-space addresses on 64-bit Linux stay below
+ * 2^57, so a double holds them exactly, and no BigInt is made per send.
+ */
+function writeIovec(iov: Buffer, index: number, address: number, length: number): void {
+  const at = index * IOVEC_BYTES;
+  iov.writeUInt32LE(address % TWO_32, at);
+  iov.writeUInt32LE(Math.floor(address / TWO_32), at + 4);
+  iov.writeUInt32LE(length, at + P);
+  iov.writeUInt32LE(0, at + P + 4);
 }
 
 function parseRights(control: Buffer, length: number): number[] | undefined {
@@ -200,6 +209,9 @@ function parseRights(control: Buffer, length: number): number[] | undefined {
  * buffer (one iovec per run of copies), large ones (SEND_IN_PLACE and up) are sent from where
  * they are (an iovec each). At most SEND_CHUNK bytes and MAX_SEND_IOV iovecs per send.
  */
+/** The send msghdr points at the control buffer (the last send carried fds). */
+let controlAttached = false;
+
 export class SendGather {
   private iovs = 0;
   private total = 0;
@@ -229,7 +241,7 @@ export class SendGather {
     if (want >= SEND_IN_PLACE) {
       this.closeRun();
       if (this.iovs === MAX_SEND_IOV) return 0;
-      writeIovec(m.sendIov, this.iovs++, ioBindings().addressOf(piece) + BigInt(from), want);
+      writeIovec(m.sendIov, this.iovs++, Number(ioBindings().addressOf(piece)) + from, want);
       this.total += want;
       return want;
     }
@@ -248,7 +260,7 @@ export class SendGather {
   private closeRun(): void {
     if (this.runStart < 0) return;
     const m = shared();
-    writeIovec(m.sendIov, this.iovs - 1, m.sendAddress + BigInt(this.runStart), this.copied - this.runStart);
+    writeIovec(m.sendIov, this.iovs - 1, m.sendAddress + this.runStart, this.copied - this.runStart);
     this.runStart = -1;
   }
 
@@ -269,9 +281,11 @@ export class SendGather {
       for (let i = 0; i < fds.length; i++) control.writeInt32LE(fds[i]!, CMSG_HEADER + i * 4);
       m.sendHeader.writeBigUInt64LE(m.sendControlAddress, 4 * P);
       m.sendHeader.writeUInt32LE(CMSG_HEADER + align(fds.length * 4), 5 * P);
-    } else {
+      controlAttached = true;
+    } else if (controlAttached) {
       m.sendHeader.writeBigUInt64LE(0n, 4 * P);
       m.sendHeader.writeUInt32LE(0, 5 * P);
+      controlAttached = false;
     }
     const { sendmsg } = ioBindings();
     let n: number;
