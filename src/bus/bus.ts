@@ -3,6 +3,7 @@ import { marshal } from '../wire/marshal.js';
 import type { DBusValue } from '../wire/values.js';
 import { Driver, type DriverMethod } from './driver.js';
 import { BusError, DBusErrorName } from './errors.js';
+import { MatchIndex } from './match-index.js';
 import { matchRuleMatches, type MatchRule } from './match-rule.js';
 import { NameRegistry, type NameOwnerChange } from './name-registry.js';
 import { Peer, type Credentials } from './peer.js';
@@ -118,8 +119,12 @@ export class Bus {
   private readonly monitors = new Set<Peer>();
   /** Peers holding at least one eavesdrop=true rule: they see unicast traffic too. */
   private readonly eavesdroppers = new Set<Peer>();
-  /** Peers holding at least one match rule: the only candidates for broadcasts. */
+  /** Peers holding at least one match rule. */
   private readonly subscribers = new Set<Peer>();
+  /** Every peer's match rules, indexed by interface and member: a broadcast checks only candidates. */
+  private readonly ruleIndex = new MatchIndex<Peer>();
+  /** Counts broadcasts, so a peer with several matching rules gets one copy. */
+  private broadcasts = 0;
   private readonly driver: Driver;
   /** Service activation: .service files, messages held while their service starts. */
   readonly activator: Activator;
@@ -303,6 +308,7 @@ export class Bus {
     if (!this.peers.delete(peer.id)) return;
     peer.account.release('connections');
     peer.account.release('matchRules', peer.matches.length);
+    for (const rule of peer.matches) this.ruleIndex.remove(peer, rule);
     this.driver.stats.forget(peer);
     this.monitors.delete(peer);
     this.subscribers.delete(peer);
@@ -367,6 +373,7 @@ export class Bus {
       throw new BusError(DBusErrorName.LimitsExceeded, `uid ${peer.credentials.uid} has too many match rules on the bus (${this.accounts.ceilings().matchRules})`);
     }
     peer.matches.push(rule);
+    this.ruleIndex.add(peer, rule);
     this.subscribers.add(peer);
     if (rule.eavesdrop) this.eavesdroppers.add(peer);
   }
@@ -374,6 +381,7 @@ export class Bus {
   removeMatch(peer: Peer, rule: MatchRule): void {
     const at = peer.matches.findIndex((r) => r.canonical === rule.canonical);
     if (at < 0) throw new BusError(DBusErrorName.MatchRuleNotFound, 'The given match rule wasn\'t found and can\'t be removed');
+    this.ruleIndex.remove(peer, peer.matches[at]!);
     peer.matches.splice(at, 1);
     peer.account.release('matchRules');
     if (peer.matches.length === 0) this.subscribers.delete(peer);
@@ -392,6 +400,7 @@ export class Bus {
     this.emitNameOwnerChanged(unique, unique, '');
     this.byUniqueName.delete(unique);
     peer.account.release('matchRules', peer.matches.length);
+    for (const rule of peer.matches) this.ruleIndex.remove(peer, rule);
     peer.matches.length = 0;
     this.subscribers.delete(peer);
     this.eavesdroppers.delete(peer);
@@ -779,24 +788,18 @@ export class Bus {
     return refused;
   }
 
-  private wants(peer: Peer, routed: RoutedMessage): boolean {
-    for (const rule of peer.matches) if (matchRuleMatches(rule, routed)) return true;
-    return false;
-  }
-
   /** A signal to every subscriber that wants it; a receiver the policy refuses is skipped silently. */
   private broadcast(routed: RoutedMessage, from: Peer | undefined): void {
     this.toMonitors(routed);
-    if (!this.policyInForce) {
-      for (const peer of this.subscribers) if (this.wants(peer, routed)) this.deliver(peer, routed);
-      return;
-    }
-    for (const peer of this.subscribers) {
-      if (!this.wants(peer, routed)) continue;
-      const denial = this.policyDenies(from, peer, routed, false, false);
+    if (this.ruleIndex.count === 0) return;
+    const stamp = ++this.broadcasts;
+    this.ruleIndex.candidates(routed.interface, routed.member, ({ owner: peer, rule }) => {
+      if (peer.lastBroadcast === stamp || !matchRuleMatches(rule, routed)) return;
+      peer.lastBroadcast = stamp;
+      const denial = this.policyInForce ? this.policyDenies(from, peer, routed, false, false) : undefined;
       if (denial) this.refuseBroadcast(from, peer, routed, denial);
       else this.deliver(peer, routed);
-    }
+    });
   }
 
   /** Overhearing needs an eavesdrop match rule and, under a policy, an eavesdrop="true" receive rule. */

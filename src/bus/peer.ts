@@ -58,6 +58,8 @@ export class Peer {
   acceptsFds = false;
   /** Set while messages to this peer are refused for its outbound quota (logs once per episode). */
   overQuota = false;
+  /** The last broadcast delivered to this peer (the bus's count): one copy even when several rules match. */
+  lastBroadcast = 0;
 
   constructor(
     readonly id: number,
