@@ -11,7 +11,7 @@
  * and one PNG per family (bench/plot.ts) are made from their results.
  */
 import path from 'node:path';
-import type { BusName } from './buses.js';
+import { type BusName, REPO_ROOT } from './buses.js';
 import { Peers } from './clients.js';
 import { writePlot } from './plot.js';
 import { round } from './proc.js';
@@ -230,8 +230,11 @@ function header(buses: readonly BusName[], first: string): string[] {
   return [first, ...buses, ...(buses.includes('ferrybus') ? buses.filter((b) => b !== 'ferrybus').map((b) => `ferrybus/${b}`) : [])];
 }
 
-/** Markdown tables of the scale section (one per family), for bench/README.md. */
-export function scaleMarkdown(r: ScaleResult): string {
+/**
+ * Markdown tables of the scale section (one per family) with their plots, for bench/README.md;
+ * image links are relative to `linkFrom` (default: bench/, where the README is).
+ */
+export function scaleMarkdown(r: ScaleResult, linkFrom = path.join(REPO_ROOT, 'bench')): string {
   const buses = busesOf(r);
   const out: string[] = [];
   for (const f of [r.fanout, r.names]) {
@@ -240,7 +243,7 @@ export function scaleMarkdown(r: ScaleResult): string {
     out.push(`**${f.title}** — ${f.unit}, median (min–max)`, '');
     out.push(`| ${head.join(' | ')} |`, `|${head.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`);
     for (const row of familyRows(f, buses)) out.push(`| ${row.join(' | ')} |`);
-    if (f.plot) out.push('', `![${f.title}](${path.basename(f.plot)})`);
+    if (f.plot) out.push('', `![${f.title}](${path.relative(linkFrom, f.plot)})`);
     out.push('');
   }
   return out.join('\n');
