@@ -25,6 +25,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import os from 'node:os';
 import path from 'node:path';
 import { BUSES, type BusName, ferrybusCommand, type FerrybusFrom, getFerrybusFrom, REPO_ROOT, setFerrybusFrom, startBenchBus, versions } from './buses.js';
+import { benchClientPath } from './clients.js';
 import { attachScenarioMemory, measureMemory, printMemory } from './memory.js';
 import { printScale, SCALE_SCENARIOS, scaleResult, writeScalePlots } from './scale.js';
 import { cpuSeconds, loadAverage, memory, round, schedSeconds, systemCpu } from './proc.js';
@@ -317,6 +318,8 @@ async function benchmark(o: Options): Promise<void> {
   const loadBefore = loadAverage();
   console.log(`ferrybus bench: ${scenarios.length} scenarios × ${o.buses.length} buses × ${o.reps} repetitions, scale ${o.scale}; load ${loadBefore.join(' ')}`);
   const runs = new Map<string, RunRecord[]>(scenarios.map((s) => [s.id, []]));
+  // A missing compiler or libdbus-1-dev stops the run here, not in every run of every scenario.
+  if (scenarios.some((s) => s.usesBenchClient) || !o.only || o.only.includes('memory')) benchClientPath();
   for (let rep = 0; rep < o.reps; rep++) {
     // Rotate the order every repetition so no bus always runs first (or right after another).
     const order = o.buses.map((_, i) => o.buses[(i + rep) % o.buses.length]!);

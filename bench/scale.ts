@@ -47,6 +47,7 @@ function fanoutScale(n: number): Scenario {
       `member, interface, path or arg0 (in turn). One emitter, a GetId round trip every \`window\` signals. ` +
       `Routed messages = count × matching deliveries; the drive checks that no other connection received one.`,
     limits: SCALE_LIMITS,
+    usesBenchClient: true,
     prepare: (bus, p) =>
       prepareFanOut(bus, { subscribers: p.matching!, rules: p.rules!, idlePeers: p.peers! - p.matching!, window: p.window! }),
   };
@@ -64,6 +65,7 @@ function namesScale(n: number): Scenario {
   return {
     ...base,
     limits: SCALE_LIMITS,
+    usesBenchClient: true,
     async prepare(bus, p) {
       const idle = await Peers.start(bus, { connections: p.names!, names: 'com.example.Idle', readyTimeoutMs: 120_000 });
       try {

@@ -43,6 +43,8 @@ export interface Scenario {
    * per user than the compiled-in 256); dbus-broker runs with the harness controller's quotas.
    */
   limits?: Readonly<Record<string, number>>;
+  /** Drives the bus with bench/clients/dbus-bench-client.c (compiled before the run starts). */
+  usesBenchClient?: boolean;
 }
 
 const SETPRIV = '/usr/bin/setpriv';
@@ -238,6 +240,7 @@ const fanOut: Scenario = {
     '(body "s", 13 chars) with a GetId round trip to the bus every `window` signals; `subscribers` ' +
     'processes, one connection each, each hold one match rule (interface+member) and count what arrives; ' +
     'routed messages = count × subscribers deliveries',
+  usesBenchClient: true,
   prepare: (bus, p) => prepareFanOut(bus, { subscribers: p.subscribers!, rules: 1, idlePeers: 0, window: p.window! }),
 };
 
@@ -251,6 +254,7 @@ const connectStorm: Scenario = {
     'libdbus clients (bench/clients/dbus-bench-client.c connect-loop), `concurrency` processes in parallel, ' +
     'each repeating: dbus_connection_open_private (SASL EXTERNAL, unix fd negotiation), dbus_bus_register ' +
     '(Hello), one call to the echo service and its reply, close; cost per connection',
+  usesBenchClient: true,
   async prepare(bus, p) {
     const echo = await startEcho(bus);
     return {
