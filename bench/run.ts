@@ -9,7 +9,9 @@
  *   npm run bench -- --profile --profiler=perf [--perf-js-names]   # Linux perf: on-CPU, user + kernel,
  *                                           # by category (GC, kernel, memcpy, JIT code, …)
  *   npm run bench -- --syscalls             # syscalls and context switches per message (perf stat)
- *   npm run bench -- --ferrybus-node-flags="--max-semi-space-size=32"   # node flags for ferrybus
+ *   npm run bench -- --ferrybus-node-flags="--max-semi-space-size=32"   # node flags for ferrybus (appended)
+ *   npm run bench -- --ferrybus-from=dist   # dist/src/cli/main.js instead of the bundle as deployed
+ *   npm run bench -- --only=fanout-scale-1000,names-scale-1000,memory   # scale scenarios, memory section
  *
  * What is measured, per bus and scenario: CPU seconds (utime+stime from /proc/PID/stat, whole
  * process) of the routing process only, per 100k routed messages (per connection for the
@@ -22,14 +24,21 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { BUSES, type BusName, REPO_ROOT, startBenchBus, versions } from './buses.js';
+import { BUSES, type BusName, ferrybusCommand, type FerrybusFrom, getFerrybusFrom, REPO_ROOT, setFerrybusFrom, startBenchBus, versions } from './buses.js';
+import { benchClientPath } from './clients.js';
+import { attachScenarioMemory, measureMemory, printMemory } from './memory.js';
+import { printScale, SCALE_SCENARIOS, scaleResult, writeScalePlots } from './scale.js';
 import { cpuSeconds, loadAverage, memory, round, schedSeconds, systemCpu } from './proc.js';
 import { startLongRunning } from '../test/harness/long-running.js';
 import { summarizeProfile } from './profile.js';
-import { SCENARIOS, type Scenario } from './scenarios.js';
+import { SCENARIOS as BASE_SCENARIOS, type Scenario } from './scenarios.js';
 import { measureStartup, printStartup } from './startup.js';
 
+const SCENARIOS: readonly Scenario[] = [...BASE_SCENARIOS, ...SCALE_SCENARIOS];
+
 interface Options {
+  /** How ferrybus is started (bench/buses.ts); default: the bundle as deployed (dist for --profile). */
+  ferrybusFrom: FerrybusFrom | undefined;
   scale: number;
   reps: number;
   only: string[] | undefined;
@@ -108,6 +117,7 @@ function parseArgs(argv: string[]): Options {
     syscalls: false,
     nodeFlags: [],
     quick: false,
+    ferrybusFrom: undefined,
   };
   let outGiven = false;
   for (const arg of argv) {
@@ -148,6 +158,10 @@ function parseArgs(argv: string[]): Options {
       case '--ferrybus-node-flags':
         o.nodeFlags = value!.split(/\s+/).filter(Boolean);
         break;
+      case '--ferrybus-from':
+        if (value !== 'bundle' && value !== 'dist') throw new Error('--ferrybus-from is bundle or dist');
+        o.ferrybusFrom = value;
+        break;
       case '--help':
       case '-h':
         console.log(readFileSync(new URL(import.meta.url), 'utf8').split('*/')[0]);
@@ -163,7 +177,7 @@ function parseArgs(argv: string[]): Options {
     if (!outGiven) o.out = path.join(RESULTS_DIR, 'quick.json');
   }
   for (const b of o.buses) if (!(BUSES as readonly string[]).includes(b)) throw new Error(`unknown bus ${b}`);
-  if (o.only) for (const id of o.only) if (id !== 'startup' && !SCENARIOS.some((s) => s.id === id)) throw new Error(`unknown scenario ${id}`);
+  if (o.only) for (const id of o.only) if (id !== 'startup' && id !== 'memory' && !SCENARIOS.some((s) => s.id === id)) throw new Error(`unknown scenario ${id}`);
   if (!(o.scale > 0) || !(o.reps >= 1)) throw new Error('--scale must be > 0 and --reps >= 1');
   return o;
 }
@@ -183,7 +197,7 @@ const median = (xs: number[]): number => {
 
 /** One measured run of one scenario on a fresh bus. */
 async function measure(s: Scenario, bus: BusName, params: Record<string, number>, rep: number, position: number, nodeFlags: string[]): Promise<RunRecord> {
-  const b = await startBenchBus(bus, { nodeFlags, config: s.config });
+  const b = await startBenchBus(bus, { nodeFlags, config: s.config, limits: s.limits });
   try {
     const prepared = await s.prepare(b, params);
     try {
@@ -304,6 +318,8 @@ async function benchmark(o: Options): Promise<void> {
   const loadBefore = loadAverage();
   console.log(`ferrybus bench: ${scenarios.length} scenarios × ${o.buses.length} buses × ${o.reps} repetitions, scale ${o.scale}; load ${loadBefore.join(' ')}`);
   const runs = new Map<string, RunRecord[]>(scenarios.map((s) => [s.id, []]));
+  // A missing compiler or libdbus-1-dev stops the run here, not in every run of every scenario.
+  if (scenarios.some((s) => s.usesBenchClient) || !o.only || o.only.includes('memory')) benchClientPath();
   for (let rep = 0; rep < o.reps; rep++) {
     // Rotate the order every repetition so no bus always runs first (or right after another).
     const order = o.buses.map((_, i) => o.buses[(i + rep) % o.buses.length]!);
@@ -332,6 +348,8 @@ async function benchmark(o: Options): Promise<void> {
   }
   // Cold start (bench/startup.ts): 5 rounds per repetition of the scenarios.
   const startup = !o.only || o.only.includes('startup') ? await measureStartup(5 * o.reps) : undefined;
+  // Memory (bench/memory.ts): idle, per connection, and below each scenario's RSS over idle.
+  const memory = !o.only || o.only.includes('memory') ? await measureMemory({ reps: o.reps, buses: o.buses, nodeFlags: o.nodeFlags }) : undefined;
   const results = scenarios.map((s, i) => {
     const rs = runs.get(s.id)!;
     const summary: Partial<Record<BusName, BusSummary>> = {};
@@ -352,12 +370,17 @@ async function benchmark(o: Options): Promise<void> {
       runs: rs,
     };
   });
+  // Scale table and plots (bench/scale.ts), next to the results file: scale-*.png for latest.json.
+  const scale = scaleResult(results, o.buses);
+  const stem = path.basename(o.out, '.json');
+  if (scale) writeScalePlots(scale, path.dirname(o.out), stem === 'latest' ? '' : `${stem}-`);
+  if (memory) attachScenarioMemory(memory, results);
   const doc = {
     tool: 'bench/run.ts',
     startedAt: started.toISOString(),
     finishedAt: new Date().toISOString(),
     durationSec: Math.round((Date.now() - started.getTime()) / 1000),
-    options: { scale: o.scale, reps: o.reps, quick: o.quick, buses: o.buses, ferrybusNodeFlags: o.nodeFlags },
+    options: { scale: o.scale, reps: o.reps, quick: o.quick, buses: o.buses, ferrybusNodeFlags: o.nodeFlags, ferrybusFrom: getFerrybusFrom(), ferrybus: o.buses.includes('ferrybus') ? ferrybusCommand(o.nodeFlags) : undefined },
     machine: machine(),
     versions: versions(),
     load: { before: loadBefore, after: loadAverage() },
@@ -369,12 +392,17 @@ async function benchmark(o: Options): Promise<void> {
       'ratios: ferrybus divided by the reference (cpu > 1 means ferrybus uses more CPU; throughput < 1 means slower).',
     scenarios: results,
     ...(startup ? { startup } : {}),
+    ...(scale ? { scale } : {}),
+    ...(memory ? { memory } : {}),
   };
   if (startup) printStartup(startup);
+  if (scale) printScale(scale);
+  if (memory) printMemory(memory);
   mkdirSync(path.dirname(o.out), { recursive: true });
   writeFileSync(o.out, JSON.stringify(doc, null, 2) + '\n');
   console.log(`\nload average before ${loadBefore.join(' ')}, after ${doc.load.after.join(' ')}; ${doc.durationSec} s; results in ${path.relative(process.cwd(), o.out)}`);
   const failed = results.flatMap((r) => r.runs.filter((x) => x.errors.length > 0));
+  if (memory?.errors.length) process.exitCode = 1;
   if (failed.length > 0) {
     console.log(`${failed.length} runs failed (excluded from medians)`);
     process.exitCode = 1;
@@ -571,7 +599,7 @@ async function syscalls(o: Options): Promise<void> {
     console.log(`  ${pad('', 14)}${lpad('syscalls', 10)}${lpad('ctx switches', 14)}`);
     for (const bus of o.buses) {
       if (s.buses && !s.buses.includes(bus)) continue;
-      const b = await startBenchBus(bus, { nodeFlags: o.nodeFlags, config: s.config });
+      const b = await startBenchBus(bus, { nodeFlags: o.nodeFlags, config: s.config, limits: s.limits });
       try {
         const prepared = await s.prepare(b, params);
         try {
@@ -608,6 +636,8 @@ async function main(): Promise<void> {
   // Ctrl-C: exit normally so the harness's exit hook kills every process it started, by PID.
   process.on('SIGINT', () => process.exit(130));
   process.on('SIGTERM', () => process.exit(143));
+  // As deployed (the bundle, the unit's node flags) unless asked; the profiles name src/ files from dist/.
+  setFerrybusFrom(o.ferrybusFrom ?? (o.profile ? 'dist' : 'bundle'));
   if (o.profile) await profile(o);
   else if (o.syscalls) await syscalls(o);
   else await benchmark(o);

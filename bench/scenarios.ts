@@ -2,22 +2,11 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type * as net from 'node:net';
 import { startLongRunning, type LongRunning } from '../test/harness/long-running.js';
-import { Framer } from '../src/wire/framer.js';
-import { MessageType, parseMessage } from '../src/wire/message.js';
 import type { BenchBus, BusName } from './buses.js';
+import { connectLoop, emitSignals, Peers } from './clients.js';
 import { systemPolicyConfig } from './system-policy.js';
-import {
-  BUS_NAME,
-  BUS_PATH,
-  batchOf,
-  connectAuthenticated,
-  helloMessage,
-  RawClient,
-  templateMessage,
-  waitForName,
-} from './raw-client.js';
+import { waitForName } from './raw-client.js';
 
 export const ECHO_NAME = 'com.example.Echo';
 
@@ -49,6 +38,13 @@ export interface Scenario {
   config?: (listen: string) => string;
   /** The buses it runs on (default: all). */
   buses?: readonly BusName[];
+  /**
+   * <limit> values for ferrybus and dbus-daemon, on the permissive config (e.g. more connections
+   * per user than the compiled-in 256); dbus-broker runs with the harness controller's quotas.
+   */
+  limits?: Readonly<Record<string, number>>;
+  /** Drives the bus with bench/clients/dbus-bench-client.c (compiled before the run starts). */
+  usesBenchClient?: boolean;
 }
 
 const SETPRIV = '/usr/bin/setpriv';
@@ -88,7 +84,7 @@ export function runToEnd(
 const sessionEnv = (bus: BenchBus) => ({ DBUS_SESSION_BUS_ADDRESS: bus.address });
 
 /** dbus-test-tool echo owning ECHO_NAME, ready once the name has an owner. */
-async function startEcho(bus: BenchBus): Promise<LongRunning> {
+export async function startEcho(bus: BenchBus): Promise<LongRunning> {
   const echo = startLongRunning('dbus-test-tool', ['echo', `--name=${ECHO_NAME}`], { env: sessionEnv(bus) });
   try {
     await waitForName(bus.socketPath, ECHO_NAME);
@@ -108,7 +104,7 @@ async function expectDenied(bus: BenchBus, echo: LongRunning, iface: string): Pr
 }
 
 /** spam → bus → echo → bus → spam: `count` calls with `queue` in flight. */
-function spamScenario(
+export function spamScenario(
   id: string,
   title: string,
   params: Record<string, number>,
@@ -174,112 +170,79 @@ function fdRoundTrip(): Scenario {
   };
 }
 
-const SIGNAL_INTERFACE = 'com.example.Bench';
+/** The shape of a signal fan-out run: who subscribes, what else is connected. */
+export interface FanOutShape {
+  /** Subscriber processes, one connection each, each with one rule matching the bench signal. */
+  subscribers: number;
+  /** Match rules per connection (subscribers: 1 matching + rules-1 that match nothing sent). */
+  rules: number;
+  /** More connections, in one process, each with `rules` rules that match nothing sent. */
+  idlePeers: number;
+  /** The emitter makes a GetId round trip to the bus every `window` signals. */
+  window: number;
+}
+
+/**
+ * libdbus clients (bench/clients/dbus-bench-client.c): `subscribers` processes, `idlePeers` more
+ * connections in one process, and per drive an emitter process. A drive ends when every
+ * subscriber has received every signal; then each subscriber must hold exactly what was sent,
+ * and the idle peers nothing.
+ */
+export async function prepareFanOut(bus: BenchBus, shape: FanOutShape): Promise<Prepared> {
+  const started: Peers[] = [];
+  let idle: Peers | undefined;
+  try {
+    const subs = await Promise.allSettled(
+      Array.from({ length: shape.subscribers }, () => Peers.start(bus, { connections: 1, rules: shape.rules, matching: 1 })),
+    );
+    for (const r of subs) if (r.status === 'fulfilled') started.push(r.value);
+    const failed = subs.find((r) => r.status === 'rejected');
+    if (failed) throw (failed as PromiseRejectedResult).reason;
+    if (shape.idlePeers > 0) idle = await Peers.start(bus, { connections: shape.idlePeers, rules: shape.rules, matching: 0, readyTimeoutMs: 120_000 });
+  } catch (err) {
+    await Promise.all(started.map((p) => p.stop()));
+    throw err;
+  }
+  const subscribers = started;
+  return {
+    async drive(count) {
+      const settled = await Promise.allSettled([
+        emitSignals(bus, count, shape.window),
+        ...subscribers.map((s) => s.expect(count, 180_000)),
+      ]);
+      const errors = settled.flatMap((r) => (r.status === 'rejected' ? [(r.reason as Error).message.split('\n')[0]!] : []));
+      if (errors.length === 0) {
+        const counts = await Promise.all(subscribers.map((s) => s.count()));
+        if (counts.some((c, i) => c !== subscribers[i]!.expectedTotal)) {
+          errors.push(`subscribers received ${counts.join(',')} signals in total, expected ${subscribers[0]!.expectedTotal} each`);
+        }
+        if (idle) {
+          const stray = await idle.count();
+          if (stray !== 0) errors.push(`${stray} signals reached connections whose rules do not match them`);
+        }
+      }
+      return { units: count * subscribers.length, errors };
+    },
+    async cleanup() {
+      await Promise.all([...subscribers, ...(idle ? [idle] : [])].map((p) => p.stop()));
+    },
+  };
+}
 
 const fanOut: Scenario = {
   id: 'fanout',
   title: 'signal fan-out to 10 subscribers',
   unit: 'msg',
-  params: { count: 60_000, subscribers: 10, window: 128, batch: 32 },
+  params: { count: 60_000, subscribers: 10, window: 128 },
   scaled: ['count'],
   describe:
-    'one raw-client emitter broadcasts `count` signals (body "s", 13 chars) with at most `window` ' +
-    'not yet received by the slowest subscriber; `subscribers` raw clients each hold one match rule ' +
-    '(interface+member); routed messages = count × subscribers deliveries',
-  async prepare(bus, p) {
-    const subscribers: RawClient[] = [];
-    const received: number[] = [];
-    const emitter = await RawClient.connect(bus.socketPath);
-    const rule = `type='signal',interface='${SIGNAL_INTERFACE}',member='Tick'`;
-    for (let i = 0; i < p.subscribers!; i++) {
-      const sub = await RawClient.connect(bus.socketPath);
-      await sub.call(BUS_NAME, BUS_PATH, BUS_NAME, 'AddMatch', 's', [rule]);
-      received.push(0);
-      subscribers.push(sub);
-    }
-    const template = templateMessage({
-      type: MessageType.Signal,
-      path: '/com/example/Bench',
-      interface: SIGNAL_INTERFACE,
-      member: 'Tick',
-      signature: 's',
-      body: Buffer.from('0d00000068656c6c6f2c20776f726c642100', 'hex'), // "hello, world!"
-    });
-    const closeAll = () => {
-      emitter.close();
-      for (const s of subscribers) s.close();
-    };
-    return {
-      drive(count) {
-        received.fill(0);
-        const window = p.window!;
-        const batch = p.batch!;
-        let sent = 0;
-        let serial = 1000;
-        return new Promise<DriveResult>((resolve) => {
-          const minReceived = () => {
-            let m = Infinity;
-            for (const r of received) if (r < m) m = r;
-            return m;
-          };
-          const pump = () => {
-            const floor = minReceived();
-            if (floor >= count) {
-              const extra = received.filter((r) => r !== count);
-              const errors = extra.length ? [`subscribers received ${received.join(',')} signals, expected ${count} each`] : [];
-              resolve({ units: count * subscribers.length, errors });
-              return;
-            }
-            while (sent < count && sent - floor < window) {
-              const n = Math.min(batch, count - sent, window - (sent - floor));
-              emitter.write(batchOf(template, n, serial));
-              serial += n;
-              sent += n;
-            }
-          };
-          subscribers.forEach((sub, i) => {
-            sub.onFrame = (frame) => {
-              if (frame[1] !== MessageType.Signal) return;
-              received[i]!++;
-              if (received[i] === count || (received[i]! & 15) === 0) pump();
-            };
-          });
-          pump();
-        });
-      },
-      async cleanup() {
-        closeAll();
-      },
-    };
-  },
+    'libdbus clients (bench/clients/dbus-bench-client.c): one emitter process broadcasts `count` signals ' +
+    '(body "s", 13 chars) with a GetId round trip to the bus every `window` signals; `subscribers` ' +
+    'processes, one connection each, each hold one match rule (interface+member) and count what arrives; ' +
+    'routed messages = count × subscribers deliveries',
+  usesBenchClient: true,
+  prepare: (bus, p) => prepareFanOut(bus, { subscribers: p.subscribers!, rules: 1, idlePeers: 0, window: p.window! }),
 };
-
-/** connect, authenticate, BEGIN + Hello + one call to the echo service (pipelined), wait, close. */
-function oneConnection(socketPath: string, call: Buffer, hello: Buffer): Promise<string | undefined> {
-  return connectAuthenticated(socketPath).then(
-    (socket: net.Socket) =>
-      new Promise<string | undefined>((resolve) => {
-        const framer = new Framer();
-        socket.on('error', () => {});
-        const done = (err: string | undefined) => {
-          socket.destroy();
-          resolve(err);
-        };
-        socket.on('data', (chunk: Buffer) => {
-          for (const frame of framer.push(chunk)) {
-            const type = frame[1];
-            if (type !== MessageType.MethodReturn && type !== MessageType.Error) continue;
-            const h = parseMessage(frame).header;
-            if (h.type === MessageType.Error) return done(`${h.errorName} (reply to serial ${h.replySerial})`);
-            if (h.replySerial === 2) return done(undefined);
-          }
-        });
-        socket.on('close', () => resolve('connection closed before the reply'));
-        socket.write(Buffer.concat([Buffer.from('BEGIN\r\n', 'latin1'), hello, call]));
-      }),
-    (err: Error) => err.message,
-  );
-}
 
 const connectStorm: Scenario = {
   id: 'connect',
@@ -288,32 +251,16 @@ const connectStorm: Scenario = {
   params: { count: 5000, concurrency: 4 },
   scaled: ['count'],
   describe:
-    'raw clients, `concurrency` at a time: connect, SASL EXTERNAL, BEGIN + Hello + one call to the ' +
-    'echo service in one write, wait for the reply, close; cost per connection',
+    'libdbus clients (bench/clients/dbus-bench-client.c connect-loop), `concurrency` processes in parallel, ' +
+    'each repeating: dbus_connection_open_private (SASL EXTERNAL, unix fd negotiation), dbus_bus_register ' +
+    '(Hello), one call to the echo service and its reply, close; cost per connection',
+  usesBenchClient: true,
   async prepare(bus, p) {
     const echo = await startEcho(bus);
-    const hello = helloMessage(1);
-    const call = templateMessage({
-      type: MessageType.MethodCall,
-      destination: ECHO_NAME,
-      path: '/',
-      interface: 'com.example.Spam',
-      member: 'Spam',
-    });
-    call.writeUInt32LE(2, 8);
     return {
       async drive(count) {
-        let next = 0;
-        const errors: string[] = [];
-        const worker = async () => {
-          while (next < count) {
-            next++;
-            const err = await oneConnection(bus.socketPath, call, hello);
-            if (err) errors.push(err);
-          }
-        };
-        await Promise.all(Array.from({ length: p.concurrency! }, worker));
-        return { units: count, errors: errors.length ? [`${errors.length} failed connections, first: ${errors[0]}`] : [] };
+        const errors = await connectLoop(bus, count, ECHO_NAME, p.concurrency!);
+        return { units: count, errors };
       },
       async cleanup() {
         await echo.stop();
