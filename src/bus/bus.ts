@@ -793,7 +793,7 @@ export class Bus {
     this.toMonitors(routed);
     if (this.ruleIndex.count === 0) return;
     const stamp = ++this.broadcasts;
-    this.ruleIndex.candidates(routed.interface, routed.member, ({ owner: peer, rule }) => {
+    this.ruleIndex.candidates(routed, ({ owner: peer, rule }) => {
       if (peer.lastBroadcast === stamp || !matchRuleMatches(rule, routed)) return;
       peer.lastBroadcast = stamp;
       const denial = this.policyInForce ? this.policyDenies(from, peer, routed, false, false) : undefined;

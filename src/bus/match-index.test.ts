@@ -6,16 +6,16 @@ import { matchRuleMatches, parseMatchRule, type MatchRule, type MatchTarget } fr
 const IFACES = ['a.B', 'a.C', 'x.Y'];
 const MEMBERS = ['Ping', 'Pong', 'Changed'];
 
-function signal(iface: string | undefined, member: string | undefined, type = 4): MatchTarget {
+function signal(iface: string | undefined, member: string | undefined, path = '/p', arg0?: { value: string; code: 's' | 'o' }): MatchTarget {
   return {
-    type,
+    type: 4,
     sender: ':1.1',
     interface: iface,
     member,
-    path: '/p',
+    path,
     senderOwns: () => false,
     addressedTo: () => false,
-    textArg: () => undefined,
+    textArg: (i) => (i === 0 ? arg0 : undefined),
   };
 }
 
@@ -24,11 +24,17 @@ const ruleText = fc
     iface: fc.option(fc.constantFrom(...IFACES), { nil: undefined }),
     member: fc.option(fc.constantFrom(...MEMBERS), { nil: undefined }),
     type: fc.option(fc.constantFrom('signal', 'method_call'), { nil: undefined }),
-    path: fc.option(fc.constantFrom('/p', '/q'), { nil: undefined }),
+    path: fc.option(fc.constantFrom("path='/p'", "path='/q'", "path_namespace='/p'"), { nil: undefined }),
+    arg0: fc.option(fc.constantFrom("arg0='x'", "arg0='y'", "arg0=''", "arg0path='/p/'", "arg0namespace='a'"), { nil: undefined }),
   })
-  .map(({ iface, member, type, path }) =>
-    [iface && `interface='${iface}'`, member && `member='${member}'`, type && `type='${type}'`, path && `path='${path}'`].filter(Boolean).join(','),
+  .map(({ iface, member, type, path, arg0 }) =>
+    [iface && `interface='${iface}'`, member && `member='${member}'`, type && `type='${type}'`, path, arg0].filter(Boolean).join(','),
   );
+
+const arg0s = fc.option(
+  fc.record({ value: fc.constantFrom('x', 'y', '', '/p/q', 'a.b'), code: fc.constantFrom('s' as const, 'o' as const) }),
+  { nil: undefined },
+);
 
 describe('MatchIndex', () => {
   it('offers every rule that matches a message among its candidates, whatever the rules (property)', () => {
@@ -38,7 +44,9 @@ describe('MatchIndex', () => {
         fc.nat(),
         fc.option(fc.constantFrom(...IFACES), { nil: undefined }),
         fc.option(fc.constantFrom(...MEMBERS), { nil: undefined }),
-        (entries, removeEvery, iface, member) => {
+        fc.constantFrom('/p', '/q', '/p/r'),
+        arg0s,
+        (entries, removeEvery, iface, member, path, arg0) => {
           const index = new MatchIndex<number>();
           const live: Array<{ owner: number; rule: MatchRule }> = [];
           entries.forEach(([owner, text], i) => {
@@ -52,9 +60,12 @@ describe('MatchIndex', () => {
             }
           });
           expect(index.count).toBe(live.length);
-          const m = signal(iface, member);
+          const m = signal(iface, member, path, arg0);
           const offered = new Set<MatchRule>();
-          index.candidates(iface, member, ({ rule }) => offered.add(rule));
+          index.candidates(m, ({ rule }) => {
+            expect(offered.has(rule)).toBe(false);
+            offered.add(rule);
+          });
           for (const { rule } of live) if (matchRuleMatches(rule, m)) expect(offered.has(rule)).toBe(true);
           // Nothing removed is offered.
           for (const rule of offered) expect(live.some((e) => e.rule === rule)).toBe(true);
@@ -64,14 +75,38 @@ describe('MatchIndex', () => {
     );
   });
 
-  it('does not offer rules naming another interface or member', () => {
+  it('does not offer rules naming another interface, member, path or arg0', () => {
     const index = new MatchIndex<string>();
     index.add('p1', parseMatchRule("interface='a.B',member='Ping'"));
     index.add('p2', parseMatchRule("interface='x.Y'"));
     index.add('p3', parseMatchRule("member='Pong'"));
     index.add('p4', parseMatchRule("type='signal'"));
+    index.add('p5', parseMatchRule("interface='a.B',path='/q'"));
+    index.add('p6', parseMatchRule("interface='a.B',arg0='other'"));
+    index.add('p7', parseMatchRule("interface='a.B',arg0='x'"));
     const owners: string[] = [];
-    index.candidates('a.B', 'Ping', ({ owner }) => owners.push(owner));
-    expect(owners.sort()).toEqual(['p1', 'p4']);
+    index.candidates(signal('a.B', 'Ping', '/p', { value: 'x', code: 's' }), ({ owner }) => owners.push(owner));
+    expect(owners.sort()).toEqual(['p1', 'p4', 'p7']);
+  });
+
+  it('reads the body for arg0 only when a rule names an arg0', () => {
+    const index = new MatchIndex<string>();
+    index.add('p1', parseMatchRule("interface='a.B'"));
+    let reads = 0;
+    const m = { ...signal('a.B', 'Ping'), textArg: () => (reads++, undefined) };
+    index.candidates(m, () => {});
+    expect(reads).toBe(0);
+    index.add('p2', parseMatchRule("interface='a.B',arg0='x'"));
+    index.candidates(m, () => {});
+    expect(reads).toBe(1);
+  });
+
+  it('leaves nothing behind once every rule is removed', () => {
+    const index = new MatchIndex<string>();
+    const rules = ["interface='a.B',arg0='x'", "path='/p'", "member='M'", ''].map(parseMatchRule);
+    for (const r of rules) index.add('p', r);
+    for (const r of rules) index.remove('p', r);
+    expect(index.count).toBe(0);
+    expect(JSON.stringify(index)).toBe(JSON.stringify(new MatchIndex<string>()));
   });
 });
