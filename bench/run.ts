@@ -28,6 +28,7 @@ import { startLongRunning } from '../test/harness/long-running.js';
 import { summarizeProfile } from './profile.js';
 import { SCENARIOS, type Scenario } from './scenarios.js';
 import { measureStartup, printStartup } from './startup.js';
+import { measureHandoffPause, printHandoffPause } from './handoff-pause.js';
 
 interface Options {
   scale: number;
@@ -43,6 +44,9 @@ interface Options {
   /** Extra node flags for the ferrybus daemon (experiments, e.g. GC settings). */
   nodeFlags: string[];
   quick: boolean;
+  /** The handoff-pause section's cells (`1000x16M,…`) and handoffs per cell; default: its grid. */
+  handoffCells: string | undefined;
+  handoffReps: number | undefined;
 }
 
 interface RunRecord {
@@ -108,6 +112,8 @@ function parseArgs(argv: string[]): Options {
     syscalls: false,
     nodeFlags: [],
     quick: false,
+    handoffCells: undefined,
+    handoffReps: undefined,
   };
   let outGiven = false;
   for (const arg of argv) {
@@ -148,6 +154,12 @@ function parseArgs(argv: string[]): Options {
       case '--ferrybus-node-flags':
         o.nodeFlags = value!.split(/\s+/).filter(Boolean);
         break;
+      case '--handoff-cells':
+        o.handoffCells = value;
+        break;
+      case '--handoff-reps':
+        o.handoffReps = Number(value);
+        break;
       case '--help':
       case '-h':
         console.log(readFileSync(new URL(import.meta.url), 'utf8').split('*/')[0]);
@@ -163,7 +175,7 @@ function parseArgs(argv: string[]): Options {
     if (!outGiven) o.out = path.join(RESULTS_DIR, 'quick.json');
   }
   for (const b of o.buses) if (!(BUSES as readonly string[]).includes(b)) throw new Error(`unknown bus ${b}`);
-  if (o.only) for (const id of o.only) if (id !== 'startup' && !SCENARIOS.some((s) => s.id === id)) throw new Error(`unknown scenario ${id}`);
+  if (o.only) for (const id of o.only) if (id !== 'startup' && id !== 'handoff' && !SCENARIOS.some((s) => s.id === id)) throw new Error(`unknown scenario ${id}`);
   if (!(o.scale > 0) || !(o.reps >= 1)) throw new Error('--scale must be > 0 and --reps >= 1');
   return o;
 }
@@ -332,6 +344,10 @@ async function benchmark(o: Options): Promise<void> {
   }
   // Cold start (bench/startup.ts): 5 rounds per repetition of the scenarios.
   const startup = !o.only || o.only.includes('startup') ? await measureStartup(5 * o.reps) : undefined;
+  // Handoff pause (bench/handoff-pause.ts), ferrybus only; against this run's node -e 0 start-up.
+  const handoffPause = !o.only || o.only.includes('handoff')
+    ? await measureHandoffPause({ quick: o.quick, cells: o.handoffCells, reps: o.handoffReps, startup, plotBase: path.join(path.dirname(o.out), o.quick ? 'handoff-pause-quick' : 'handoff-pause') })
+    : undefined;
   const results = scenarios.map((s, i) => {
     const rs = runs.get(s.id)!;
     const summary: Partial<Record<BusName, BusSummary>> = {};
@@ -369,8 +385,10 @@ async function benchmark(o: Options): Promise<void> {
       'ratios: ferrybus divided by the reference (cpu > 1 means ferrybus uses more CPU; throughput < 1 means slower).',
     scenarios: results,
     ...(startup ? { startup } : {}),
+    ...(handoffPause ? { handoffPause } : {}),
   };
   if (startup) printStartup(startup);
+  if (handoffPause) printHandoffPause(handoffPause);
   mkdirSync(path.dirname(o.out), { recursive: true });
   writeFileSync(o.out, JSON.stringify(doc, null, 2) + '\n');
   console.log(`\nload average before ${loadBefore.join(' ')}, after ${doc.load.after.join(' ')}; ${doc.durationSec} s; results in ${path.relative(process.cwd(), o.out)}`);
