@@ -427,7 +427,7 @@ function plots(r: HandoffPauseResult, base: string): string[] {
   const specs = [
     {
       file: `${base}.png`,
-      title: `ferrybus handoff pause (p50 of pause_us) against connections; node -e 0 starts in ${r.nodeStartMs.toFixed(0)} ms`,
+      title: `ferrybus handoff pause (p50 of the pause the bus reports) against connections; node -e 0 starts in ${r.nodeStartMs.toFixed(0)} ms`,
       xLabel: 'connections',
       logX: true,
       series: [
@@ -440,7 +440,7 @@ function plots(r: HandoffPauseResult, base: string): string[] {
     },
     {
       file: `${base}-queued.png`,
-      title: `ferrybus handoff pause (p50 of pause_us) against queued bytes; node -e 0 starts in ${r.nodeStartMs.toFixed(0)} ms`,
+      title: `ferrybus handoff pause (p50 of the pause the bus reports) against queued bytes; node -e 0 starts in ${r.nodeStartMs.toFixed(0)} ms`,
       xLabel: 'bytes queued for clients that do not read (MiB)',
       logX: false,
       series: [
@@ -487,7 +487,8 @@ function verdictLine(r: HandoffPauseResult): string {
     `${v.note ? `; ${v.note}` : ''}`;
 }
 
-export function printHandoffPause(r: HandoffPauseResult): void {
+/** Prints the table and the verdict; false when a cell failed or a handoff lost something. */
+export function printHandoffPause(r: HandoffPauseResult): boolean {
   const table = [HEAD, ...rows(r)];
   const widths = HEAD.map((_, i) => Math.max(...table.map((row) => row[i]!.length)));
   console.log('\n(handoff) pause against connections and queued bytes — ms; pause = pause_us the new image reports, probe gap = longest gap between back-to-back GetId replies');
@@ -495,6 +496,10 @@ export function printHandoffPause(r: HandoffPauseResult): void {
   console.log(`  ${verdictLine(r)}`);
   for (const p of r.plots) console.log(`  plot: ${path.relative(process.cwd(), p)}`);
   for (const e of r.plotErrors) console.log(`  no plot: ${e}`);
+  const failed = r.cells.filter((c) => c.errors.length > 0).length;
+  const lost = r.cells.reduce((a, c) => a + c.samples.filter((s) => s.errors.length > 0).length, 0);
+  if (failed || lost) console.log(`  ${failed} cells failed, ${lost} handoffs lost something (excluded from the statistics)`);
+  return failed === 0 && lost === 0;
 }
 
 /** The section as a Markdown table, with the verdict under it. */

@@ -10,6 +10,8 @@
  *                                           # by category (GC, kernel, memcpy, JIT code, …)
  *   npm run bench -- --syscalls             # syscalls and context switches per message (perf stat)
  *   npm run bench -- --ferrybus-node-flags="--max-semi-space-size=32"   # node flags for ferrybus
+ *   npm run bench -- --only=handoff [--handoff-cells=1000x16M,10x0] [--handoff-reps=20]
+ *                                           # handoff pause alone (bench/handoff-pause.ts)
  *
  * What is measured, per bus and scenario: CPU seconds (utime+stime from /proc/PID/stat, whole
  * process) of the routing process only, per 100k routed messages (per connection for the
@@ -388,7 +390,7 @@ async function benchmark(o: Options): Promise<void> {
     ...(handoffPause ? { handoffPause } : {}),
   };
   if (startup) printStartup(startup);
-  if (handoffPause) printHandoffPause(handoffPause);
+  if (handoffPause && !printHandoffPause(handoffPause)) process.exitCode = 1;
   mkdirSync(path.dirname(o.out), { recursive: true });
   writeFileSync(o.out, JSON.stringify(doc, null, 2) + '\n');
   console.log(`\nload average before ${loadBefore.join(' ')}, after ${doc.load.after.join(' ')}; ${doc.durationSec} s; results in ${path.relative(process.cwd(), o.out)}`);
