@@ -12,6 +12,8 @@
  *   npm run bench -- --ferrybus-node-flags="--max-semi-space-size=32"   # node flags for ferrybus (appended)
  *   npm run bench -- --ferrybus-from=dist   # dist/src/cli/main.js instead of the bundle as deployed
  *   npm run bench -- --only=fanout-scale-1000,names-scale-1000,memory   # scale scenarios, memory section
+ *   npm run bench -- --only=handoff [--handoff-cells=1000x16M,10x0] [--handoff-reps=20]
+ *                                           # handoff pause alone (bench/handoff-pause.ts)
  *
  * What is measured, per bus and scenario: CPU seconds (utime+stime from /proc/PID/stat, whole
  * process) of the routing process only, per 100k routed messages (per connection for the
@@ -33,6 +35,7 @@ import { startLongRunning } from '../test/harness/long-running.js';
 import { summarizeProfile } from './profile.js';
 import { SCENARIOS as BASE_SCENARIOS, type Scenario } from './scenarios.js';
 import { measureStartup, printStartup } from './startup.js';
+import { measureHandoffPause, printHandoffPause } from './handoff-pause.js';
 
 const SCENARIOS: readonly Scenario[] = [...BASE_SCENARIOS, ...SCALE_SCENARIOS];
 
@@ -52,6 +55,9 @@ interface Options {
   /** Extra node flags for the ferrybus daemon (experiments, e.g. GC settings). */
   nodeFlags: string[];
   quick: boolean;
+  /** The handoff-pause section's cells (`1000x16M,…`) and handoffs per cell; default: its grid. */
+  handoffCells: string | undefined;
+  handoffReps: number | undefined;
 }
 
 interface RunRecord {
@@ -118,6 +124,8 @@ function parseArgs(argv: string[]): Options {
     nodeFlags: [],
     quick: false,
     ferrybusFrom: undefined,
+    handoffCells: undefined,
+    handoffReps: undefined,
   };
   let outGiven = false;
   for (const arg of argv) {
@@ -162,6 +170,12 @@ function parseArgs(argv: string[]): Options {
         if (value !== 'bundle' && value !== 'dist') throw new Error('--ferrybus-from is bundle or dist');
         o.ferrybusFrom = value;
         break;
+      case '--handoff-cells':
+        o.handoffCells = value;
+        break;
+      case '--handoff-reps':
+        o.handoffReps = Number(value);
+        break;
       case '--help':
       case '-h':
         console.log(readFileSync(new URL(import.meta.url), 'utf8').split('*/')[0]);
@@ -177,7 +191,7 @@ function parseArgs(argv: string[]): Options {
     if (!outGiven) o.out = path.join(RESULTS_DIR, 'quick.json');
   }
   for (const b of o.buses) if (!(BUSES as readonly string[]).includes(b)) throw new Error(`unknown bus ${b}`);
-  if (o.only) for (const id of o.only) if (id !== 'startup' && id !== 'memory' && !SCENARIOS.some((s) => s.id === id)) throw new Error(`unknown scenario ${id}`);
+  if (o.only) for (const id of o.only) if (!['startup', 'memory', 'handoff'].includes(id) && !SCENARIOS.some((s) => s.id === id)) throw new Error(`unknown scenario ${id}`);
   if (!(o.scale > 0) || !(o.reps >= 1)) throw new Error('--scale must be > 0 and --reps >= 1');
   return o;
 }
@@ -350,6 +364,10 @@ async function benchmark(o: Options): Promise<void> {
   const startup = !o.only || o.only.includes('startup') ? await measureStartup(5 * o.reps) : undefined;
   // Memory (bench/memory.ts): idle, per connection, and below each scenario's RSS over idle.
   const memory = !o.only || o.only.includes('memory') ? await measureMemory({ reps: o.reps, buses: o.buses, nodeFlags: o.nodeFlags }) : undefined;
+  // Handoff pause (bench/handoff-pause.ts), ferrybus only; against this run's node -e 0 start-up.
+  const handoffPause = !o.only || o.only.includes('handoff')
+    ? await measureHandoffPause({ quick: o.quick, cells: o.handoffCells, reps: o.handoffReps, startup, plotBase: path.join(path.dirname(o.out), o.quick ? 'handoff-pause-quick' : 'handoff-pause') })
+    : undefined;
   const results = scenarios.map((s, i) => {
     const rs = runs.get(s.id)!;
     const summary: Partial<Record<BusName, BusSummary>> = {};
@@ -394,10 +412,12 @@ async function benchmark(o: Options): Promise<void> {
     ...(startup ? { startup } : {}),
     ...(scale ? { scale } : {}),
     ...(memory ? { memory } : {}),
+    ...(handoffPause ? { handoffPause } : {}),
   };
   if (startup) printStartup(startup);
   if (scale) printScale(scale);
   if (memory) printMemory(memory);
+  if (handoffPause && !printHandoffPause(handoffPause)) process.exitCode = 1;
   mkdirSync(path.dirname(o.out), { recursive: true });
   writeFileSync(o.out, JSON.stringify(doc, null, 2) + '\n');
   console.log(`\nload average before ${loadBefore.join(' ')}, after ${doc.load.after.join(' ')}; ${doc.durationSec} s; results in ${path.relative(process.cwd(), o.out)}`);
