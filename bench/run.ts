@@ -35,6 +35,7 @@ import { startLongRunning } from '../test/harness/long-running.js';
 import { summarizeProfile } from './profile.js';
 import { SCENARIOS as BASE_SCENARIOS, type Scenario } from './scenarios.js';
 import { measureStartup, printStartup } from './startup.js';
+import { writeReadme } from './report.js';
 import { measureHandoffPause, printHandoffPause } from './handoff-pause.js';
 
 const SCENARIOS: readonly Scenario[] = [...BASE_SCENARIOS, ...SCALE_SCENARIOS];
@@ -98,6 +99,7 @@ interface BusSummary {
 
 const WARMUP_FRACTION = 0.1;
 const RESULTS_DIR = path.join(REPO_ROOT, 'bench', 'results');
+const README = path.join(REPO_ROOT, 'bench', 'README.md');
 const DRIVE_TIMEOUT_MS = 120_000;
 
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
@@ -421,6 +423,13 @@ async function benchmark(o: Options): Promise<void> {
   mkdirSync(path.dirname(o.out), { recursive: true });
   writeFileSync(o.out, JSON.stringify(doc, null, 2) + '\n');
   console.log(`\nload average before ${loadBefore.join(' ')}, after ${doc.load.after.join(' ')}; ${doc.durationSec} s; results in ${path.relative(process.cwd(), o.out)}`);
+  // The README shows the last full run only: a partial or quick one would replace it with less.
+  if (!o.only && !o.quick && o.out === path.join(RESULTS_DIR, 'latest.json')) {
+    writeReadme(doc, README);
+    console.log(`results section of ${path.relative(process.cwd(), README)} rewritten`);
+  } else {
+    console.log(`${path.relative(process.cwd(), README)} not rewritten (only a full run to bench/results/latest.json rewrites it)`);
+  }
   const failed = results.flatMap((r) => r.runs.filter((x) => x.errors.length > 0));
   if (memory?.errors.length) process.exitCode = 1;
   if (failed.length > 0) {
