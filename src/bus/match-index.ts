@@ -6,42 +6,54 @@ export interface IndexedRule<P> {
   readonly rule: MatchRule;
 }
 
-/** The fields rules are indexed by, in the order of the tree's levels. */
-const LEVELS = 4; // interface, member, path, arg0
+// The fields rules are indexed by; a rule's shape is the set of them it names exactly.
+const INTERFACE = 1;
+const MEMBER = 2;
+const PATH = 4;
+const ARG0 = 8;
+const SHAPES = 16;
 
-/** One level of the tree: children by the exact value a rule names, and for rules naming none. */
-interface Node<P> {
-  byValue: Map<string, Node<P>> | undefined;
-  any: Node<P> | undefined;
-  /** At the last level: the rules. */
-  rules: Array<IndexedRule<P>> | undefined;
+/** The exact arg0='…' a rule names (a string argument); arg0path and arg0namespace are not keys. */
+function arg0Of(rule: MatchRule): string | undefined {
+  for (const arg of rule.args) if (arg.index === 0 && !arg.path) return arg.value;
+  return undefined;
 }
 
-const newNode = <P>(): Node<P> => ({ byValue: undefined, any: undefined, rules: undefined });
+function shapeOf(rule: MatchRule): number {
+  return (
+    (rule.interface !== undefined ? INTERFACE : 0) |
+    (rule.member !== undefined ? MEMBER : 0) |
+    (rule.path !== undefined ? PATH : 0) |
+    (arg0Of(rule) !== undefined ? ARG0 : 0)
+  );
+}
 
-/** The exact value `rule` requires at a level, or undefined when it takes any. */
-function ruleKey(rule: MatchRule, level: number): string | undefined {
-  switch (level) {
-    case 0: return rule.interface;
-    case 1: return rule.member;
-    case 2: return rule.path;
-    default: {
-      // Only an exact arg0='…' (a string argument) is a key; arg0path and arg0namespace are not.
-      for (const arg of rule.args) if (arg.index === 0 && !arg.path) return arg.value;
-      return undefined;
-    }
-  }
+/**
+ * The bucket key: the shape, then the values it names, NUL-separated. Names and paths never
+ * contain NUL and arg0 (which could hold anything else) comes last, so keys cannot collide.
+ */
+function keyOf(shape: number, iface: string | undefined, member: string | undefined, path: string | undefined, arg0: string | undefined): string {
+  const parts: string[] = [String.fromCharCode(65 + shape)];
+  if (shape & INTERFACE) parts.push(iface!);
+  if (shape & MEMBER) parts.push(member!);
+  if (shape & PATH) parts.push(path!);
+  if (shape & ARG0) parts.push(arg0!);
+  // join() makes one flat string: a key built by += would be kept as a chain of pieces.
+  return parts.join('\0');
 }
 
 /**
  * Match rules indexed by the exact interface, member, path and arg0 they name, so a broadcast
- * checks only the rules that could match it instead of every rule on the bus: per level, the
- * rules naming the message's value and the rules naming none. A bus whose clients subscribe to
- * specific signals then pays per broadcast for the rules that care, not for the rules held
- * (dbus-broker indexes likewise). Every candidate is still checked in full by matchRuleMatches.
+ * checks only the rules that could match it instead of every rule on the bus: for each shape of
+ * rule present (which of the four fields it names), one lookup by the message's values. A bus
+ * whose clients subscribe to specific signals then pays per broadcast for the rules that care,
+ * not for the rules held (dbus-broker indexes likewise). One map entry per distinct rule keeps
+ * it small; every candidate is still checked in full by matchRuleMatches.
  */
 export class MatchIndex<P> {
-  private readonly root: Node<P> = newNode();
+  private readonly buckets = new Map<string, Array<IndexedRule<P>>>();
+  /** Rules held per shape: only shapes in use are looked up. */
+  private readonly perShape = new Uint32Array(SHAPES);
   private size = 0;
 
   get count(): number {
@@ -49,88 +61,50 @@ export class MatchIndex<P> {
   }
 
   add(owner: P, rule: MatchRule): void {
-    let node = this.root;
-    for (let level = 0; level < LEVELS; level++) {
-      const key = ruleKey(rule, level);
-      if (key === undefined) {
-        node = node.any ??= newNode();
-      } else {
-        node.byValue ??= new Map();
-        let child = node.byValue.get(key);
-        if (!child) node.byValue.set(key, (child = newNode()));
-        node = child;
-      }
-    }
-    (node.rules ??= []).push({ owner, rule });
+    const shape = shapeOf(rule);
+    const key = keyOf(shape, rule.interface, rule.member, rule.path, arg0Of(rule));
+    const bucket = this.buckets.get(key);
+    if (bucket) bucket.push({ owner, rule });
+    else this.buckets.set(key, [{ owner, rule }]);
+    this.perShape[shape]!++;
     this.size++;
   }
 
   /** Removes one entry of `owner` holding `rule` (the same object that was added). */
   remove(owner: P, rule: MatchRule): void {
-    const path: Array<{ parent: Node<P>; key: string | undefined }> = [];
-    let node: Node<P> | undefined = this.root;
-    for (let level = 0; level < LEVELS && node; level++) {
-      const key = ruleKey(rule, level);
-      path.push({ parent: node, key });
-      node = key === undefined ? node.any : node.byValue?.get(key);
-    }
-    const rules = node?.rules;
-    if (!rules) return;
-    const at = rules.findIndex((e) => e.owner === owner && e.rule === rule);
+    const shape = shapeOf(rule);
+    const key = keyOf(shape, rule.interface, rule.member, rule.path, arg0Of(rule));
+    const bucket = this.buckets.get(key);
+    const at = bucket ? bucket.findIndex((e) => e.owner === owner && e.rule === rule) : -1;
     if (at < 0) return;
     // Order does not matter: the last entry fills the hole.
-    rules[at] = rules[rules.length - 1]!;
-    rules.pop();
+    bucket![at] = bucket![bucket!.length - 1]!;
+    bucket!.pop();
+    if (bucket!.length === 0) this.buckets.delete(key);
+    this.perShape[shape]!--;
     this.size--;
-    // Prune nodes left empty, from the leaf up, so churn leaves no garbage behind.
-    for (let level = LEVELS - 1; level >= 0; level--) {
-      const { parent, key } = path[level]!;
-      const child = key === undefined ? parent.any : parent.byValue?.get(key);
-      if (!child || !isEmpty(child)) break;
-      if (key === undefined) parent.any = undefined;
-      else {
-        parent.byValue!.delete(key);
-        if (parent.byValue!.size === 0) parent.byValue = undefined;
-      }
-    }
   }
 
   /** Calls `visit` for every rule that could match `m` (each rule once). */
   candidates(m: MatchTarget, visit: (entry: IndexedRule<P>) => void): void {
+    if (this.size === 0) return;
+    const { interface: iface, member, path } = m;
     let arg0: string | undefined;
     let arg0Read = false;
-    const valueAt = (level: number): string | undefined => {
-      switch (level) {
-        case 0: return m.interface;
-        case 1: return m.member;
-        case 2: return m.path;
-        default:
-          if (!arg0Read) {
-            arg0Read = true;
-            const a = m.textArg(0);
-            arg0 = a?.code === 's' ? a.value : undefined;
-          }
-          return arg0;
+    for (let shape = 0; shape < SHAPES; shape++) {
+      if (this.perShape[shape] === 0) continue;
+      if ((shape & INTERFACE && iface === undefined) || (shape & MEMBER && member === undefined) || (shape & PATH && path === undefined)) continue;
+      if (shape & ARG0) {
+        // The body is read only when some rule names an arg0.
+        if (!arg0Read) {
+          arg0Read = true;
+          const a = m.textArg(0);
+          arg0 = a?.code === 's' ? a.value : undefined;
+        }
+        if (arg0 === undefined) continue;
       }
-    };
-    const walk = (node: Node<P>, level: number): void => {
-      if (level === LEVELS) {
-        const rules = node.rules;
-        if (rules) for (let n = 0; n < rules.length; n++) visit(rules[n]!);
-        return;
-      }
-      if (node.byValue) {
-        // The body is read for arg0 only when some rule here names an arg0.
-        const value = valueAt(level);
-        const child = value === undefined ? undefined : node.byValue.get(value);
-        if (child) walk(child, level + 1);
-      }
-      if (node.any) walk(node.any, level + 1);
-    };
-    walk(this.root, 0);
+      const bucket = this.buckets.get(keyOf(shape, iface, member, path, arg0));
+      if (bucket) for (let n = 0; n < bucket.length; n++) visit(bucket[n]!);
+    }
   }
-}
-
-function isEmpty<P>(node: Node<P>): boolean {
-  return !node.byValue && !node.any && (!node.rules || node.rules.length === 0);
 }

@@ -159,7 +159,9 @@ export function parseMatchRule(text: string): MatchRule {
   }
   args.sort((a, b) => a.index - b.index);
   rule.args = args;
-  rule.canonical = canonicalize(rule, args);
+  const canonical = canonicalize(rule, args);
+  // Most clients write rules in canonical order: then one string serves as both (memory per rule).
+  rule.canonical = canonical === text ? text : canonical;
   return rule;
 }
 
