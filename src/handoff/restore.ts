@@ -116,11 +116,11 @@ export function restore(doc: HandoffDocument, bus: Bus, connections: ConnectionS
     const conn = new Connection(socket, c.credentials, bus, connections.hooks, connections.limits, {
       sasl: c.sasl ?? null,
       peer,
-      outbound: Buffer.from(c.outbound, 'base64'),
+      outbound: c.outbound,
       outboundFds: c.outboundFds,
     });
     connections.adopt(conn);
-    replays.push([conn, Buffer.from(c.inbound, 'base64'), c.inboundFds ?? []]);
+    replays.push([conn, c.inbound, c.inboundFds ?? []]);
     report.connections++;
   }
 

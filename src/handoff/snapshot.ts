@@ -40,9 +40,10 @@ export function snapshot(input: SnapshotInput): HandoffDocument {
       ...(sasl ? { sasl } : {}),
       ...(peer?.uniqueName ? { uniqueName: peer.uniqueName } : {}),
       ...(peer?.acceptsFds ? { unixFds: true } : {}),
-      inbound: conn.framer.pending().toString('base64'),
+      // Views, not copies: nothing runs between here and the write (see above).
+      inbound: conn.framer.pending(),
       ...(inboundFds.length > 0 ? { inboundFds } : {}),
-      outbound: unsent.bytes.toString('base64'),
+      outbound: unsent.bytes,
       ...(unsent.fds.length > 0 ? { outboundFds: unsent.fds.map((m) => ({ at: m.at, fds: [...m.fds] })) } : {}),
       matches: peer ? peer.matches.map((r) => r.text) : [],
       ...(peer?.monitorRules ? { monitorRules: peer.monitorRules.map((r) => r.text) } : {}),
