@@ -21,16 +21,18 @@ export interface EncodedDocument {
   jsonBytes: number;
 }
 
-export function encodeDocument(doc: HandoffDocument): EncodedDocument {
+/** `doc`: as read, or as snapshot() takes it (outbound bytes in pieces). */
+export function encodeDocument(doc: HandoffDocument<Buffer | readonly Buffer[]>): EncodedDocument {
   const section: Buffer[] = [];
   let offset = 0;
-  const put = (bytes: Buffer): ByteRange => {
-    const range = { offset, length: bytes.length };
-    if (bytes.length > 0) {
-      section.push(bytes);
-      offset += bytes.length;
+  const put = (bytes: Buffer | readonly Buffer[]): ByteRange => {
+    const start = offset;
+    for (const piece of Buffer.isBuffer(bytes) ? [bytes] : bytes) {
+      if (piece.length === 0) continue;
+      section.push(piece);
+      offset += piece.length;
     }
-    return range;
+    return { offset: start, length: offset - start };
   };
   const onDisk = {
     ...doc,

@@ -33,6 +33,9 @@ export interface ByteRange {
   length: number;
 }
 
+/** A document as snapshot() takes it: each connection's outbound bytes in the pieces they are queued in. */
+export type SnapshotDocument = HandoffDocument<readonly Buffer[]>;
+
 export interface CredentialsDoc {
   uid: number;
   gid: number;
@@ -51,7 +54,11 @@ export interface SaslDoc {
   unixFds?: boolean;
 }
 
-export interface ConnectionDoc {
+/**
+ * `Queued`: how the outbound bytes are held. A Buffer once read; as a snapshot takes them, the
+ * pieces they are queued in (written as they are, never gathered into one buffer).
+ */
+export interface ConnectionDoc<Queued = Buffer> {
   fd: number;
   peerId: number;
   credentials: CredentialsDoc;
@@ -65,7 +72,7 @@ export interface ConnectionDoc {
   /** Fds (inherited, by number) received with `inbound`, in arrival order. */
   inboundFds?: number[];
   /** Accepted bytes the kernel has not taken yet, in order. */
-  outbound: Buffer;
+  outbound: Queued;
   /** Where in `outbound` each message with fds starts, and its fds (inherited, by number). */
   outboundFds?: Array<{ at: number; fds: number[] }>;
   matches: string[];
@@ -125,7 +132,7 @@ export interface ActivationDoc {
   pending: PendingActivationDoc[];
 }
 
-export interface HandoffDocument {
+export interface HandoffDocument<Queued = Buffer> {
   format: number;
   /** Random, also given to the new image on its command line: a stale file never matches. */
   nonce: string;
@@ -146,7 +153,7 @@ export interface HandoffDocument {
   };
   settings: unknown;
   listeners: ListenerDoc[];
-  connections: ConnectionDoc[];
+  connections: Array<ConnectionDoc<Queued>>;
   names: NameDoc[];
   pendingCalls: PendingCallDoc[];
   /** Handoff requests to answer once the new image serves: caller peer id + call serial. */

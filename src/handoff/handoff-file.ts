@@ -25,7 +25,7 @@ export function handoffDirectory(uid: number, env: NodeJS.ProcessEnv): string {
  * stale one is refused anyway (its nonce matches no command line). On tmpfs (/run) it is a
  * no-op; on a disk it cost up to 420 ms of pause for 16 MiB queued.
  */
-export function writeHandoffFile(dir: string, doc: HandoffDocument): string {
+export function writeHandoffFile(dir: string, doc: HandoffDocument<Buffer | readonly Buffer[]>): string {
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
   checkPrivateDirectory(dir);
   fs.chmodSync(dir, 0o700);
