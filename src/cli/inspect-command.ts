@@ -62,11 +62,12 @@ export interface InspectReport {
   warnings: string[];
 }
 
-const base64Bytes = (b64: string) => Buffer.byteLength(b64, 'base64');
-
-/** Reads `text` as the daemon's new image would (without its nonce and pid checks) and summarizes it. */
-export function inspectDocument(file: string, text: string): InspectReport {
-  const { doc, warnings } = readDocument(text);
+/**
+ * Reads a document (the bytes of a format-2 file, or format-1 JSON text) as the daemon's new
+ * image would (without its nonce and pid checks) and summarizes it.
+ */
+export function inspectDocument(file: string, contents: string | Buffer): InspectReport {
+  const { doc, warnings } = readDocument(contents);
   const byPeer = new Map(doc.connections.map((c) => [c.peerId, c]));
   const uniqueOf = (peerId: number) => byPeer.get(peerId)?.uniqueName ?? null;
   const owned = new Map<number, string[]>();
@@ -110,8 +111,8 @@ export function inspectDocument(file: string, text: string): InspectReport {
       queuedNames: queued.get(c.peerId) ?? [],
       matchRules: c.matches.length,
       monitorRules: c.monitorRules ? c.monitorRules.length : null,
-      inboundBytes: base64Bytes(c.inbound),
-      outboundBytes: base64Bytes(c.outbound),
+      inboundBytes: c.inbound.length,
+      outboundBytes: c.outbound.length,
       inboundFds: c.inboundFds ?? [],
       outboundFds: (c.outboundFds ?? []).flatMap((m) => m.fds),
     })),
@@ -130,7 +131,7 @@ export function inspectDocument(file: string, text: string): InspectReport {
       waiting: p.held.map((h) => ({
         sender: h.sender === 0 ? 'org.freedesktop.DBus' : uniqueOf(h.sender) ?? `peer #${h.sender}`,
         kind: h.start ? 'start' as const : 'message' as const,
-        bytes: base64Bytes(h.message),
+        bytes: h.message.length,
         fds: h.fds ?? [],
       })),
     })),
@@ -140,7 +141,7 @@ export function inspectDocument(file: string, text: string): InspectReport {
 }
 
 /** Reads the file, refusing what cannot be a document before parsing it. */
-function readDocumentFile(file: string): string {
+function readDocumentFile(file: string): Buffer {
   let stat: fs.Stats;
   try {
     stat = fs.statSync(file);
@@ -157,7 +158,7 @@ function readDocumentFile(file: string): string {
     throw new CliError(`${file} is not a valid handoff document: ${stat.size} bytes exceeds the limit of ${MAX_DOCUMENT_BYTES}`);
   }
   try {
-    return fs.readFileSync(file, 'utf8');
+    return fs.readFileSync(file);
   } catch (err) {
     throw new CliError(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
   }
@@ -165,10 +166,10 @@ function readDocumentFile(file: string): string {
 
 /** `ferrybus inspect FILE`: a handoff document, read without a daemon. */
 export function runInspectCommand(args: InspectArgs): void {
-  const text = readDocumentFile(args.file);
+  const contents = readDocumentFile(args.file);
   let report: InspectReport;
   try {
-    report = inspectDocument(args.file, text);
+    report = inspectDocument(args.file, contents);
   } catch (err) {
     if (err instanceof HandoffError) {
       throw new CliError(

@@ -24,7 +24,7 @@ export function snapshotActivation(bus: Bus): ActivationDoc | undefined {
         sender: h.sender?.id ?? 0,
         start: h.startRequest,
         // A start request is answered, not delivered: its call is kept for the serial and flags.
-        message: (h.startRequest ? h.routed.message.bytes : Buffer.concat(h.routed.pieces)).toString('base64'),
+        message: h.startRequest ? h.routed.message.bytes : Buffer.concat(h.routed.pieces),
         ...(h.routed.fds ? { fds: [...h.routed.fds.fds] } : {}),
       })),
     })),
@@ -65,7 +65,7 @@ export function restoreActivation(doc: ActivationDoc, bus: Bus, peers: ReadonlyM
         closeAll(h.fds);
         continue;
       }
-      const bytes = Buffer.from(h.message, 'base64');
+      const bytes = h.message;
       let routed;
       try {
         const msg = parseMessage(bytes);

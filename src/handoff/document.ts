@@ -1,13 +1,40 @@
 /**
  * The handoff document: everything a new image needs to take over the bus
- * (DESIGN.md §3). Plain JSON, versioned; file descriptors are referred to by
- * number and checked against what was actually inherited; bytes are base64.
+ * (DESIGN.md §3). Versioned; file descriptors are referred to by number and checked
+ * against what was actually inherited.
+ *
+ * Format 2 (written now) is one file: a fixed header (DOCUMENT_MAGIC, the format, the
+ * lengths of the two parts), the JSON document, then one binary section holding every byte
+ * the document carries (queued outbound bytes, half-received inbound bytes, held messages)
+ * back to back; the JSON names them as {offset, length} ranges of that section. Format 1
+ * (read still: an older image hands off to this one) is the JSON alone, bytes as base64.
+ *
+ * In memory, read or about to be written, the bytes are Buffers whatever the format.
  */
-export const HANDOFF_FORMAT = 1;
+export const HANDOFF_FORMAT = 2;
+/** The format before it: JSON text, bytes in base64 (read only). */
+export const HANDOFF_FORMAT_JSON = 1;
 /** Formats this image can read: the current one and the one before it. */
-export const READABLE_FORMATS: readonly number[] = [HANDOFF_FORMAT];
+export const READABLE_FORMATS: readonly number[] = [HANDOFF_FORMAT, HANDOFF_FORMAT_JSON];
 /** A document larger than this is refused before parsing (queues are bounded well below). */
 export const MAX_DOCUMENT_BYTES = 1024 * 1024 * 1024;
+
+/**
+ * The first bytes of a format-2 file. Its first byte is not one JSON text can start with, so a
+ * reader tells the two formats apart by it; the rest catches a file that only looks like one.
+ */
+export const DOCUMENT_MAGIC = Buffer.from([0x89, 0x46, 0x42, 0x48, 0x4f, 0x46, 0x46, 0x0a]); // \x89 "FBHOFF" \n
+/** magic (8), format (u32 LE), JSON length (u32 LE), binary section length (u64 LE). */
+export const DOCUMENT_HEADER_BYTES = 24;
+
+/** Where a field's bytes are in the binary section (format 2, on disk). */
+export interface ByteRange {
+  offset: number;
+  length: number;
+}
+
+/** A document as snapshot() takes it: each connection's outbound bytes in the pieces they are queued in. */
+export type SnapshotDocument = HandoffDocument<readonly Buffer[]>;
 
 export interface CredentialsDoc {
   uid: number;
@@ -27,7 +54,11 @@ export interface SaslDoc {
   unixFds?: boolean;
 }
 
-export interface ConnectionDoc {
+/**
+ * `Queued`: how the outbound bytes are held. A Buffer once read; as a snapshot takes them, the
+ * pieces they are queued in (written as they are, never gathered into one buffer).
+ */
+export interface ConnectionDoc<Queued = Buffer> {
   fd: number;
   peerId: number;
   credentials: CredentialsDoc;
@@ -36,12 +67,12 @@ export interface ConnectionDoc {
   uniqueName?: string;
   /** The client negotiated unix fd passing. */
   unixFds?: boolean;
-  /** Received bytes that do not form a complete message yet (base64). */
-  inbound: string;
+  /** Received bytes that do not form a complete message yet. */
+  inbound: Buffer;
   /** Fds (inherited, by number) received with `inbound`, in arrival order. */
   inboundFds?: number[];
-  /** Accepted bytes the kernel has not taken yet, in order (base64). */
-  outbound: string;
+  /** Accepted bytes the kernel has not taken yet, in order. */
+  outbound: Queued;
   /** Where in `outbound` each message with fds starts, and its fds (inherited, by number). */
   outboundFds?: Array<{ at: number; fds: number[] }>;
   matches: string[];
@@ -76,8 +107,8 @@ export interface HeldMessageDoc {
   sender: number;
   /** StartServiceByName, answered once the name has an owner. */
   start: boolean;
-  /** The message as it will be delivered (sender stitched in), base64. */
-  message: string;
+  /** The message as it will be delivered (sender stitched in). */
+  message: Buffer;
   /** Fds travelling with it (inherited, by number). */
   fds?: number[];
 }
@@ -101,7 +132,7 @@ export interface ActivationDoc {
   pending: PendingActivationDoc[];
 }
 
-export interface HandoffDocument {
+export interface HandoffDocument<Queued = Buffer> {
   format: number;
   /** Random, also given to the new image on its command line: a stale file never matches. */
   nonce: string;
@@ -122,7 +153,7 @@ export interface HandoffDocument {
   };
   settings: unknown;
   listeners: ListenerDoc[];
-  connections: ConnectionDoc[];
+  connections: Array<ConnectionDoc<Queued>>;
   names: NameDoc[];
   pendingCalls: PendingCallDoc[];
   /** Handoff requests to answer once the new image serves: caller peer id + call serial. */

@@ -4,14 +4,26 @@ import * as path from 'node:path';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { isValidWellKnownName } from '../wire/names.js';
-import { HANDOFF_FORMAT, MAX_DOCUMENT_BYTES, type ConnectionDoc, type HandoffDocument } from './document.js';
+import { encodeDocument } from './binary-document.js';
+import {
+  DOCUMENT_HEADER_BYTES,
+  HANDOFF_FORMAT,
+  HANDOFF_FORMAT_JSON,
+  MAX_DOCUMENT_BYTES,
+  type HandoffDocument,
+} from './document.js';
 import { readHandoffFile, writeHandoffFile } from './handoff-file.js';
 import { HandoffError, readDocument, type ReadResult } from './read-document.js';
 
 const NONCE = '5f0c1d2e3a4b5c6d7e8f90a1b2c3d4e5';
 const PID = 4242;
 
-function connection(i: number, extra: Partial<ConnectionDoc> = {}): ConnectionDoc {
+/** A document as JSON text holds it in format 1: every Buffer a base64 string. */
+type OnDisk<T> = T extends Buffer ? string : T extends object ? { [K in keyof T]: OnDisk<T[K]> } : T;
+type JsonDocument = OnDisk<HandoffDocument>;
+type JsonConnection = JsonDocument['connections'][number];
+
+function connection(i: number, extra: Partial<JsonConnection> = {}): JsonConnection {
   return {
     fd: 20 + i,
     peerId: i + 1,
@@ -24,10 +36,13 @@ function connection(i: number, extra: Partial<ConnectionDoc> = {}): ConnectionDo
   };
 }
 
-/** A document as an old image writes it: three connections, names with queues, a pending call. */
-function validDoc(): HandoffDocument {
+/**
+ * A document as an old image writes it (format 1, JSON text): three connections, names with
+ * queues, a pending call, services being started.
+ */
+function validDoc(): JsonDocument {
   return {
-    format: HANDOFF_FORMAT,
+    format: HANDOFF_FORMAT_JSON,
     nonce: NONCE,
     pid: PID,
     generation: 3,
@@ -76,8 +91,24 @@ function validDoc(): HandoffDocument {
   };
 }
 
+/** What reading a format-1 document gives: the same, with its bytes decoded. */
+function decoded(doc: JsonDocument): HandoffDocument {
+  const b = (s: string) => Buffer.from(s, 'base64');
+  return {
+    ...doc,
+    connections: doc.connections.map((c) => ({ ...c, inbound: b(c.inbound), outbound: b(c.outbound) })),
+    ...(doc.activation
+      ? { activation: { ...doc.activation, pending: doc.activation.pending.map((p) => ({ ...p, held: p.held.map((h) => ({ ...h, message: b(h.message) })) })) } }
+      : {}),
+  } as HandoffDocument;
+}
+
+/** The same state as an image of this version holds it and writes it (format 2). */
+const memoryDoc = (): HandoffDocument => ({ ...decoded(validDoc()), format: HANDOFF_FORMAT });
+const binary = (doc: HandoffDocument = memoryDoc()): Buffer => Buffer.concat(encodeDocument(doc).pieces);
+
 const read = (doc: unknown, expect_: { nonce?: string; pid?: number } = { nonce: NONCE, pid: PID }): ReadResult =>
-  readDocument(typeof doc === 'string' ? doc : JSON.stringify(doc), expect_);
+  readDocument(typeof doc === 'string' || Buffer.isBuffer(doc) ? doc : JSON.stringify(doc), expect_);
 
 function refusal(fn: () => unknown): HandoffError {
   try {
@@ -114,8 +145,9 @@ function expectConsistent({ doc }: ReadResult): void {
     peers.add(c.peerId);
     expect(typeof c.credentials.uid).toBe('number');
     expect(Array.isArray(c.credentials.groups)).toBe(true);
-    expect(typeof c.inbound).toBe('string');
-    expect(typeof c.outbound).toBe('string');
+    expect(Buffer.isBuffer(c.inbound)).toBe(true);
+    expect(Buffer.isBuffer(c.outbound)).toBe(true);
+    for (const m of c.outboundFds ?? []) expect(m.at).toBeLessThan(c.outbound.length);
     expect(c.matches.every((m) => typeof m === 'string')).toBe(true);
     if (c.uniqueName !== undefined) {
       expect(c.uniqueName).toMatch(/^:1\.[0-9]+$/);
@@ -147,7 +179,7 @@ function expectConsistent({ doc }: ReadResult): void {
     expect(Number.isFinite(p.deadline)).toBe(true);
     for (const h of p.held) {
       expect(h.sender === 0 || peers.has(h.sender), `held message from unknown peer ${h.sender}`).toBe(true);
-      expect(typeof h.message).toBe('string');
+      expect(Buffer.isBuffer(h.message) && h.message.length > 0).toBe(true);
       for (const fd of h.fds ?? []) {
         expect(fds.has(fd), `fd ${fd} used twice`).toBe(false);
         fds.add(fd);
@@ -161,12 +193,16 @@ function expectConsistent({ doc }: ReadResult): void {
   }
 }
 
-describe('readDocument: the current format', () => {
-  it('accepts a document as written, unchanged, without a warning', () => {
+describe('readDocument: the format before (JSON text, bytes in base64), as an older image writes it', () => {
+  it('accepts a document as written, its bytes decoded, without a warning', () => {
     const result = read(validDoc());
     expect(result.warnings).toEqual([]);
-    expect(result.doc).toEqual(validDoc());
+    expect(result.doc).toEqual(decoded(validDoc()));
     expectConsistent(result);
+  });
+
+  it('reads it from bytes too (inspect and the daemon read files)', () => {
+    expect(read(Buffer.from(JSON.stringify(validDoc()))).doc).toEqual(decoded(validDoc()));
   });
 
   it('accepts it without expectations too (inspect reads documents of other processes)', () => {
@@ -189,13 +225,13 @@ describe('readDocument: keys a newer writer added are logged and ignored', () =>
       'connections[1]: unknown key "features" ignored',
     ]);
     // Ignored: restore reads only the keys it knows (the records may still carry the others).
-    expect(result.doc).toMatchObject(validDoc());
+    expect(result.doc).toMatchObject(decoded(validDoc()));
   });
 });
 
 describe('readDocument: refusals (the whole document)', () => {
   it('an unknown format is HandoffFormatUnsupported, newer or older', () => {
-    for (const format of [HANDOFF_FORMAT + 1, 0, 99]) {
+    for (const format of [HANDOFF_FORMAT + 1, HANDOFF_FORMAT_JSON - 1, 99]) {
       const err = refusal(() => read({ ...validDoc(), format }));
       expect(err.code).toBe('HandoffFormatUnsupported');
       expect(err.message).toContain(`document format ${format} is not readable by this image`);
@@ -341,14 +377,130 @@ describe('readDocument: a damaged record is dropped with a warning, the others s
   });
 });
 
+/** A format-2 file around `json` (a document or its text) and `section`, its header as given. */
+function container(json: unknown, section: Buffer, format = HANDOFF_FORMAT): Buffer {
+  const text = Buffer.from(typeof json === 'string' ? json : JSON.stringify(json));
+  const header = Buffer.alloc(DOCUMENT_HEADER_BYTES);
+  binary().copy(header, 0, 0, 8);
+  header.writeUInt32LE(format, 8);
+  header.writeUInt32LE(text.length, 12);
+  header.writeBigUInt64LE(BigInt(section.length), 16);
+  return Buffer.concat([header, text, section]);
+}
+
+/** The JSON part of a format-2 file, parsed, and its binary section. */
+function parts(file: Buffer): { json: Record<string, any>; section: Buffer } {
+  const end = DOCUMENT_HEADER_BYTES + file.readUInt32LE(12);
+  return { json: JSON.parse(file.toString('utf8', DOCUMENT_HEADER_BYTES, end)), section: file.subarray(end) };
+}
+
+describe('readDocument: the binary format (header, JSON, binary section)', () => {
+  it('accepts a document as written, unchanged, without a warning; its bytes are views of the file, not copies', () => {
+    const file = binary();
+    const result = read(file);
+    expect(result.warnings).toEqual([]);
+    expect(result.doc).toEqual(memoryDoc());
+    expect(result.doc.connections[1]!.outbound.buffer).toBe(file.buffer);
+    expectConsistent(result);
+  });
+
+  it('holds the bytes in the section, ranges in the JSON: nothing in base64', () => {
+    const { json, section } = parts(binary());
+    expect(json.connections[1].outbound).toEqual({ offset: expect.any(Number), length: 6 });
+    expect(json.activation.pending[0].held[0].message).toEqual({ offset: expect.any(Number), length: 9 });
+    expect(section.toString('latin1')).toContain('queued');
+  });
+
+  it('a file with a bad magic is refused as such', () => {
+    const file = binary();
+    file[3] ^= 0xff;
+    const err = refusal(() => read(file));
+    expect(err.code).toBe('HandoffDocumentInvalid');
+    expect(err.message).toBe('bad magic: not a ferrybus handoff document');
+  });
+
+  it('a file cut anywhere in its binary section, in its JSON or its header is refused as truncated', () => {
+    const file = binary();
+    for (const n of [file.length - 1, file.length - parts(file).section.length, DOCUMENT_HEADER_BYTES + 5, DOCUMENT_HEADER_BYTES, 5]) {
+      const err = refusal(() => read(file.subarray(0, n)));
+      expect(err.code).toBe('HandoffDocumentInvalid');
+      expect(err.message).toMatch(/^truncated: /);
+    }
+  });
+
+  it('a format this image does not read is HandoffFormatUnsupported; a header and JSON that disagree, or JSON text claiming the binary format, are invalid', () => {
+    const { json, section } = parts(binary());
+    const future = refusal(() => read(container({ ...json, format: 3 }, section, 3)));
+    expect(future.code).toBe('HandoffFormatUnsupported');
+    expect(future.message).toContain('document format 3 is not readable by this image');
+    expect(refusal(() => read(container(json, section, HANDOFF_FORMAT_JSON))).message).toBe(
+      'format 1 is JSON text, but this file has a binary header',
+    );
+    expect(refusal(() => read(container({ ...json, format: HANDOFF_FORMAT_JSON }, section))).message).toBe(
+      'the header says format 2, the JSON format 1',
+    );
+    expect(refusal(() => read(JSON.stringify(json))).message).toBe('a format-2 document is a binary file; this is JSON text alone');
+  });
+
+  it('a byte range outside the section drops its record alone, with a warning that says so', () => {
+    const { json, section } = parts(binary());
+    json.connections[0].inbound = { offset: section.length - 2, length: 3 };
+    json.activation.pending[0].held[1].message = { offset: section.length, length: 1 };
+    json.connections[2].outbound = { offset: -1, length: 0 };
+    const result = read(container(json, section));
+    expect(result.warnings).toEqual([
+      `connections[0]: bytes at ${section.length - 2} (3 of them) lie outside the ${section.length}-byte binary section; connection dropped`,
+      'connections[2]: bad byte fields; connection dropped',
+      'names[0] (org.example.Service): 1 unknown owners dropped',
+      'pendingCalls: a malformed or orphaned entry dropped',
+      'activation.pending[0].held[0]: malformed or orphaned, dropped',
+      `activation.pending[0].held[1]: bytes at ${section.length} (1 of them) lie outside the ${section.length}-byte binary section, dropped`,
+    ]);
+    expect(result.doc.connections.map((c) => c.peerId)).toEqual([2]);
+    expectConsistent(result);
+  });
+
+  it('fds marked past the end of the queued bytes drop the connection', () => {
+    const doc = memoryDoc();
+    doc.connections[1]!.outboundFds = [{ at: 6, fds: [50] }];
+    expect(read(binary(doc)).warnings[0]).toBe('connections[1]: bad outbound fds; connection dropped');
+  });
+});
+
 describe('readHandoffFile', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferrybus-read-document-'));
   afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-  it('reads a document file', () => {
+  it('reads a document file, in either format', () => {
     const file = path.join(dir, 'generation-4.json');
     fs.writeFileSync(file, JSON.stringify(validDoc()), { mode: 0o600 });
-    expect(readHandoffFile(file, { nonce: NONCE, pid: PID }).doc).toEqual(validDoc());
+    expect(readHandoffFile(file, { nonce: NONCE, pid: PID }).doc).toEqual(decoded(validDoc()));
+    fs.writeFileSync(file, binary(), { mode: 0o600 });
+    expect(readHandoffFile(file, { nonce: NONCE, pid: PID })).toEqual({ doc: memoryDoc(), warnings: [] });
+  });
+
+  it('reads back what it wrote, bytes and all, each range in a Buffer of its own', () => {
+    const doc = memoryDoc();
+    doc.connections[0]!.outbound = Buffer.alloc(300_000, 7);
+    doc.connections[0]!.outboundFds = [{ at: 299_999, fds: [41] }];
+    const written = writeHandoffFile(path.join(dir, 'own-write'), doc);
+    const { doc: back, warnings } = readHandoffFile(written, { nonce: NONCE, pid: PID });
+    expect(warnings).toEqual([]);
+    expect(back.connections[0]!.outbound.equals(doc.connections[0]!.outbound)).toBe(true);
+    doc.connections[0]!.outbound = back.connections[0]!.outbound; // compared above, quicker
+    expect(back).toEqual(doc);
+    expect(back.connections[0]!.outbound.buffer).not.toBe(back.connections[1]!.outbound.buffer);
+  });
+
+  it('refuses a binary file cut short, or with bytes after its end, and says which', () => {
+    const file = path.join(dir, 'generation-7.json');
+    const whole = binary();
+    fs.writeFileSync(file, whole.subarray(0, whole.length - 3), { mode: 0o600 });
+    expect(refusal(() => readHandoffFile(file, {})).message).toMatch(/^truncated: the header announces \d+ bytes .* the file has \d+$/);
+    fs.writeFileSync(file, whole.subarray(0, 10), { mode: 0o600 });
+    expect(refusal(() => readHandoffFile(file, {})).message).toBe(`truncated: 10 bytes, shorter than the ${DOCUMENT_HEADER_BYTES}-byte header`);
+    fs.writeFileSync(file, Buffer.concat([whole, Buffer.from('xx')]), { mode: 0o600 });
+    expect(refusal(() => readHandoffFile(file, {})).message).toMatch(/^2 bytes after the end the header announces/);
   });
 
   it('refuses a document other users can read or write, a symlink, and one another uid owns', () => {
@@ -374,24 +526,24 @@ describe('readHandoffFile', () => {
     const foreign = path.join(dir, 'foreign');
     fs.mkdirSync(foreign, { mode: 0o777 });
     fs.chownSync(foreign, 65534, 65534);
-    expect(() => writeHandoffFile(foreign, validDoc())).toThrow(`${foreign} belongs to uid 65534, not to the bus's uid 0; refusing to write the handoff document there`);
+    expect(() => writeHandoffFile(foreign, memoryDoc())).toThrow(`${foreign} belongs to uid 65534, not to the bus's uid 0; refusing to write the handoff document there`);
     expect(fs.readdirSync(foreign)).toEqual([]);
     const link = path.join(dir, 'link');
     fs.symlinkSync(foreign, link);
-    expect(() => writeHandoffFile(link, validDoc())).toThrow(/is not a directory \(a symlink\?\)/);
+    expect(() => writeHandoffFile(link, memoryDoc())).toThrow(/is not a directory \(a symlink\?\)/);
     const loose = path.join(dir, 'loose');
     fs.mkdirSync(path.join(loose, 'handoff'), { recursive: true });
     fs.chmodSync(loose, 0o777); // anyone may rename entries here: 'handoff' could be swapped
-    expect(() => writeHandoffFile(path.join(loose, 'handoff'), validDoc())).toThrow(`${loose} (above ${path.join(loose, 'handoff')}) can be changed by another user (owner uid 0, mode 777)`);
+    expect(() => writeHandoffFile(path.join(loose, 'handoff'), memoryDoc())).toThrow(`${loose} (above ${path.join(loose, 'handoff')}) can be changed by another user (owner uid 0, mode 777)`);
     const own = path.join(dir, 'own');
-    const written = writeHandoffFile(own, validDoc());
+    const written = writeHandoffFile(own, memoryDoc());
     expect(fs.statSync(own).mode & 0o777).toBe(0o700);
     expect(fs.statSync(written).mode & 0o777).toBe(0o600);
   });
 
   it('refuses a file larger than the limit by its size, without reading it', () => {
     const file = path.join(dir, 'giant.json');
-    fs.writeFileSync(file, '{"format":1,');
+    fs.writeFileSync(file, binary());
     fs.chmodSync(file, 0o600);
     fs.truncateSync(file, MAX_DOCUMENT_BYTES + 1); // sparse
     const err = refusal(() => readHandoffFile(file, {}));
@@ -430,7 +582,7 @@ const validText = JSON.stringify(validDoc());
 const validPaths = paths(valid);
 
 /** Reads `text`: a result that restore can trust, or a HandoffError, quickly; nothing else. */
-function readsSafely(text: string): void {
+function readsSafely(text: string | Buffer): void {
   const started = process.hrtime.bigint();
   let result: ReadResult | undefined;
   try {
@@ -504,6 +656,45 @@ describe('readDocument never throws anything but HandoffError, never hangs, neve
     fc.assert(
       fc.property(fc.dictionary(fc.constantFrom(...Object.keys(validDoc()), '__proto__', 'constructor'), fc.jsonValue()), (o) =>
         readsSafely(JSON.stringify({ ...o, format: HANDOFF_FORMAT, nonce: NONCE, pid: PID })),
+      ),
+      { numRuns: 2000 },
+    );
+  });
+});
+
+describe('readDocument on the binary format never throws anything but HandoffError, never hangs, never returns an inconsistent document', () => {
+  const file = binary();
+  const { json, section } = parts(file);
+  const jsonValue = JSON.parse(JSON.stringify(json)) as Json;
+
+  it('truncated at any length', () => {
+    for (let n = 0; n <= file.length; n++) readsSafely(file.subarray(0, n));
+  });
+
+  it('bytes overwritten at random places (header, JSON, section)', () => {
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 6 }), (edits) => {
+        const copy = Buffer.from(file);
+        for (const [at, byte] of edits) copy[at % copy.length] = byte;
+        readsSafely(copy);
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
+  it('values of the JSON replaced or deleted anywhere (ranges included), the section unchanged', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.record({ at: fc.nat(), value: fc.option(replacement, { nil: undefined }) }), { minLength: 1, maxLength: 4 }),
+        (edits) => {
+          let doc = jsonValue;
+          for (const { at, value } of edits) {
+            const all = paths(doc);
+            if (all.length === 0) break;
+            doc = mutate(doc, all[at % all.length]!, value);
+          }
+          readsSafely(container(doc, section));
+        },
       ),
       { numRuns: 2000 },
     );

@@ -1,6 +1,11 @@
+import * as fs from 'node:fs';
 import { FerryError } from '../util/errors.js';
 import { isValidBusName, isValidWellKnownName } from '../wire/names.js';
+import { bufferSection, fileSection, looksBinary, readHeader, sizeProblem, type ByteSection, type ContainerHeader } from './binary-document.js';
 import {
+  DOCUMENT_HEADER_BYTES,
+  HANDOFF_FORMAT,
+  HANDOFF_FORMAT_JSON,
   MAX_DOCUMENT_BYTES,
   READABLE_FORMATS,
   type ActivationDoc,
@@ -28,7 +33,35 @@ const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !
 const isInt = (v: unknown, min = 0, max = Number.MAX_SAFE_INTEGER): v is number =>
   typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max;
 const isStr = (v: unknown): v is string => typeof v === 'string';
-const isB64 = (v: unknown): v is string => isStr(v) && /^[A-Za-z0-9+/]*={0,2}$/.test(v) && v.length % 4 === 0;
+
+/** Takes a byte field out of the document: its bytes, or why it is unusable. */
+type TakeBytes = (v: unknown) => Buffer | string;
+
+/**
+ * Format 1: base64, decoded once, here. Node's decoder skips what is not base64 instead of
+ * failing, so a string that decodes to fewer bytes than its length promises held some.
+ */
+const base64Bytes: TakeBytes = (v) => {
+  if (!isStr(v) || v.length % 4 !== 0) return 'bad byte fields';
+  const bytes = Buffer.from(v, 'base64');
+  const padding = v.endsWith('==') ? 2 : v.endsWith('=') ? 1 : 0;
+  return bytes.length === (v.length / 4) * 3 - padding ? bytes : 'bad byte fields';
+};
+
+/** Format 2: a range of the binary section, checked against its length, never decoded. */
+function rangeBytes(section: ByteSection): TakeBytes {
+  return (v) => {
+    if (!isObj(v) || !isInt(v.offset) || !isInt(v.length)) return 'bad byte fields';
+    if (v.offset + v.length > section.length) {
+      return `bytes at ${v.offset} (${v.length} of them) lie outside the ${section.length}-byte binary section`;
+    }
+    try {
+      return section.bytes({ offset: v.offset, length: v.length });
+    } catch (err) {
+      fatal(`cannot read the binary section: ${(err as Error).message}`);
+    }
+  };
+}
 
 /** Notes keys this reader does not know: logged and ignored, never fatal (newer writers add keys). */
 function unknownKeys(where: string, o: Obj, known: readonly string[], warnings: string[]): void {
@@ -40,15 +73,77 @@ function fatal(why: string): never {
 }
 
 /**
- * Parses and checks a handoff document. Top-level damage (not JSON, wrong format,
- * wrong nonce or pid) throws; a damaged record (one connection, one name) is
- * dropped with a warning so everyone else's state survives.
+ * Parses and checks a handoff document: the bytes of a format-2 file, or format-1 JSON text
+ * (a string, or its bytes). Top-level damage (not a document, truncated, wrong format, wrong
+ * nonce or pid) throws; a damaged record (one connection, one name) is dropped with a warning
+ * so everyone else's state survives. The byte fields of a format-2 document are views into
+ * `input`.
  */
 export function readDocument(
-  text: string,
+  input: string | Buffer,
   expect: { nonce?: string; pid?: number } = {},
 ): ReadResult {
-  if (text.length > MAX_DOCUMENT_BYTES) fatal(`document of ${text.length} bytes exceeds ${MAX_DOCUMENT_BYTES}`);
+  if (typeof input !== 'string' && looksBinary(input)) {
+    const h = header(input.subarray(0, DOCUMENT_HEADER_BYTES), input.length);
+    const jsonEnd = DOCUMENT_HEADER_BYTES + h.jsonBytes;
+    return readParsed(input.toString('utf8', DOCUMENT_HEADER_BYTES, jsonEnd), h, rangeBytes(bufferSection(input.subarray(jsonEnd))), expect);
+  }
+  if (input.length > MAX_DOCUMENT_BYTES) fatal(`document of ${input.length} bytes exceeds ${MAX_DOCUMENT_BYTES}`);
+  return readParsed(typeof input === 'string' ? input : input.toString('utf8'), undefined, base64Bytes, expect);
+}
+
+/**
+ * readDocument for an open file of `size` bytes: the header and the JSON are read first, then
+ * only the byte ranges of records that are kept, each into a Buffer of its own (fileSection).
+ */
+export function readDocumentFile(fd: number, size: number, expect: { nonce?: string; pid?: number } = {}): ReadResult {
+  if (size > MAX_DOCUMENT_BYTES) fatal(`document of ${size} bytes exceeds ${MAX_DOCUMENT_BYTES}`);
+  const head = readAt(fd, Math.min(DOCUMENT_HEADER_BYTES, size), 0);
+  if (!looksBinary(head)) return readDocument(fs.readFileSync(fd, 'utf8'), expect);
+  const h = header(head, size);
+  const json = readAt(fd, h.jsonBytes, DOCUMENT_HEADER_BYTES).toString('utf8');
+  return readParsed(json, h, rangeBytes(fileSection(fd, DOCUMENT_HEADER_BYTES + h.jsonBytes, h.sectionBytes)), expect);
+}
+
+/** `length` bytes at `position` (pread: the file's offset stays where it was). */
+function readAt(fd: number, length: number, position: number): Buffer {
+  const out = Buffer.alloc(length);
+  let done = 0;
+  while (done < length) {
+    const n = fs.readSync(fd, out, done, length - done, position + done);
+    if (n === 0) fatal(`truncated: the file ended at ${position + done} bytes`);
+    done += n;
+  }
+  return out;
+}
+
+/** A format-2 header, checked: magic, a format this image reads, the size it announces. */
+function header(head: Buffer, fileBytes: number): ContainerHeader {
+  const h = readHeader(head, fileBytes);
+  if (typeof h === 'string') fatal(h);
+  checkReadable(h.format);
+  if (h.format !== HANDOFF_FORMAT) fatal(`format ${h.format} is JSON text, but this file has a binary header`);
+  const why = sizeProblem(h, fileBytes);
+  if (why) fatal(why);
+  return h;
+}
+
+function checkReadable(format: number): void {
+  if (!READABLE_FORMATS.includes(format)) {
+    throw new HandoffError(
+      'HandoffFormatUnsupported',
+      `document format ${format} is not readable by this image (reads ${READABLE_FORMATS.join(', ')})`,
+    );
+  }
+}
+
+/** The JSON part, whichever format: `container` is the binary header (format 2) or absent (format 1). */
+function readParsed(
+  text: string,
+  container: ContainerHeader | undefined,
+  takeBytes: TakeBytes,
+  expect: { nonce?: string; pid?: number },
+): ReadResult {
   let raw: unknown;
   try {
     raw = JSON.parse(text);
@@ -58,12 +153,9 @@ export function readDocument(
   if (!isObj(raw)) fatal('document is not a JSON object');
   const warnings: string[] = [];
   if (!isInt(raw.format)) fatal('document has no format number');
-  if (!READABLE_FORMATS.includes(raw.format)) {
-    throw new HandoffError(
-      'HandoffFormatUnsupported',
-      `document format ${raw.format} is not readable by this image (reads ${READABLE_FORMATS.join(', ')})`,
-    );
-  }
+  checkReadable(raw.format);
+  if (container && raw.format !== container.format) fatal(`the header says format ${container.format}, the JSON format ${raw.format}`);
+  if (!container && raw.format !== HANDOFF_FORMAT_JSON) fatal(`a format-${raw.format} document is a binary file; this is JSON text alone`);
   if (!isStr(raw.nonce)) fatal('document has no nonce');
   if (expect.nonce !== undefined && raw.nonce !== expect.nonce) {
     fatal('document nonce does not match: it was left by another handoff');
@@ -96,9 +188,9 @@ export function readDocument(
   let nextUniqueId = bus.nextUniqueId;
   const connections: ConnectionDoc[] = [];
   list(raw.connections, 'connections', warnings).forEach((c, i) => {
-    const why = checkConnection(c);
-    if (why) return warnings.push(`connections[${i}]: ${why}; connection dropped`);
-    const conn = c as unknown as ConnectionDoc;
+    const checked = checkConnection(c, takeBytes);
+    if (typeof checked === 'string') return warnings.push(`connections[${i}]: ${checked}; connection dropped`);
+    const conn = { ...(c as Obj), ...checked } as unknown as ConnectionDoc;
     if (usedFds.has(conn.fd)) return warnings.push(`connections[${i}]: fd ${conn.fd} used twice; dropped`);
     if (peerIds.has(conn.peerId)) return warnings.push(`connections[${i}]: peer id ${conn.peerId} used twice; dropped`);
     // Two peers answering to one unique name would receive each other's messages.
@@ -164,7 +256,7 @@ export function readDocument(
     ? { at: last.at, pauseUs: last.pauseUs, root: last.root }
     : undefined;
   if (last !== undefined && !lastHandoff) warnings.push('lastHandoff: malformed, dropped');
-  const activation = raw.activation === undefined ? undefined : readActivation(raw.activation, peerIds, usedFds, warnings);
+  const activation = raw.activation === undefined ? undefined : readActivation(raw.activation, peerIds, usedFds, takeBytes, warnings);
   const doc: HandoffDocument = {
     format: raw.format,
     nonce: raw.nonce,
@@ -199,7 +291,9 @@ const VIAS = ['exec', 'systemd', 'await-systemd'];
  * Services being started: a damaged held message is dropped alone, a damaged activation with
  * what it held (its senders then get nothing, as if the service had failed before they asked).
  */
-function readActivation(raw: unknown, peerIds: ReadonlySet<number>, usedFds: Set<number>, warnings: string[]): ActivationDoc | undefined {
+function readActivation(
+  raw: unknown, peerIds: ReadonlySet<number>, usedFds: Set<number>, takeBytes: TakeBytes, warnings: string[],
+): ActivationDoc | undefined {
   if (!isObj(raw)) {
     warnings.push('activation: malformed, dropped');
     return undefined;
@@ -224,16 +318,19 @@ function readActivation(raw: unknown, peerIds: ReadonlySet<number>, usedFds: Set
     const held: HeldMessageDoc[] = [];
     list(p.held, `${where}.held`, warnings).forEach((h, k) => {
       const at = `${where}.held[${k}]`;
-      if (!isObj(h) || !isInt(h.sender) || (h.sender !== 0 && !peerIds.has(h.sender)) || typeof h.start !== 'boolean' ||
-          !isB64(h.message) || h.message === '') {
+      if (!isObj(h) || !isInt(h.sender) || (h.sender !== 0 && !peerIds.has(h.sender)) || typeof h.start !== 'boolean') {
         return warnings.push(`${at}: malformed or orphaned, dropped`);
+      }
+      const message = takeBytes(h.message);
+      if (typeof message === 'string' || message.length === 0) {
+        return warnings.push(`${at}: ${typeof message === 'string' && message !== 'bad byte fields' ? message : 'malformed or orphaned'}, dropped`);
       }
       const fds = h.fds;
       if (fds !== undefined && (!Array.isArray(fds) || !fds.every((fd) => isInt(fd, 0, 1 << 30)))) return warnings.push(`${at}: bad fds, dropped`);
       const reused = (fds ?? []).find((fd, n, all) => usedFds.has(fd as number) || all.indexOf(fd) !== n);
       if (reused !== undefined) return warnings.push(`${at}: fd ${String(reused)} used twice, dropped`);
       for (const fd of fds ?? []) usedFds.add(fd as number);
-      held.push({ sender: h.sender, start: h.start, message: h.message, ...(fds ? { fds: fds as number[] } : {}) });
+      held.push({ sender: h.sender, start: h.start, message, ...(fds ? { fds: fds as number[] } : {}) });
     });
     names.add(p.name);
     pending.push({
@@ -255,7 +352,8 @@ function list(v: unknown, where: string, warnings: string[]): unknown[] {
   return v;
 }
 
-function checkConnection(c: unknown): string | undefined {
+/** Why a connection record is unusable, or its bytes. */
+function checkConnection(c: unknown, takeBytes: TakeBytes): string | { inbound: Buffer; outbound: Buffer } {
   if (!isObj(c)) return 'not an object';
   if (!isInt(c.fd, 0, 1 << 30)) return 'bad fd';
   if (!isInt(c.peerId, 1)) return 'bad peer id';
@@ -265,12 +363,15 @@ function checkConnection(c: unknown): string | undefined {
   }
   if (!Array.isArray(cr.groups) || !cr.groups.every((g) => isInt(g, 0, 0xffffffff))) return 'bad groups';
   if (cr.securityLabel !== undefined && !isStr(cr.securityLabel)) return 'bad security label';
-  if (!isB64(c.inbound) || !isB64(c.outbound)) return 'bad byte fields';
+  const inbound = takeBytes(c.inbound);
+  if (typeof inbound === 'string') return inbound;
+  const outbound = takeBytes(c.outbound);
+  if (typeof outbound === 'string') return outbound;
   if (c.unixFds !== undefined && typeof c.unixFds !== 'boolean') return 'bad unixFds';
   const isFd = (fd: unknown) => isInt(fd, 0, 1 << 30);
   if (c.inboundFds !== undefined && (!Array.isArray(c.inboundFds) || !c.inboundFds.every(isFd))) return 'bad inbound fds';
   if (c.outboundFds !== undefined) {
-    const length = Buffer.from(c.outbound, 'base64').length;
+    const length = outbound.length;
     const ok = Array.isArray(c.outboundFds) && c.outboundFds.every((m, k, all) =>
       isObj(m) && isInt(m.at, 0, length - 1) && Array.isArray(m.fds) && m.fds.length > 0 && m.fds.every(isFd) &&
       (k === 0 || (all[k - 1] as { at: number }).at < m.at));
@@ -288,5 +389,5 @@ function checkConnection(c: unknown): string | undefined {
     }
   }
   if (c.uniqueName !== undefined && (!isStr(c.uniqueName) || !/^:1\.[0-9]+$/.test(c.uniqueName))) return 'bad unique name';
-  return undefined;
+  return { inbound, outbound };
 }

@@ -16,6 +16,12 @@ export interface RestoreReport {
   names: number;
   matches: number;
   pendingCalls: number;
+  /**
+   * The fds the restored connections were handed: their sockets and the fds in their messages
+   * (a socket travelling in a message is a client's, not a stray). Known from the document, so
+   * nobody walks the queues (whose bytes are not needed) to find them again.
+   */
+  keptFds: number[];
   /** What could not be restored, one line each (logged loudly by the caller). */
   dropped: string[];
 }
@@ -66,7 +72,7 @@ function closeMessageFds(c: HandoffDocument['connections'][number]): void {
 
 /** Rebuilds bus state and client connections from a checked document. */
 export function restore(doc: HandoffDocument, bus: Bus, connections: ConnectionSet): RestoreReport {
-  const report: RestoreReport = { connections: 0, names: 0, matches: 0, pendingCalls: 0, dropped: [] };
+  const report: RestoreReport = { connections: 0, names: 0, matches: 0, pendingCalls: 0, keptFds: [], dropped: [] };
   bus.restoreCounters(doc.bus.nextUniqueId, doc.bus.nextPeerId, doc.bus.driverSerial);
   const peers = new Map<number, Peer>();
   const replays: Array<[Connection, Buffer, number[]]> = [];
@@ -109,18 +115,22 @@ export function restore(doc: HandoffDocument, bus: Bus, connections: ConnectionS
     }
     // libuv opened these with close-on-exec; execve kept them because the old image cleared it.
     setCloexec(c.fd, true);
-    for (const fd of [...(c.inboundFds ?? []), ...(c.outboundFds ?? []).flatMap((m) => m.fds)]) setCloexec(fd, true);
+    report.keptFds.push(c.fd);
+    for (const fd of [...(c.inboundFds ?? []), ...(c.outboundFds ?? []).flatMap((m) => m.fds)]) {
+      setCloexec(fd, true);
+      report.keptFds.push(fd);
+    }
     // ferrybus reads the socket itself (fds travel with messages): Node must never read it.
     const socket = new net.Socket({ fd: c.fd, readable: true, writable: true, pauseOnCreate: true } as net.SocketConstructorOpts);
     if (peer) peer.acceptsFds = c.unixFds === true;
     const conn = new Connection(socket, c.credentials, bus, connections.hooks, connections.limits, {
       sasl: c.sasl ?? null,
       peer,
-      outbound: Buffer.from(c.outbound, 'base64'),
+      outbound: c.outbound,
       outboundFds: c.outboundFds,
     });
     connections.adopt(conn);
-    replays.push([conn, Buffer.from(c.inbound, 'base64'), c.inboundFds ?? []]);
+    replays.push([conn, c.inbound, c.inboundFds ?? []]);
     report.connections++;
   }
 

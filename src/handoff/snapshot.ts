@@ -3,7 +3,7 @@ import { socketFd } from '../sys/libc.js';
 import type { ConnectionSet } from '../transport/connection-set.js';
 import type { ListenTarget } from '../transport/address.js';
 import type * as net from 'node:net';
-import { HANDOFF_FORMAT, type ConnectionDoc, type HandoffDocument } from './document.js';
+import { HANDOFF_FORMAT, type ConnectionDoc, type HandoffDocument, type SnapshotDocument } from './document.js';
 import { snapshotActivation } from './activation-state.js';
 
 export interface SnapshotInput {
@@ -25,13 +25,13 @@ export interface SnapshotInput {
  * Captures the whole bus into a document. Synchronous on purpose: between this
  * call and execve no callback runs, so nothing is read or written in between.
  */
-export function snapshot(input: SnapshotInput): HandoffDocument {
+export function snapshot(input: SnapshotInput): SnapshotDocument {
   const { bus, connections } = input;
-  const conns: ConnectionDoc[] = [];
+  const conns: Array<ConnectionDoc<readonly Buffer[]>> = [];
   for (const conn of connections.all) {
     const peer = conn.peer;
     const sasl = conn.saslState();
-    const unsent = conn.unsent();
+    const unsent = conn.unsentParts();
     const inboundFds = conn.pendingInboundFds();
     conns.push({
       fd: conn.fd,
@@ -40,9 +40,10 @@ export function snapshot(input: SnapshotInput): HandoffDocument {
       ...(sasl ? { sasl } : {}),
       ...(peer?.uniqueName ? { uniqueName: peer.uniqueName } : {}),
       ...(peer?.acceptsFds ? { unixFds: true } : {}),
-      inbound: conn.framer.pending().toString('base64'),
+      // Views, not copies: nothing runs between here and the write (see above).
+      inbound: conn.framer.pending(),
       ...(inboundFds.length > 0 ? { inboundFds } : {}),
-      outbound: unsent.bytes.toString('base64'),
+      outbound: unsent.parts,
       ...(unsent.fds.length > 0 ? { outboundFds: unsent.fds.map((m) => ({ at: m.at, fds: [...m.fds] })) } : {}),
       matches: peer ? peer.matches.map((r) => r.text) : [],
       ...(peer?.monitorRules ? { monitorRules: peer.monitorRules.map((r) => r.text) } : {}),

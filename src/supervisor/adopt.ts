@@ -4,7 +4,7 @@ import type { DriverMethod } from '../bus/driver.js';
 import type { HandoffDocument } from '../handoff/document.js';
 import { readHandoffFile } from '../handoff/handoff-file.js';
 import { restore } from '../handoff/restore.js';
-import { isListeningSocket, setCloexec, socketFd } from '../sys/libc.js';
+import { isListeningSocket, setCloexec } from '../sys/libc.js';
 import { formatAddressEntry, type ListenTarget } from '../transport/address.js';
 import { Daemon, type DaemonSettings, type RuntimeState } from './daemon.js';
 import type { HandoffArgs } from './handoff-controller.js';
@@ -147,16 +147,10 @@ export function adoptDaemon(args: HandoffArgs, log: Logger, extraMethods: readon
   for (const line of report.dropped) log.error('handoff-restore-dropped', line);
   // A client whose record was dropped (damaged, or its fd is not what the record says) would
   // otherwise wait forever on a socket nobody reads: close it so it sees the end.
-  const adopted = new Set<number>();
-  for (const conn of connections.all) {
-    try {
-      adopted.add(socketFd(conn.socket));
-      // A socket travelling in a queued message is the client's, not a stray connection.
-      for (const fd of conn.heldFds()) adopted.add(fd);
-    } catch {
-      // closed already (its replayed input was malformed): nothing to keep
-    }
-  }
+  // The fds restore handed to connections, sockets in their queued messages included (those
+  // are the clients', not strays). One closed since (its replayed input was malformed) closed
+  // them itself; leaving their numbers alone here is all that follows.
+  const adopted = new Set<number>(report.keptFds);
   // Fds in messages held for a starting service belong to their senders too.
   for (const fd of bus.activator.heldFds()) adopted.add(fd);
   closeStrays(adopted, log);

@@ -409,6 +409,11 @@ export class Connection implements WritableHandler {
     return this.outbound.unsent();
   }
 
+  /** unsent(), the bytes as the pieces they are queued in (a handoff writes them without gathering). */
+  unsentParts(): ReturnType<OutboundQueue['unsentParts']> {
+    return this.outbound.unsentParts();
+  }
+
   /** Fds received for a half-received message (a handoff carries them with the bytes). */
   pendingInboundFds(): number[] {
     return this.inboundFds.numbers();

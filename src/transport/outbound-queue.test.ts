@@ -54,6 +54,21 @@ describe('OutboundQueue', () => {
     expect(closed).toEqual([]);
   });
 
+  it('reports the same as the pieces they are queued in, without copying them', () => {
+    const q = new OutboundQueue();
+    const first = b('0123456789');
+    q.push([b('ab'), first, b('cd')]);
+    q.push(b('xyz'), 3, undefined, new UnixFds([9], () => {}));
+    q.fill(Buffer.alloc(64));
+    q.consume(5);
+    const { parts, length, fds } = q.unsentParts();
+    expect(parts.map(String)).toEqual(['3456789', 'cd', 'xyz']);
+    expect(parts[0]!.buffer).toBe(first.buffer);
+    expect(length).toBe(12);
+    expect(fds).toEqual([{ at: 9, fds: [9] }]);
+    expect(Buffer.concat(parts).equals(q.unsent().bytes)).toBe(true);
+  });
+
   it('starts a new send at each message with fds, so fds never go with another message', () => {
     const closed: number[] = [];
     const q = new OutboundQueue();

@@ -173,18 +173,31 @@ export class OutboundQueue {
 
   /** Every byte not yet taken by the kernel, in order, and the fds still to go with them. */
   unsent(): UnsentOutbound {
+    const { parts, length, fds } = this.unsentParts();
+    return { bytes: Buffer.concat(parts, length), fds };
+  }
+
+  /** unsent(), the bytes left in the pieces they are queued as (views, no copy: a handoff writes them as they are). */
+  unsentParts(): { parts: Buffer[]; length: number; fds: UnsentOutbound['fds'] } {
     const parts: Buffer[] = [];
     const fds: UnsentOutbound['fds'] = [];
     let at = 0;
     for (let i = this.head; i < this.entries.length; i++) {
       const entry = this.entries[i]!;
       if (entry.fds) fds.push({ at, fds: entry.fds.fds });
-      const whole = Buffer.isBuffer(entry.pieces) ? entry.pieces : Buffer.concat(entry.pieces as Buffer[], entry.length);
-      const part = i === this.head && this.offset > 0 ? whole.subarray(this.offset) : whole;
-      parts.push(part);
-      at += part.length;
+      let skip = i === this.head ? this.offset : 0;
+      for (const piece of Buffer.isBuffer(entry.pieces) ? [entry.pieces] : entry.pieces) {
+        if (skip >= piece.length) {
+          skip -= piece.length;
+          continue;
+        }
+        const part = skip > 0 ? piece.subarray(skip) : piece;
+        skip = 0;
+        parts.push(part);
+        at += part.length;
+      }
     }
-    return { bytes: Buffer.concat(parts, at), fds };
+    return { parts, length: at, fds };
   }
 
   private releaseFds(entry: Entry): void {

@@ -19,7 +19,7 @@ import { ECHO_INTERFACE, ECHO_PATH, startEchoService } from '../harness/python-c
 import { describeResult, runClient } from '../harness/run-client.js';
 import type { RunningBus } from '../harness/running-bus.js';
 import { makeTempDir, removeTempDir } from '../harness/temp-dir.js';
-import { HANDOFF_FORMAT, MAX_DOCUMENT_BYTES } from '../../src/handoff/document.js';
+import { DOCUMENT_HEADER_BYTES, DOCUMENT_MAGIC, HANDOFF_FORMAT, HANDOFF_FORMAT_JSON, MAX_DOCUMENT_BYTES } from '../../src/handoff/document.js';
 import { encodeMessage } from '../../src/wire/message.js';
 import { marshal } from '../../src/wire/marshal.js';
 import {
@@ -227,19 +227,20 @@ const GUID = 'fe11ba5e0000000000000000c0ffee00';
 async function launchNewImage(
   dir: string,
   clients: number,
-  document: { text: string } | { raw: string },
+  document: { text: string } | { bytes: Buffer } | { raw: string },
   nonce = NONCE,
 ): Promise<Adopted> {
   const socketPath = path.join(dir, 'bus');
   const docPath = 'raw' in document ? document.raw : path.join(dir, 'generation-2.json');
   const template = path.join(dir, 'template.json');
   if ('text' in document) writeFileSync(template, document.text);
+  if ('bytes' in document) writeFileSync(template, document.bytes);
   const proc = startLongRunning(SYSTEM_PYTHON, [
     supportPath('adopt-launcher.py'),
     '--socket', socketPath,
     '--clients', String(clients),
     '--document', docPath,
-    ...('text' in document ? ['--template', template] : []),
+    ...('raw' in document ? [] : ['--template', template]),
     '--', process.execPath, build.main, 'daemon',
     `--handoff-document=${docPath}`,
     `--handoff-nonce=${nonce}`,
@@ -254,10 +255,13 @@ async function launchNewImage(
   return { proc, socketPath, address: `unix:path=${socketPath}`, document: docPath, old };
 }
 
-/** A document the way an old image writes it, for the clients the launcher accepted. */
+/**
+ * A document the way an older image writes it (format 1, JSON text, bytes in base64), for the
+ * clients the launcher accepted.
+ */
 function validDocument(socketPath: string, connections: unknown[], names: unknown[], extra: Record<string, unknown> = {}): string {
   const doc = {
-    format: HANDOFF_FORMAT,
+    format: HANDOFF_FORMAT_JSON,
     nonce: NONCE,
     pid: '__PID__',
     generation: 1,
@@ -276,6 +280,19 @@ function validDocument(socketPath: string, connections: unknown[], names: unknow
     .replace('"__PID__"', '{pid}')
     .replace('"__LISTEN__"', '{listen}')
     .replace(/"__FD(\d+)__"/g, '{fd$1}');
+}
+
+/**
+ * The same as this image writes it (format 2): header, the JSON (byte fields are ranges of the
+ * section), the binary section. The header is left as given: a test may announce more than follows.
+ */
+function binaryDocument(json: string, section: Buffer, announced = section.length): Buffer {
+  const header = Buffer.alloc(DOCUMENT_HEADER_BYTES);
+  DOCUMENT_MAGIC.copy(header);
+  header.writeUInt32LE(HANDOFF_FORMAT, 8);
+  header.writeUInt32LE(Buffer.byteLength(json), 12);
+  header.writeBigUInt64LE(BigInt(announced), 16);
+  return Buffer.concat([header, Buffer.from(json), section]);
 }
 
 const me = { uid: process.getuid!(), gid: process.getgid!(), pid: process.pid, groups: [] as number[] };
@@ -362,6 +379,22 @@ describe('a new image whose document is unusable keeps serving and drops the old
     await expectServesWithoutState(a, new RegExp(`document format ${HANDOFF_FORMAT + 1} is not readable by this image`));
   });
 
+  it('binary, its section cut short', async () => {
+    const d = await fresh('section-truncated');
+    const queued = Buffer.alloc(4096, 1);
+    const json = validDocument(path.join(d, 'bus'), [connectionDoc(0, { outbound: { offset: 0, length: 4096 } }), connectionDoc(1)], [], { format: HANDOFF_FORMAT });
+    const a = await launchNewImage(d, 2, { bytes: binaryDocument(json, queued.subarray(0, 1000), queued.length) });
+    await expectServesWithoutState(a, /truncated: the header announces \d+ bytes \(\d+ of JSON, 4096 of binary section\), the file has \d+/);
+  });
+
+  it('binary, with a bad magic', async () => {
+    const d = await fresh('bad-magic');
+    const bytes = binaryDocument(validDocument(path.join(d, 'bus'), [connectionDoc(0), connectionDoc(1)], [], { format: HANDOFF_FORMAT }), Buffer.alloc(0));
+    bytes[5] = 0x21;
+    const a = await launchNewImage(d, 2, { bytes });
+    await expectServesWithoutState(a, /bad magic: not a ferrybus handoff document/);
+  });
+
   it('stale: left by another handoff (its nonce is not the one on the command line)', async () => {
     const d = await fresh('stale');
     const text = validDocument(path.join(d, 'bus'), [connectionDoc(0), connectionDoc(1)], []);
@@ -435,6 +468,53 @@ describe('a new image restores what it can from a damaged document and drops the
     const client = await NextClient.connect(a.address);
     scope(() => client.disconnect());
     expect(client.uniqueName).toBe(':1.10');
+    expect(kept.closed).toBeUndefined();
+    expect(a.proc.exit).toBeUndefined();
+  });
+});
+
+describe('a new image restores what it can from a damaged binary document and drops the rest loudly', () => {
+  const scope = useScope();
+
+  it('a byte range outside the binary section drops that client alone; the others keep their names and queued bytes', async () => {
+    const dir = await makeTempDir('ferrybus-adopt-range');
+    scope(() => removeTempDir(dir));
+    const socketPath = path.join(dir, 'bus');
+    const queued = encodeMessage({
+      type: TYPE.SIGNAL, serial: 78, path: '/org/ferrybus/Test', interface: 'org.ferrybus.Test.Queued', member: 'Waiting',
+      sender: ':1.3', signature: 's', body: marshal('s', ['queued in the binary section']),
+    });
+    const none = { offset: 0, length: 0 };
+    const json = validDocument(
+      socketPath,
+      [
+        connectionDoc(0, { inbound: none, outbound: { offset: 0, length: queued.length } }),
+        connectionDoc(1, { inbound: none, outbound: { offset: queued.length - 4, length: 5 } }),
+        connectionDoc(2, { inbound: none, outbound: none }),
+      ],
+      [
+        { name: 'org.ferrybus.Test.Kept', queue: [{ peerId: 1, flags: 0 }] },
+        { name: 'org.ferrybus.Test.Orphaned', queue: [{ peerId: 2, flags: 0 }] },
+      ],
+      { format: HANDOFF_FORMAT },
+    );
+    const a = await launchNewImage(dir, 3, { bytes: binaryDocument(json, queued) });
+    scope(() => a.proc.stop());
+    const [kept, damaged, idle] = a.old as [RawClient, RawClient, RawClient];
+    kept.assumeRegistered(':1.1');
+    idle.assumeRegistered(':1.3');
+    await a.proc.waitFor(/handoff-complete: .*/, { stream: 'stderr' });
+    expect(logLines(a.proc, 'handoff-document-warning').join('\n')).toContain(
+      `connections[1]: bytes at ${queued.length - 4} (5 of them) lie outside the ${queued.length}-byte binary section; connection dropped`,
+    );
+    expect(logLines(a.proc, 'handoff-complete')[0]).toMatch(/generation=2 .* connections=2 names=1 /);
+    await damaged.whenClosed();
+    const first = await kept.waitFor(() => true, 'the queued signal');
+    expect(first.header.member).toBe('Waiting');
+    expect(readBody(first)).toEqual(['queued in the binary section']);
+    const driver = { destination: 'org.freedesktop.DBus', path: '/org/freedesktop/DBus', interface: 'org.freedesktop.DBus' };
+    expect(await kept.call({ ...driver, member: 'GetNameOwner' }, 's', ['org.ferrybus.Test.Kept'])).toEqual([':1.1']);
+    expect(await idle.call({ ...driver, member: 'GetId' })).toEqual([GUID]);
     expect(kept.closed).toBeUndefined();
     expect(a.proc.exit).toBeUndefined();
   });

@@ -9,11 +9,17 @@ document, these placeholders are replaced first:
   {fd0} {fd1} ...  the accepted connections' fds, in the order the clients connected
 With --template FILE the document is FILE with the placeholders replaced, written to
 --document; without it --document is handed over exactly as it is (e.g. a sparse giant file).
+A binary template (format 2: it starts with the byte 0x89) has them replaced in its JSON part
+only, the header's JSON length set to match; the rest of its header (magic, format, section
+length) and every byte after the JSON are kept as they are, damage included.
 """
 import argparse
 import os
 import socket
+import struct
 import sys
+
+HEADER = struct.Struct("<8sIIQ")  # magic, format, JSON length, binary section length
 
 
 def main():
@@ -46,12 +52,19 @@ def main():
         return text
 
     if opts.template:
-        with open(opts.template, encoding="utf-8") as f:
-            text = f.read()
+        with open(opts.template, "rb") as f:
+            data = f.read()
+        if data[:1] == b"\x89" and len(data) >= HEADER.size:
+            magic, fmt, json_length, section_length = HEADER.unpack_from(data)
+            json = fill(data[HEADER.size:HEADER.size + json_length].decode("utf-8")).encode("utf-8")
+            rest = data[HEADER.size + json_length:]
+            data = HEADER.pack(magic, fmt, len(json), section_length) + json + rest
+        else:
+            data = fill(data.decode("utf-8")).encode("utf-8")
         # As an old image writes it: 0600 (the new image refuses a document others can read).
         fd = os.open(opts.document, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(fill(text))
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
     for sock in [listener] + accepted:
         os.set_inheritable(sock.fileno(), True)
     argv = [fill(a) for a in command]

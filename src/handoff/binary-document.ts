@@ -1,0 +1,146 @@
+import * as fs from 'node:fs';
+import {
+  DOCUMENT_HEADER_BYTES,
+  DOCUMENT_MAGIC,
+  HANDOFF_FORMAT,
+  type ByteRange,
+  type HandoffDocument,
+} from './document.js';
+
+/**
+ * The format-2 file (see document.ts): header, JSON, binary section. Bytes are never
+ * encoded: the writer hands the old image's own buffers to writev, the reader takes each
+ * range out of the section as it is.
+ */
+
+/** The pieces of a document file, in order, to be written as they are (no concatenation). */
+export interface EncodedDocument {
+  pieces: Buffer[];
+  size: number;
+  /** The JSON part's length (what a limit on parsing cares about). */
+  jsonBytes: number;
+}
+
+/** `doc`: as read, or as snapshot() takes it (outbound bytes in pieces). */
+export function encodeDocument(doc: HandoffDocument<Buffer | readonly Buffer[]>): EncodedDocument {
+  const section: Buffer[] = [];
+  let offset = 0;
+  const put = (bytes: Buffer | readonly Buffer[]): ByteRange => {
+    const start = offset;
+    for (const piece of Buffer.isBuffer(bytes) ? [bytes] : bytes) {
+      if (piece.length === 0) continue;
+      section.push(piece);
+      offset += piece.length;
+    }
+    return { offset: start, length: offset - start };
+  };
+  const onDisk = {
+    ...doc,
+    format: HANDOFF_FORMAT,
+    connections: doc.connections.map((c) => ({ ...c, inbound: put(c.inbound), outbound: put(c.outbound) })),
+    ...(doc.activation
+      ? {
+          activation: {
+            ...doc.activation,
+            pending: doc.activation.pending.map((p) => ({ ...p, held: p.held.map((h) => ({ ...h, message: put(h.message) })) })),
+          },
+        }
+      : {}),
+  };
+  const json = Buffer.from(JSON.stringify(onDisk), 'utf8');
+  const header = Buffer.alloc(DOCUMENT_HEADER_BYTES);
+  DOCUMENT_MAGIC.copy(header, 0);
+  header.writeUInt32LE(HANDOFF_FORMAT, 8);
+  header.writeUInt32LE(json.length, 12);
+  header.writeBigUInt64LE(BigInt(offset), 16);
+  return { pieces: [header, json, ...section], size: header.length + json.length + offset, jsonBytes: json.length };
+}
+
+/** Writes every piece at the file's start, in order, whatever writev takes per call. */
+export function writePieces(fd: number, pieces: readonly Buffer[]): void {
+  // writev takes at most IOV_MAX (1024) buffers and may write fewer bytes than asked.
+  const BATCH = 1024;
+  let position = 0;
+  let i = 0;
+  let skip = 0; // bytes of pieces[i] already written
+  while (i < pieces.length) {
+    const batch: Buffer[] = [];
+    for (let k = i; k < pieces.length && batch.length < BATCH; k++) {
+      const p = k === i ? pieces[k]!.subarray(skip) : pieces[k]!;
+      if (p.length > 0) batch.push(p);
+    }
+    if (batch.length === 0) break;
+    let written = fs.writevSync(fd, batch, position);
+    position += written;
+    while (i < pieces.length && written >= pieces[i]!.length - skip) {
+      written -= pieces[i]!.length - skip;
+      skip = 0;
+      i++;
+    }
+    skip += written;
+  }
+}
+
+/** Where the bytes of a format-2 document are: a Buffer read whole, or the file itself. */
+export interface ByteSection {
+  readonly length: number;
+  /** The bytes of a range already checked to lie inside the section. */
+  bytes(range: ByteRange): Buffer;
+}
+
+/** Ranges are views into `section`: no copy. */
+export function bufferSection(section: Buffer): ByteSection {
+  return { length: section.length, bytes: (r) => section.subarray(r.offset, r.offset + r.length) };
+}
+
+/**
+ * Ranges are read from the file, each into a Buffer of its own: one copy (page cache to
+ * memory), as many as reading the file whole, but a slow client's leftover queue never keeps
+ * every other client's bytes in memory with it, as views into one file-sized Buffer would.
+ */
+export function fileSection(fd: number, start: number, length: number): ByteSection {
+  return {
+    length,
+    bytes(r) {
+      const out = Buffer.allocUnsafe(r.length);
+      let done = 0;
+      while (done < r.length) {
+        const n = fs.readSync(fd, out, done, r.length - done, start + r.offset + done);
+        if (n === 0) throw new Error(`the file ended inside its binary section (at ${start + r.offset + done})`);
+        done += n;
+      }
+      return out;
+    },
+  };
+}
+
+export interface ContainerHeader {
+  format: number;
+  jsonBytes: number;
+  sectionBytes: number;
+}
+
+/** Does `head` (a file's first bytes) start like a format-2 file? Else it is JSON text (format 1). */
+export const looksBinary = (head: Buffer): boolean => head.length > 0 && head[0] === DOCUMENT_MAGIC[0];
+
+/** The header of a format-2 file, or why it is not one (the caller throws its own error). */
+export function readHeader(head: Buffer, fileBytes: number): ContainerHeader | string {
+  if (head.length < DOCUMENT_HEADER_BYTES) return `truncated: ${fileBytes} bytes, shorter than the ${DOCUMENT_HEADER_BYTES}-byte header`;
+  if (!head.subarray(0, DOCUMENT_MAGIC.length).equals(DOCUMENT_MAGIC)) return 'bad magic: not a ferrybus handoff document';
+  const sectionBytes = head.readBigUInt64LE(16);
+  return {
+    format: head.readUInt32LE(8),
+    jsonBytes: head.readUInt32LE(12),
+    sectionBytes: sectionBytes > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(sectionBytes),
+  };
+}
+
+/** Why the file's size is not the one its header announces, or undefined when it is. */
+export function sizeProblem(h: ContainerHeader, fileBytes: number): string | undefined {
+  const expected = DOCUMENT_HEADER_BYTES + h.jsonBytes + h.sectionBytes;
+  if (expected > fileBytes) {
+    return `truncated: the header announces ${expected} bytes (${h.jsonBytes} of JSON, ${h.sectionBytes} of binary section), the file has ${fileBytes}`;
+  }
+  if (expected < fileBytes) return `${fileBytes - expected} bytes after the end the header announces (${expected})`;
+  return undefined;
+}
