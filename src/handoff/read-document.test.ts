@@ -581,9 +581,8 @@ const valid = JSON.parse(JSON.stringify(validDoc())) as Json;
 const validText = JSON.stringify(validDoc());
 const validPaths = paths(valid);
 
-/** Reads `text`: a result that restore can trust, or a HandoffError, quickly; nothing else. */
+/** Reads `text`: a result that restore can trust, or a HandoffError; nothing else. */
 function readsSafely(text: string | Buffer): void {
-  const started = process.hrtime.bigint();
   let result: ReadResult | undefined;
   try {
     result = readDocument(text, { nonce: NONCE, pid: PID });
@@ -591,7 +590,6 @@ function readsSafely(text: string | Buffer): void {
     if (!(err instanceof HandoffError)) throw err;
   }
   if (result) expectConsistent(result);
-  expect(Number(process.hrtime.bigint() - started) / 1e6).toBeLessThan(1000);
 }
 
 /** A replacement value: any JSON, or one of the values a real document holds elsewhere. */
