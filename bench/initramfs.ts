@@ -217,34 +217,36 @@ function delta(variant: Variant, stat: ImageStat, base: ImageStat, entries: Cpio
 }
 
 /**
- * Milestones of a boot, from the serial console: lines with the kernel's printk timestamp only
- * (systemd's status lines have none). Each is the first match after the milestone named in
- * `after` (so "the real root's bus" is looked for after switch-root).
+ * Milestones of a boot, from the serial console: lines with the kernel's printk time only
+ * (systemd's status lines have none). Switch-root is systemd's second start banner; an `initrd`
+ * milestone is the first match before it, a `realroot` one the first match after it.
  */
-const MILESTONES: { id: string; label: string; re: RegExp; after?: string }[] = [
+const MILESTONES: { id: string; label: string; re: RegExp; phase?: 'initrd' | 'realroot' }[] = [
   { id: 'init', label: 'kernel runs /init (initrd)', re: /Run \/init as init process/ },
   { id: 'initrd-systemd', label: 'systemd starts in the initrd', re: /systemd\[1\]: systemd \d+\S* running in system mode/ },
-  { id: 'initrd-socket', label: 'initrd: bus socket listening (systemd)', re: /Listening on (dbus|ferrybus)\.socket/ },
-  { id: 'initrd-bus-start', label: 'initrd: bus service starting', re: /Starting (dbus-broker|ferrybus|dbus)\.service/ },
+  { id: 'initrd-socket', label: 'initrd: bus socket listening (systemd)', re: /Listening on (dbus|ferrybus)\.socket/, phase: 'initrd' },
+  { id: 'initrd-bus-start', label: 'initrd: bus service starting', re: /Starting (dbus-broker|ferrybus|dbus)\.service/, phase: 'initrd' },
   {
     id: 'initrd-bus-ready',
     label: 'initrd: bus ready (ferrybus "listening" / systemd "Started dbus-broker")',
     re: /ferrybus\[\d+\]: listening: bus is listening|Started (dbus-broker|ferrybus)\.service/,
+    phase: 'initrd',
   },
-  { id: 'initrd-probe', label: 'initrd: VM test probe done', re: /FERRYBUS-VM DONE initrd/ },
-  { id: 'initrd-target', label: 'initrd.target reached', re: /Reached target initrd\.target/ },
-  { id: 'switch-root', label: 'switch-root: systemd re-executes in the real root', re: /systemd\[1\]: systemd \d+\S* running in system mode/, after: 'initrd-systemd' },
+  { id: 'initrd-probe', label: 'initrd: VM test probe done', re: /FERRYBUS-VM DONE initrd/, phase: 'initrd' },
+  { id: 'initrd-target', label: 'initrd.target reached', re: /Reached target initrd\.target/, phase: 'initrd' },
+  { id: 'switch-root', label: 'switch-root: systemd re-executes in the real root', re: /^$/ },
+  { id: 'realroot-bus-start', label: 'real root: bus service starting', re: /Starting (dbus-broker|ferrybus-root|ferrybus)\.service/, phase: 'realroot' },
   {
     id: 'realroot-bus',
     label: 'real root: system bus up (ferrybus handoff complete / dbus-broker started)',
     re: /handoff-complete: handoff complete|Started dbus-broker\.service/,
-    after: 'switch-root',
+    phase: 'realroot',
   },
-  { id: 'realroot-probe', label: 'real root: VM test probe done', re: /FERRYBUS-VM DONE realroot/, after: 'switch-root' },
-  { id: 'multi-user', label: 'multi-user.target reached', re: /Reached target multi-user\.target|INITRAMFS-BENCH multi-user/, after: 'switch-root' },
-  { id: 'bus-answered', label: 'real root: busctl call answered', re: /INITRAMFS-BENCH bus-answered/, after: 'switch-root' },
-  { id: 'shutdown-probe', label: 'shutdown: VM test probe done', re: /FERRYBUS-VM DONE shutdown/, after: 'switch-root' },
-  { id: 'exitrd-probe', label: 'shutdown root: VM test probe done (the last DONE marker)', re: /FERRYBUS-VM DONE exitrd/, after: 'switch-root' },
+  { id: 'realroot-probe', label: 'real root: VM test probe done', re: /FERRYBUS-VM DONE realroot/, phase: 'realroot' },
+  { id: 'multi-user', label: 'multi-user.target reached', re: /Reached target multi-user\.target|INITRAMFS-BENCH multi-user/, phase: 'realroot' },
+  { id: 'bus-answered', label: 'real root: busctl call answered', re: /INITRAMFS-BENCH bus-answered/, phase: 'realroot' },
+  { id: 'shutdown-probe', label: 'shutdown: VM test probe done', re: /FERRYBUS-VM DONE shutdown/, phase: 'realroot' },
+  { id: 'exitrd-probe', label: 'shutdown root: VM test probe done (the last DONE marker)', re: /FERRYBUS-VM DONE exitrd/, phase: 'realroot' },
   { id: 'power-down', label: 'reboot: Power down', re: /reboot: Power down/ },
 ];
 
@@ -254,16 +256,14 @@ export function parseTimeline(text: string, source: string, variant: Timeline['v
     const m = /^\[\s*(\d+\.\d+)\]\s?(.*)$/.exec(raw);
     if (m) lines.push({ t: Number(m[1]), text: m[2]! });
   }
-  const found = new Map<string, number>();
+  const banners = lines.filter((l) => /systemd\[1\]: systemd \d+\S* running in system mode/.test(l.text));
+  const switchRoot = banners[1];
   const milestones: Milestone[] = [];
   for (const ms of MILESTONES) {
-    const after = ms.after ? found.get(ms.after) : undefined;
-    if (ms.after && after === undefined) {
-      milestones.push({ id: ms.id, label: ms.label, t: null });
-      continue;
-    }
-    const hit = lines.find((l) => (after === undefined || l.t > after) && ms.re.test(l.text));
-    if (hit) found.set(ms.id, hit.t);
+    let hit: { t: number; text: string } | undefined;
+    if (ms.id === 'switch-root') hit = switchRoot;
+    else if (ms.phase === 'realroot') hit = switchRoot && lines.find((l) => l.t > switchRoot.t && ms.re.test(l.text));
+    else hit = lines.find((l) => (ms.phase !== 'initrd' || !switchRoot || l.t < switchRoot.t) && ms.re.test(l.text));
     milestones.push({ id: ms.id, label: ms.label, t: hit?.t ?? null, ...(hit ? { line: hit.text.slice(0, 200) } : {}) });
   }
   return { source, variant, milestones };
