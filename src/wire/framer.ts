@@ -8,6 +8,9 @@ import { FIXED_HEADER_SIZE, MAX_MESSAGE_SIZE, readFixedHeader } from './message.
  */
 export const OWN_BUFFER_SIZE = 4096;
 
+/** Sizes of the complete messages found in one read (reused: single-threaded). */
+const sizes: number[] = [];
+
 /**
  * Incremental framing: bytes in, complete messages out. A message is handed out
  * only when all of its announced bytes have arrived, and its size is checked
@@ -67,11 +70,13 @@ export class Framer {
     // Find the end of the last complete message, copy them in one piece, slice them out.
     let end = 0;
     let size = -1;
+    let count = 0;
     let failure: unknown;
     try {
       while (view.length - end >= FIXED_HEADER_SIZE) {
         size = this.sizeAt(view, end);
         if (end + size > view.length) break;
+        sizes[count++] = size;
         end += size;
         size = -1;
       }
@@ -80,10 +85,9 @@ export class Framer {
     }
     if (end > 0) {
       const whole = Buffer.from(view.subarray(0, end));
-      for (let at = 0; at < end;) {
-        const n = this.sizeAt(whole, at);
-        out.push(whole.subarray(at, at + n));
-        at += n;
+      for (let i = 0, at = 0; i < count; i++) {
+        out.push(whole.subarray(at, at + sizes[i]!));
+        at += sizes[i]!;
       }
     }
     if (failure !== undefined) {

@@ -314,22 +314,28 @@ export function encodeMessage(m: NewMessage): Buffer {
   return Buffer.concat([w.finish(), body]);
 }
 
-const senderFieldCache = new Map<string, Buffer>();
+const senderFieldLE = new Map<string, Buffer>();
+const senderFieldBE = new Map<string, Buffer>();
 
 /** The encoded SENDER header field (code, signature, string) for appending at an 8-aligned offset. */
 function senderField(sender: string, littleEndian: boolean): Buffer {
-  const key = (littleEndian ? 'l' : 'B') + sender;
-  let hit = senderFieldCache.get(key);
+  const cache = littleEndian ? senderFieldLE : senderFieldBE;
+  let hit = cache.get(sender);
   if (!hit) {
     const w = new Writer(64, 0, littleEndian);
     w.u8(Field.Sender);
     w.signature('s');
     w.string(sender);
     hit = Buffer.from(w.finish());
-    if (senderFieldCache.size > 65536) senderFieldCache.clear();
-    senderFieldCache.set(key, hit);
+    if (cache.size > 65536) cache.clear();
+    cache.set(sender, hit);
   }
   return hit;
+}
+
+/** Zeroes padding (at most 7 bytes): a loop is cheaper than Buffer#fill's checks. */
+function zero(buf: Buffer, from: number, to: number): void {
+  for (let i = from; i < to; i++) buf[i] = 0;
 }
 
 /** Bodies up to this size are copied next to the new header: one piece is cheaper than two. */
@@ -354,11 +360,11 @@ export function stitchSenderPieces(msg: Message, sender: string): Buffer[] {
     const newBodyOffset = align8(FIXED_HEADER_SIZE + newFieldsLength);
     const out = Buffer.allocUnsafe(newBodyOffset + (inline ? body.length : 0));
     bytes.copy(out, 0, 0, FIXED_HEADER_SIZE + fieldsLength);
-    out.fill(0, FIXED_HEADER_SIZE + fieldsLength, oldEnd);
+    zero(out, FIXED_HEADER_SIZE + fieldsLength, oldEnd);
     if (header.littleEndian) out.writeUInt32LE(newFieldsLength, 12);
     else out.writeUInt32BE(newFieldsLength, 12);
     field.copy(out, oldEnd);
-    out.fill(0, oldEnd + field.length, newBodyOffset);
+    zero(out, oldEnd + field.length, newBodyOffset);
     if (inline) {
       body.copy(out, newBodyOffset);
       return [out];
