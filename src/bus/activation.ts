@@ -41,6 +41,11 @@ export interface ServiceLauncher {
   launch(entry: ServiceEntry, environment: ReadonlyMap<string, string>, kind: string): number;
   /** service_start_timeout passed: ends the program (dbus-daemon kills it too). */
   kill(pid: number): void;
+  /**
+   * Programs started by this image or an earlier one that still run, activated or not: they are
+   * this process's children, so a new image must reap them (or they end as zombies).
+   */
+  children?(): number[];
 }
 
 export const SYSTEMD_NAME = 'org.freedesktop.systemd1';

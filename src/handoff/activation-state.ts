@@ -11,8 +11,10 @@ import type { ActivationDoc, HeldMessageDoc, PendingActivationDoc } from './docu
 /** Services being started and what waits for them, for the document; undefined when there is nothing. */
 export function snapshotActivation(bus: Bus): ActivationDoc | undefined {
   const a = bus.activator;
-  if (a.pending.size === 0 && a.environment.size === 0) return undefined;
+  const children = a.launcher?.children?.() ?? [];
+  if (a.pending.size === 0 && a.environment.size === 0 && children.length === 0) return undefined;
   return {
+    ...(children.length > 0 ? { children } : {}),
     environment: [...a.environment],
     pending: [...a.pending.values()].map((p): PendingActivationDoc => ({
       name: p.name,

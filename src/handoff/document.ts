@@ -130,6 +130,8 @@ export interface ActivationDoc {
   /** UpdateActivationEnvironment's variables. */
   environment: Array<[string, string]>;
   pending: PendingActivationDoc[];
+  /** Every program the bus started that still runs (its children): the new image reaps them. */
+  children?: number[];
 }
 
 export interface HandoffDocument<Queued = Buffer> {

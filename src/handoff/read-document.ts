@@ -298,7 +298,8 @@ function readActivation(
     warnings.push('activation: malformed, dropped');
     return undefined;
   }
-  unknownKeys('activation', raw, ['environment', 'pending'], warnings);
+  unknownKeys('activation', raw, ['environment', 'pending', 'children'], warnings);
+  const children = [...new Set(list(raw.children, 'activation.children', warnings).filter((pid): pid is number => isInt(pid, 1)))];
   const environment = list(raw.environment, 'activation.environment', warnings).filter(
     (e): e is [string, string] => Array.isArray(e) && e.length === 2 && isStr(e[0]) && isStr(e[1]),
   );
@@ -340,7 +341,7 @@ function readActivation(
       held,
     });
   });
-  return { environment, pending };
+  return { environment, pending, ...(children.length > 0 ? { children } : {}) };
 }
 
 function list(v: unknown, where: string, warnings: string[]): unknown[] {

@@ -154,8 +154,9 @@ export function adoptDaemon(args: HandoffArgs, log: Logger, extraMethods: readon
   // Fds in messages held for a starting service belong to their senders too.
   for (const fd of bus.activator.heldFds()) adopted.add(fd);
   closeStrays(adopted, log);
-  // Programs the previous image started and that have not taken their name yet: still watched.
-  services.launcher.adopt(bus.activator.runningPids());
+  // Programs an earlier image started are this process's children: still watched, and reaped
+  // when they end — those still being activated, and those that took their name long ago.
+  services.launcher.adopt([...bus.activator.runningPids(), ...(doc?.activation?.children ?? [])]);
   const pauseUs = Number((process.hrtime.bigint() - BigInt(doc.stoppedAtNs)) / 1000n);
   daemon.lastHandoff = { at: new Date().toISOString(), pauseUs, root: doc.lastHandoff?.root ?? '/' };
   log.notice('handoff-complete', 'handoff complete: serving as the new generation', {

@@ -24,6 +24,8 @@ export type ChildExit = (pid: number, status: { code?: number | null; signal?: n
 export class ProcessLauncher implements ServiceLauncher {
   /** Children an earlier image started: reaped by polling (libuv only reaps what it spawned). */
   private readonly inherited = new Set<number>();
+  /** Children this image started and libuv still watches. */
+  private readonly spawned = new Set<number>();
   private poller: NodeJS.Timeout | undefined;
 
   constructor(
@@ -59,7 +61,11 @@ export class ProcessLauncher implements ServiceLauncher {
     }
     const pid = child.pid;
     child.on('error', (err) => this.log.warning('activation-spawn-error', 'error from an activated program', { name: entry.name, pid, error: err.message }));
-    child.on('exit', (code, signal) => this.onExit(pid, { code, signal: signal === null ? null : os.constants.signals[signal] }));
+    this.spawned.add(pid);
+    child.on('exit', (code, signal) => {
+      this.spawned.delete(pid);
+      this.onExit(pid, { code, signal: signal === null ? null : os.constants.signals[signal] });
+    });
     return pid;
   }
 
@@ -69,6 +75,10 @@ export class ProcessLauncher implements ServiceLauncher {
     } catch {
       // gone already
     }
+  }
+
+  children(): number[] {
+    return [...this.spawned, ...this.inherited];
   }
 
   /** Programs an earlier image started and that still run: watched until they end. */

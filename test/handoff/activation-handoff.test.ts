@@ -3,7 +3,7 @@
 // the old image started all cross into the new image. The services start only when the test
 // opens a gate file, after the handoff: the new image delivers what waited, in order, answers
 // the start request, and reports the exit of a program the old image started.
-import { readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startOn } from '../harness/clients.js';
@@ -100,5 +100,22 @@ describe('activation across a handoff', () => {
     expect((await busStatus(watcher)).generation).toBe(2);
     // Everything held was delivered or answered: only the service's connection remains.
     await until('the daemon\'s fds back to the baseline plus the service', () => fdCount() === baseline + 1);
+  });
+
+  it('reaps a program it activated before a handoff when that program ends after it (no zombie)', async () => {
+    // The service runs (taken its name) once its gate is open; started by this image or the last.
+    writeFileSync(path.join(dir, 'open-fd'), '');
+    const started = await runClient('busctl', [`--address=${bus.address}`, '--timeout=30', 'call', 'org.freedesktop.DBus', '/org/freedesktop/DBus',
+      'org.freedesktop.DBus', 'StartServiceByName', 'su', 'org.ferrybus.Test.Fd', '0'], { timeoutMs: 40_000 });
+    expect(started.stdout.trim(), describeResult(started)).toMatch(/^u [12]$/);
+    const [pid] = (await watcher.driver('GetConnectionUnixProcessID', 's', ['org.ferrybus.Test.Fd'])) as [number];
+    // The service is the bus's own child (the activation's shell exec'd it).
+    expect(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]).toBe(String(bus.pid));
+
+    const { generation } = await handoffByMethod(watcher, '', bus);
+    expect(generation).toBeGreaterThanOrEqual(2);
+    process.kill(pid, 'SIGTERM');
+    // A child nobody reaps stays in the process table as a zombie for ever.
+    await until(`the ended service (pid ${pid}) reaped by the new image`, () => !existsSync(`/proc/${pid}`));
   });
 });
