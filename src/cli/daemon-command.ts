@@ -113,6 +113,8 @@ export async function runDaemonCommand(args: DaemonArgs): Promise<void> {
   controller.daemon = daemon;
   installSignalHandlers(daemon, controller, log);
   notifySystemd({ READY: 1, STATUS: `serving ${daemon.addresses.join(' ')} (generation ${daemon.generation})` }, log);
+  // Serving: now winston, which the start-up lines did without (see logger.ts).
+  setImmediate(() => void log.loadWinston());
 }
 
 /**
