@@ -89,8 +89,11 @@ await build({
   // ES modules inlined into a CommonJS file (yargs and its parser) ask import.meta for their
   // own URL; they get the program's, as they got the bundle's when it was one ES module.
   define: { 'import.meta.url': '__ferrybusImportMetaUrl', 'import.meta.resolve': '__ferrybusImportMetaResolve' },
+  // The program is one function expression, as Node wraps a CommonJS module: the loader
+  // compiles the file's text as it is (no second copy of 1.1 MB in the heap).
   banner: {
     js: [
+      '(function (exports, require, module, __filename, __dirname) {',
       // Strict throughout, as when the bundle was an ES module.
       "'use strict';",
       '// ferrybus ' + pkg.version + ' (bundled by scripts/bundle.mjs; run by ferrybus.mjs)',
@@ -98,29 +101,36 @@ await build({
       "const __ferrybusImportMetaResolve = (s) => require('node:url').pathToFileURL(require.resolve(s)).href;",
     ].join('\n'),
   },
-  footer: { js: `//# ferrybus-build=${buildId}` },
+  footer: { js: `//# ferrybus-build=${buildId}\n})` },
 });
-// ferrybus.ts starts with "#!/usr/bin/env node", which esbuild keeps first: inside the function
-// the loader wraps the program in it would be a syntax error.
-fs.writeFileSync(program, fs.readFileSync(program, 'utf8').replace(/^#!/, '//'));
+// ferrybus.ts starts with "#!/usr/bin/env node", which esbuild keeps first: before the
+// function it would be a syntax error.
+// The loader reads it as latin1 (a one-byte string at once, no UTF-8 decoding; a string with one
+// character beyond latin1 would take twice the memory): it must be ASCII. esbuild escapes every
+// other character in code (charset: 'ascii'); what is left is in comments, where '?' does as well.
+const programText = fs.readFileSync(program, 'utf8').replace(/^#!/, '//').replace(/[^\x00-\x7f]/g, '?');
+fs.writeFileSync(program, programText);
+const programEnd = `//# ferrybus-build=${buildId}\n})\n`;
+if (!programText.endsWith(programEnd)) throw new Error(`${program} does not end with its build id: update scripts/bundle.mjs`);
 
-// The loader: the file every command line names. The program's text is wrapped as Node wraps a
-// CommonJS module; the cache must be made of exactly the same text (codeCacheWriter below).
-const WRAPPER = ['(function (exports, require, module, __filename, __dirname) { ', '\n})'];
-const loaderBody = (extra) => `import { createHash } from 'node:crypto';
-import * as fs from 'node:fs';
-import { createRequire } from 'node:module';
-import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import * as vm from 'node:vm';
+// The loader: the file every command line names.
+const loaderBody = (extra) => `// Node's modules by process.getBuiltinModule (node >= 20.16) or require, not by import: an ES
+// module's import of a built-in reads every export (node:crypto's webcrypto, node:fs's streams, ...).
+const builtin = process.getBuiltinModule ?? (await import('node:module')).createRequire(import.meta.url);
+const { createHash } = builtin('node:crypto');
+const fs = builtin('node:fs');
+const { createRequire } = builtin('node:module');
+const path = builtin('node:path');
+const { fileURLToPath } = builtin('node:url');
+const vm = builtin('node:vm');
 
 const BUILD = ${JSON.stringify(buildId)};
 const dir = path.dirname(fileURLToPath(import.meta.url));
 const program = path.join(dir, 'ferrybus-program.cjs');
 const cacheFile = path.join(dir, 'ferrybus-program.cache');
-const source = fs.readFileSync(program, 'utf8');
+let source = fs.readFileSync(program, 'latin1');
 let cachedData;
-if (source.endsWith('//# ferrybus-build=' + BUILD + '\\n')) {
+if (source.endsWith(${JSON.stringify(programEnd)})) {
   try {
     // The build id, the payload's SHA-256, the payload: V8 checks no checksum (a flipped bit
     // could crash it), only the source length, its version and the flags.
@@ -134,7 +144,9 @@ if (source.endsWith('//# ferrybus-build=' + BUILD + '\\n')) {
     // no cache: compiled as without one
   }
 }
-const script = new vm.Script(${JSON.stringify(WRAPPER[0])} + source + ${JSON.stringify(WRAPPER[1])}, { filename: program, cachedData });
+const script = new vm.Script(source, { filename: program, cachedData });
+// V8 holds the source now; the cache's bytes are not needed once compiled.
+source = cachedData = undefined;
 const module = { exports: {}, filename: program, id: '.' };
 ${extra}script.runInThisContext()(module.exports, createRequire(program), module, program, dir);
 `;
@@ -228,6 +240,15 @@ async function writeCodeCache() {
       });
     });
     if (code !== 0 || !fs.existsSync(cacheFile)) throw new Error(`the program exited with ${code}: ${err.trim().split('\n').slice(-3).join(' | ')}`);
+    // V8 must take it under the unit's flags (it says so only by compiling with it).
+    const check = [
+      "const fs = require('node:fs'); const vm = require('node:vm');",
+      `const cache = fs.readFileSync(${JSON.stringify(cacheFile)}).subarray(${buildId.length + 32});`,
+      `const s = new vm.Script(fs.readFileSync(${JSON.stringify(program)}, 'latin1'), { filename: ${JSON.stringify(program)}, cachedData: cache });`,
+      'process.exit(s.cachedDataRejected ? 1 : 0);',
+    ].join('\n');
+    const verified = await new Promise((resolve) => spawn(process.execPath, [...flags, '-e', check], { stdio: 'ignore' }).on('exit', (c) => resolve(c === 0)));
+    if (!verified) throw new Error('V8 refuses the cache it wrote (a V8 flag changed during the run?)');
     return flags;
   } finally {
     fs.rmSync(writer, { force: true });
