@@ -114,6 +114,8 @@ const programEnd = `//# ferrybus-build=${buildId}\n})\n`;
 if (!programText.endsWith(programEnd)) throw new Error(`${program} does not end with its build id: update scripts/bundle.mjs`);
 
 // The loader: the file every command line names.
+/** Node's modules a starting bus loads (process.moduleLoadList), the ones that load the rest. */
+const PRELOADED_BUILTINS = ['node:net', 'node:child_process', 'node:crypto', 'node:fs/promises', 'node:os', 'node:tty', 'node:cluster', 'node:string_decoder', 'node:stream', 'node:dgram'];
 const loaderBody = (extra) => `// Node's modules by process.getBuiltinModule (node >= 20.16) or require, not by import: an ES
 // module's import of a built-in reads every export (node:crypto's webcrypto, node:fs's streams, ...).
 const builtin = process.getBuiltinModule ?? (await import('node:module')).createRequire(import.meta.url);
@@ -147,6 +149,13 @@ if (source.endsWith(${JSON.stringify(programEnd)})) {
 const script = new vm.Script(source, { filename: program, cachedData });
 // V8 holds the source now; the cache's bytes are not needed once compiled.
 source = cachedData = undefined;
+// The young generation stays at its first size (see src/util/young-generation.ts), from before
+// the program allocates. That changes V8's flag hash, and V8 takes node's code cache for its own
+// modules only under the flags node was built with: the modules the bus needs are loaded first.
+if (!process.execArgv.some((a) => /semi-space/.test(a))) {
+  for (const m of ${JSON.stringify(PRELOADED_BUILTINS)}) builtin(m);
+  builtin('node:v8').setFlagsFromString('--semi-space-growth-factor=1');
+}
 const module = { exports: {}, filename: program, id: '.' };
 ${extra}script.runInThisContext()(module.exports, createRequire(program), module, program, dir);
 `;
@@ -215,13 +224,16 @@ function unitNodeFlags() {
 async function writeCodeCache() {
   const writer = path.join(outdir, '.ferrybus-cache-writer.mjs');
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ferrybus-cache-'));
+  const flags = unitNodeFlags();
   fs.writeFileSync(writer, loaderBody(
     "process.once('exit', () => {\n" +
+    // The bus changes one V8 flag once it serves (src/util/young-generation.ts), and V8 stamps
+    // a cache with the flags of the moment: back to V8's default, as at the next start.
+    (flags.some((f) => /semi-space/.test(f)) ? '' : "  builtin('node:v8').setFlagsFromString('--semi-space-growth-factor=2');\n") +
     '  const data = script.createCachedData();\n' +
     "  fs.writeFileSync(cacheFile, Buffer.concat([Buffer.from(BUILD, 'latin1'), createHash('sha256').update(data).digest(), data]));\n" +
     '});\n'));
   try {
-    const flags = unitNodeFlags();
     const child = spawn(process.execPath, [...flags, writer, 'daemon', '--nofork', '--print-address=1', `--address=unix:path=${path.join(tmp, 'bus')}`], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, FERRYBUS_LOG_LEVEL: 'info' },
