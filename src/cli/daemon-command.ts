@@ -116,8 +116,8 @@ export async function runDaemonCommand(args: DaemonArgs): Promise<void> {
   controller.daemon = daemon;
   installSignalHandlers(daemon, controller, log);
   notifySystemd({ READY: 1, STATUS: `serving ${daemon.addresses.join(' ')} (generation ${daemon.generation})` }, log);
-  // Serving: now winston, which the start-up lines did without (see logger.ts).
-  setImmediate(() => void log.loadWinston());
+  // Serving: the next line logged loads winston, which the start-up lines did without (logger.ts).
+  log.serving();
 }
 
 /**
