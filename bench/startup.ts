@@ -2,7 +2,7 @@
  * Cold start: from exec to a bus that accepts connections (its address printed, which every bus
  * here does only once it listens), next to a bare `node -e 0` and dbus-daemon, in one run with
  * the order rotated every round. ferrybus is measured as the units run it (the bundle, with
- * --max-semi-space-size=1) and as the tests run it (dist/). Part of `npm run bench`;
+ * no node flags, see systemd/ferrybus.service) and as the tests run it (dist/). Part of `npm run bench`;
  * `npm run bench -- --only=startup` runs it alone.
  */
 import { spawn } from 'node:child_process';
@@ -78,7 +78,7 @@ export async function measureStartup(rounds: number): Promise<StartupResult> {
     const address = () => `--address=unix:path=${path.join(dir, `bus-${n++}`)}`;
     const commands: Record<Starter, () => [string, string[], boolean]> = {
       'node -e 0': () => [process.execPath, ['-e', '0'], true],
-      'ferrybus (bundle)': () => [process.execPath, ['--max-semi-space-size=1', bundle, 'daemon', '--nofork', '--print-address=1', address()], false],
+      'ferrybus (bundle)': () => [process.execPath, [bundle, 'daemon', '--nofork', '--print-address=1', address()], false],
       'ferrybus (dist)': () => [process.execPath, [dist, 'daemon', '--nofork', '--print-address=1', address()], false],
       'dbus-daemon': () => ['dbus-daemon', ['--session', '--nofork', '--print-address=1', address()], false],
     };

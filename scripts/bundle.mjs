@@ -1,8 +1,22 @@
 #!/usr/bin/env node
 // Builds the self-contained ferrybus image that the initrd, the real root and the shutdown
-// root all run: dist/bundle/ferrybus.mjs (one ESM file, every dependency inlined except koffi)
-// plus dist/bundle/node_modules/koffi holding only what linux-x64/glibc needs (its package.json,
-// its JS entry points and the linux_x64 native build). No other node_modules tree is needed.
+// root all run:
+//   dist/bundle/ferrybus.mjs           the entry (argv[1] of every generation): a small loader
+//   dist/bundle/ferrybus-program.cjs   the program, every dependency inlined except koffi
+//   dist/bundle/ferrybus-program.cache V8's code cache for it (optional: see below)
+//   dist/bundle/node_modules/koffi     only what linux-x64/glibc needs (its package.json, its JS
+//                                      entry points and the linux_x64 native build)
+// No other node_modules tree is needed.
+//
+// Why a code cache: parsing and compiling the 1.1 MB program took ~28 ms of every start, so of
+// every handoff pause. The loader compiles the program with vm.Script and the cache written here
+// by running the program once (a bus started and stopped, so the functions of the start path
+// are in it). V8 takes a cache only from the same V8 version with the same flags: it is written
+// with the node flags of systemd/ferrybus.service's ExecStart, and by the node that runs this
+// script. A cache V8 rejects (another node, other flags), one from another build (the build id
+// in its first bytes is not the loader's) or a missing one only costs the compile it would have
+// saved. The program is CommonJS because only a script (not an ES module) takes a code cache
+// without --experimental-vm-modules.
 //
 // Why koffi stays external: it loads a native .node file by path relative to its own module;
 // inlined, that path would point nowhere. Copied beside the bundle, Node's resolution
@@ -14,10 +28,13 @@
 // `export const VERSION = "<package.json version>"` instead, fixed at bundle time; the
 // unbundled build (tsc) keeps reading package.json as before.
 //
-// Usage: node scripts/bundle.mjs [--outdir DIR]   (default dist/bundle)
+// Usage: node scripts/bundle.mjs [--outdir DIR] [--no-code-cache]   (default dist/bundle)
 
 import { build } from 'esbuild';
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -25,6 +42,7 @@ import { fileURLToPath } from 'node:url';
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const outdirFlag = process.argv.indexOf('--outdir');
 const outdir = path.resolve(outdirFlag >= 0 ? process.argv[outdirFlag + 1] : path.join(repo, 'dist/bundle'));
+const withCodeCache = !process.argv.includes('--no-code-cache');
 const pkg = JSON.parse(fs.readFileSync(path.join(repo, 'package.json'), 'utf8'));
 const versionModule = path.join(repo, 'src/cli/version.ts');
 
@@ -51,31 +69,104 @@ function versionConstant() {
 fs.rmSync(outdir, { recursive: true, force: true });
 fs.mkdirSync(outdir, { recursive: true });
 
-const outfile = path.join(outdir, 'ferrybus.mjs');
+const entry = path.join(outdir, 'ferrybus.mjs');
+const program = path.join(outdir, 'ferrybus-program.cjs');
+const cacheFile = path.join(outdir, 'ferrybus-program.cache');
+// Ties the loader, the program and the cache of one build together (V8 itself checks only the
+// source's length, its own version and the flags).
+const buildId = randomBytes(16).toString('hex');
 await build({
   entryPoints: [path.join(repo, 'src/cli/ferrybus.ts')],
-  outfile,
+  outfile: program,
   bundle: true,
   platform: 'node',
-  format: 'esm',
+  format: 'cjs',
   target: 'node20',
   external: ['koffi'],
   plugins: [versionConstant()],
   legalComments: 'none',
   logLevel: 'warning',
-  // CommonJS dependencies (winston, yargs' helpers, …) call require() for Node built-ins;
-  // an ESM bundle has no require of its own, so give it one.
+  // ES modules inlined into a CommonJS file (yargs and its parser) ask import.meta for their
+  // own URL; they get the program's, as they got the bundle's when it was one ES module.
+  define: { 'import.meta.url': '__ferrybusImportMetaUrl', 'import.meta.resolve': '__ferrybusImportMetaResolve' },
+  // The program is one function expression, as Node wraps a CommonJS module: the loader
+  // compiles the file's text as it is (no second copy of 1.1 MB in the heap).
   banner: {
     js: [
-      '// ferrybus ' + pkg.version + ' (bundled by scripts/bundle.mjs)',
-      "import { createRequire as __ferrybusCreateRequire } from 'node:module';",
-      'const require = __ferrybusCreateRequire(import.meta.url);',
+      '(function (exports, require, module, __filename, __dirname) {',
+      // Strict throughout, as when the bundle was an ES module.
+      "'use strict';",
+      '// ferrybus ' + pkg.version + ' (bundled by scripts/bundle.mjs; run by ferrybus.mjs)',
+      "const __ferrybusImportMetaUrl = require('node:url').pathToFileURL(__filename).href;",
+      "const __ferrybusImportMetaResolve = (s) => require('node:url').pathToFileURL(require.resolve(s)).href;",
     ].join('\n'),
   },
+  footer: { js: `//# ferrybus-build=${buildId}\n})` },
 });
-// main.ts starts with "#!/usr/bin/env node"; esbuild keeps the hashbang first, but the file is
-// always run as `node ferrybus.mjs` (argv[1] must be the bundle), so the mode is informative.
-fs.chmodSync(outfile, 0o755);
+// ferrybus.ts starts with "#!/usr/bin/env node", which esbuild keeps first: before the
+// function it would be a syntax error.
+// The loader reads it as latin1 (a one-byte string at once, no UTF-8 decoding; a string with one
+// character beyond latin1 would take twice the memory): it must be ASCII. esbuild escapes every
+// other character in code (charset: 'ascii'); what is left is in comments, where '?' does as well.
+const programText = fs.readFileSync(program, 'utf8').replace(/^#!/, '//').replace(/[^\x00-\x7f]/g, '?');
+fs.writeFileSync(program, programText);
+const programEnd = `//# ferrybus-build=${buildId}\n})\n`;
+if (!programText.endsWith(programEnd)) throw new Error(`${program} does not end with its build id: update scripts/bundle.mjs`);
+
+// The loader: the file every command line names.
+/** Node's modules a starting bus loads (process.moduleLoadList), the ones that load the rest. */
+const PRELOADED_BUILTINS = ['node:net', 'node:child_process', 'node:crypto', 'node:fs/promises', 'node:os', 'node:tty', 'node:cluster', 'node:string_decoder', 'node:stream', 'node:dgram'];
+const loaderBody = (extra) => `// Node's modules by process.getBuiltinModule (node >= 20.16) or require, not by import: an ES
+// module's import of a built-in reads every export (node:crypto's webcrypto, node:fs's streams, ...).
+const builtin = process.getBuiltinModule ?? (await import('node:module')).createRequire(import.meta.url);
+const { createHash } = builtin('node:crypto');
+const fs = builtin('node:fs');
+const { createRequire } = builtin('node:module');
+const path = builtin('node:path');
+const { fileURLToPath } = builtin('node:url');
+const vm = builtin('node:vm');
+
+const BUILD = ${JSON.stringify(buildId)};
+const dir = path.dirname(fileURLToPath(import.meta.url));
+const program = path.join(dir, 'ferrybus-program.cjs');
+const cacheFile = path.join(dir, 'ferrybus-program.cache');
+let source = fs.readFileSync(program, 'latin1');
+let cachedData;
+if (source.endsWith(${JSON.stringify(programEnd)})) {
+  try {
+    // The build id, the payload's SHA-256, the payload: V8 checks no checksum (a flipped bit
+    // could crash it), only the source length, its version and the flags.
+    const cache = fs.readFileSync(cacheFile);
+    const payload = cache.subarray(BUILD.length + 32);
+    if (cache.toString('latin1', 0, BUILD.length) === BUILD
+      && createHash('sha256').update(payload).digest().equals(cache.subarray(BUILD.length, BUILD.length + 32))) {
+      cachedData = payload;
+    }
+  } catch {
+    // no cache: compiled as without one
+  }
+}
+const script = new vm.Script(source, { filename: program, cachedData });
+// V8 holds the source now; the cache's bytes are not needed once compiled.
+source = cachedData = undefined;
+// The young generation stays at its first size (see src/util/young-generation.ts), from before
+// the program allocates. That changes V8's flag hash, and V8 takes node's code cache for its own
+// modules only under the flags node was built with: the modules the bus needs are loaded first.
+if (!process.execArgv.some((a) => /semi-space/.test(a))) {
+  for (const m of ${JSON.stringify(PRELOADED_BUILTINS)}) builtin(m);
+  builtin('node:v8').setFlagsFromString('--semi-space-growth-factor=1');
+}
+const module = { exports: {}, filename: program, id: '.' };
+${extra}script.runInThisContext()(module.exports, createRequire(program), module, program, dir);
+`;
+fs.writeFileSync(entry, [
+  '#!/usr/bin/env node',
+  `// ferrybus ${pkg.version} (bundled by scripts/bundle.mjs): runs ferrybus-program.cjs beside it, compiled`,
+  '// with the V8 code cache ferrybus-program.cache when V8 takes it (see scripts/bundle.mjs).',
+  loaderBody(''),
+].join('\n'));
+// The file is always run as `node ferrybus.mjs` (argv[1] must be the entry), so the mode is informative.
+fs.chmodSync(entry, 0o755);
 
 // --- koffi, linux-x64 glibc only ---------------------------------------------------------------
 const require = createRequire(path.join(repo, 'package.json'));
@@ -114,9 +205,85 @@ const { name, version, license, type, main, module: esm, exports } = koffiPkg;
 fs.writeFileSync(path.join(koffiOut, 'package.json'),
   JSON.stringify({ name, version, license, type, main, module: esm, exports }, null, 2) + '\n');
 
+// --- the code cache ------------------------------------------------------------------------------
+/** The node flags the unit starts the bus with (between '@ferrybus' and the entry in ExecStart=). */
+function unitNodeFlags() {
+  const unit = fs.readFileSync(path.join(repo, 'systemd/ferrybus.service'), 'utf8');
+  const words = /^ExecStart=(.*)$/m.exec(unit)?.[1].trim().split(/\s+/) ?? [];
+  const from = words.indexOf('@ferrybus');
+  const to = words.findIndex((w) => w.endsWith('/ferrybus.mjs'));
+  if (from < 0 || to < from) throw new Error('systemd/ferrybus.service: ExecStart= is not "@node @ferrybus [flags] .../ferrybus.mjs ...": update scripts/bundle.mjs');
+  return words.slice(from + 1, to);
+}
+
+/**
+ * Runs the program once as the unit would (a bus on a temporary socket, started, asked for
+ * nothing, stopped with SIGTERM) through a loader that writes the cache on exit: what was
+ * compiled by then, the whole start path included, is in it.
+ */
+async function writeCodeCache() {
+  const writer = path.join(outdir, '.ferrybus-cache-writer.mjs');
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ferrybus-cache-'));
+  const flags = unitNodeFlags();
+  fs.writeFileSync(writer, loaderBody(
+    "process.once('exit', () => {\n" +
+    // The bus changes one V8 flag once it serves (src/util/young-generation.ts), and V8 stamps
+    // a cache with the flags of the moment: back to V8's default, as at the next start.
+    (flags.some((f) => /semi-space/.test(f)) ? '' : "  builtin('node:v8').setFlagsFromString('--semi-space-growth-factor=2');\n") +
+    '  const data = script.createCachedData();\n' +
+    "  fs.writeFileSync(cacheFile, Buffer.concat([Buffer.from(BUILD, 'latin1'), createHash('sha256').update(data).digest(), data]));\n" +
+    '});\n'));
+  try {
+    const child = spawn(process.execPath, [...flags, writer, 'daemon', '--nofork', '--print-address=1', `--address=unix:path=${path.join(tmp, 'bus')}`], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, FERRYBUS_LOG_LEVEL: 'info' },
+    });
+    let err = '';
+    child.stderr.on('data', (d) => (err += d));
+    const code = await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+      child.stdout.on('data', (d) => {
+        if (String(d).includes('\n')) child.kill('SIGTERM');
+      });
+      child.on('error', reject);
+      child.on('exit', (c, signal) => {
+        clearTimeout(timer);
+        resolve(signal ?? c);
+      });
+    });
+    if (code !== 0 || !fs.existsSync(cacheFile)) throw new Error(`the program exited with ${code}: ${err.trim().split('\n').slice(-3).join(' | ')}`);
+    // V8 must take it under the unit's flags (it says so only by compiling with it).
+    const check = [
+      "const fs = require('node:fs'); const vm = require('node:vm');",
+      `const cache = fs.readFileSync(${JSON.stringify(cacheFile)}).subarray(${buildId.length + 32});`,
+      `const s = new vm.Script(fs.readFileSync(${JSON.stringify(program)}, 'latin1'), { filename: ${JSON.stringify(program)}, cachedData: cache });`,
+      'process.exit(s.cachedDataRejected ? 1 : 0);',
+    ].join('\n');
+    const verified = await new Promise((resolve) => spawn(process.execPath, [...flags, '-e', check], { stdio: 'ignore' }).on('exit', (c) => resolve(c === 0)));
+    if (!verified) throw new Error('V8 refuses the cache it wrote (a V8 flag changed during the run?)');
+    return flags;
+  } finally {
+    fs.rmSync(writer, { force: true });
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+let cacheNote = 'no code cache (--no-code-cache)';
+if (withCodeCache) {
+  try {
+    const flags = await writeCodeCache();
+    cacheNote = `code cache ${(fs.statSync(cacheFile).size / 1024).toFixed(0)} KiB for node ${process.version}${flags.length ? ' ' + flags.join(' ') : ''}`;
+  } catch (err) {
+    // The bundle works without it, only slower to start.
+    fs.rmSync(cacheFile, { force: true });
+    cacheNote = 'no code cache';
+    process.stderr.write(`bundle: could not write the code cache (${err.message}); the bundle starts without it\n`);
+  }
+}
+
 const size = (f) => fs.statSync(f).size;
 const nativeFile = path.join(koffiOut, 'build/koffi/linux_x64/koffi.node');
 process.stdout.write(
-  `bundled ferrybus ${pkg.version}: ${path.relative(repo, outfile)} (${(size(outfile) / 1024).toFixed(0)} KiB), ` +
+  `bundled ferrybus ${pkg.version}: ${path.relative(repo, program)} (${(size(program) / 1024).toFixed(0)} KiB), ${cacheNote}, ` +
   `koffi ${koffiPkg.version} (${(size(nativeFile) / 1024).toFixed(0)} KiB native)\n`,
 );

@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 // Installs ferrybus from the bundle (npm run bundle) into a file system tree:
 //
-//   <prefix>/lib/ferrybus/ferrybus.mjs            the bundle (units run it with node directly)
+//   <prefix>/lib/ferrybus/ferrybus.mjs            the bundle's entry (units run it with node directly)
+//   <prefix>/lib/ferrybus/ferrybus-program.cjs    the program it loads, and ferrybus-program.cache,
+//                                                 its V8 code cache (when the bundle has one)
 //   <prefix>/lib/ferrybus/node_modules/koffi/...   koffi, linux-x64 only
 //   <prefix>/lib/ferrybus/ferrybus-roots           root-transition helper for units and hooks
 //   <prefix>/bin/ferrybus                          sh wrapper for people: exec node <bundle> "$@"
@@ -101,6 +103,12 @@ function installTree(fromDir, toDir) {
 // The bundle and koffi. Replace the koffi tree whole so no file of an older version lingers.
 fs.rmSync(dest(path.posix.join(libdir, 'node_modules')), { recursive: true, force: true });
 install(path.join(bundleDir, 'ferrybus.mjs'), path.posix.join(libdir, 'ferrybus.mjs'), 0o644);
+install(path.join(bundleDir, 'ferrybus-program.cjs'), path.posix.join(libdir, 'ferrybus-program.cjs'), 0o644);
+// The code cache only helps the node it was made by (scripts/bundle.mjs): a bundle without one
+// must not leave an older one behind (it would be refused, but read at every start).
+const cache = path.posix.join(libdir, 'ferrybus-program.cache');
+if (fs.existsSync(path.join(bundleDir, 'ferrybus-program.cache'))) install(path.join(bundleDir, 'ferrybus-program.cache'), cache, 0o644);
+else fs.rmSync(dest(cache), { force: true });
 installTree(path.join(bundleDir, 'node_modules'), path.posix.join(libdir, 'node_modules'));
 install(path.join(repo, 'systemd/ferrybus-roots'), path.posix.join(libdir, 'ferrybus-roots'), 0o755, { text: true });
 

@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import { defaultAddress } from '../transport/address.js';
 import { FerryError } from '../util/errors.js';
+import { capYoungGeneration } from '../util/young-generation.js';
 import { fdOf } from './daemon-flags.js';
 import { dup2 } from '../sys/libc.js';
 import { adoptDaemon } from '../supervisor/adopt.js';
@@ -65,6 +66,8 @@ export async function runDaemonCommand(args: DaemonArgs): Promise<void> {
       return runForkLauncher(args, { printAddressFd, printPidFd });
     }
   }
+  // Node's modules for the bus are loaded by now (the bundle's loader did this already).
+  capYoungGeneration();
   const log = createLogger();
   // Before anything can change root: /proc and the notify socket, opened now or inherited.
   initAnchors(args.handoff, log);
@@ -113,6 +116,8 @@ export async function runDaemonCommand(args: DaemonArgs): Promise<void> {
   controller.daemon = daemon;
   installSignalHandlers(daemon, controller, log);
   notifySystemd({ READY: 1, STATUS: `serving ${daemon.addresses.join(' ')} (generation ${daemon.generation})` }, log);
+  // Serving: the next line logged loads winston, which the start-up lines did without (logger.ts).
+  log.serving();
 }
 
 /**

@@ -12,18 +12,23 @@ import './signal-guard.js';
 import { parseHandoffArgv } from '../supervisor/handoff-controller.js';
 import { quickDaemonFlags, runDaemonFlags } from './daemon-flags.js';
 
-const args = process.argv.slice(2);
-const handoff = parseHandoffArgv(args);
-const quick = !handoff && args[0] === 'daemon' ? quickDaemonFlags(args.slice(1)) : undefined;
-if (handoff) {
-  const { runDaemonCommand } = await import('./daemon-command.js');
-  await runDaemonCommand({ handoff });
-} else if (quick) {
-  try {
-    await runDaemonFlags(quick, args);
-  } catch (err) {
-    (await import('./cli-error.js')).exitWithError(err);
+// No top-level await: the bundle is a CommonJS script (loaded with a V8 code cache, see
+// scripts/bundle.mjs), and a rejection here still ends the process as an unhandled one.
+async function main(args: readonly string[]): Promise<void> {
+  const handoff = parseHandoffArgv(args);
+  const quick = !handoff && args[0] === 'daemon' ? quickDaemonFlags(args.slice(1)) : undefined;
+  if (handoff) {
+    const { runDaemonCommand } = await import('./daemon-command.js');
+    await runDaemonCommand({ handoff });
+  } else if (quick) {
+    try {
+      await runDaemonFlags(quick, args);
+    } catch (err) {
+      (await import('./cli-error.js')).exitWithError(err);
+    }
+  } else {
+    await (await import('./commands.js')).runCommands(args);
   }
-} else {
-  await (await import('./commands.js')).runCommands(args);
 }
+
+void main(process.argv.slice(2));

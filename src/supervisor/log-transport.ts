@@ -1,52 +1,16 @@
-import * as fs from 'node:fs';
 import Transport from 'winston-transport';
+import { StderrOrKmsg } from './log-sink.js';
 
 const MESSAGE = Symbol.for('message');
-/** Errors that mean nobody reads stderr any more (journald stopped at shutdown). */
-const GONE = new Set(['EPIPE', 'EBADF', 'ECONNRESET', 'ENOTCONN', 'ECONNREFUSED']);
 
-/**
- * Writes each log line synchronously to stderr (journald's stream under systemd),
- * so no line is left in a buffer when the process execs into its next generation.
- * When stderr stops being read (journald is gone late in shutdown), lines go to
- * /dev/kmsg, which keeps the syslog priority prefix.
- */
+/** winston's end of the log: each formatted line to stderr, or /dev/kmsg once stderr is gone (see log-sink.ts). */
 export class StderrOrKmsgTransport extends Transport {
-  private kmsgFd: number | undefined;
-  private toKmsg = false;
+  constructor(private readonly sink: StderrOrKmsg = new StderrOrKmsg()) {
+    super();
+  }
 
   override log(info: Record<string | symbol, unknown>, callback: () => void): void {
-    const line = `${String(info[MESSAGE])}\n`;
-    if (!this.toKmsg) {
-      try {
-        writeFully(2, line);
-      } catch (err) {
-        if (GONE.has((err as NodeJS.ErrnoException).code ?? '')) this.toKmsg = true;
-      }
-    }
-    if (this.toKmsg) this.writeKmsg(line);
+    this.sink.write(`${String(info[MESSAGE])}\n`);
     callback();
-  }
-
-  private writeKmsg(line: string): void {
-    try {
-      this.kmsgFd ??= fs.openSync('/dev/kmsg', 'w');
-      // The kernel log takes one record per write, at most ~1 KiB.
-      fs.writeSync(this.kmsgFd, line.length > 1000 ? `${line.slice(0, 996)}…\n` : line);
-    } catch {
-      // No kernel log either: nothing left to tell.
-    }
-  }
-}
-
-function writeFully(fd: number, text: string): void {
-  let buf = Buffer.from(text);
-  for (let attempts = 0; buf.length > 0; attempts++) {
-    try {
-      buf = buf.subarray(fs.writeSync(fd, buf));
-    } catch (err) {
-      // A non-blocking stderr that is momentarily full: retry briefly, then drop the line.
-      if ((err as NodeJS.ErrnoException).code !== 'EAGAIN' || attempts > 1000) throw err;
-    }
   }
 }

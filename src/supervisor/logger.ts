@@ -1,11 +1,16 @@
-import winston from 'winston';
-import { StderrOrKmsgTransport } from './log-transport.js';
+import { StderrOrKmsg } from './log-sink.js';
 
 /**
  * Structured logs on stderr, one line per event, each with a stable event id.
  * Lines start with a syslog priority prefix (`<6>`) that journald reads
  * (SyslogLevelPrefix=), so levels survive in the initrd and on the real root;
  * when journald is gone (late shutdown) they fall back to /dev/kmsg.
+ *
+ * winston is the logger, but it is not loaded at start: initialising it (logform's formats,
+ * readable-stream, colors) took ~17 ms of every start and so of every handoff pause, and ~1.3 MiB
+ * of RSS. Once the daemon serves, the first line it logs loads winston; until winston has
+ * taken over, lines are rendered by the same function winston's format calls and written
+ * through the same sink, so they are the same bytes either way.
  */
 export type LogFields = Record<string, unknown>;
 
@@ -17,7 +22,16 @@ export interface Logger {
   error(event: string, message: string, fields?: LogFields): void;
 }
 
+export interface DaemonLogger extends Logger {
+  /** Start-up is over: the next line logged loads winston (lines go through it once loaded). */
+  serving(): void;
+  /** Loads winston and logs through it from then on; resolves once it does (never rejects). */
+  loadWinston(): Promise<void>;
+}
+
 const PRIORITY: Record<string, number> = { error: 3, warning: 4, notice: 5, info: 6, debug: 7 };
+/** winston.config.syslog.levels (logger.test.ts checks they agree). */
+const SYSLOG_LEVELS: Readonly<Record<string, number>> = { emerg: 0, alert: 1, crit: 2, error: 3, warning: 4, notice: 5, info: 6, debug: 7 };
 
 function render(fields: LogFields): string {
   const parts: string[] = [];
@@ -29,23 +43,62 @@ function render(fields: LogFields): string {
   return parts.join(' ');
 }
 
-export function createLogger(options: { level?: string; prefix?: boolean } = {}): Logger {
+/** One line, without its newline: what winston's printf format returns. */
+function formatLine(prefix: boolean, level: string, event: string, message: string, fields?: LogFields): string {
+  const extra = fields ? render(fields) : '';
+  const head = prefix ? `<${PRIORITY[level] ?? 6}>` : '';
+  return `${head}ferrybus[${process.pid}]: ${event}: ${message}${extra ? ' ' + extra : ''}`;
+}
+
+/** winston's Logger.isLevelEnabled for one transport without a level of its own. */
+function levelEnabled(configured: string, level: string): boolean {
+  if (!Object.hasOwn(SYSLOG_LEVELS, configured) || !Object.hasOwn(SYSLOG_LEVELS, level)) return false;
+  return SYSLOG_LEVELS[configured]! >= SYSLOG_LEVELS[level]!;
+}
+
+/** Exported for logger.test.ts. */
+export { levelEnabled, SYSLOG_LEVELS };
+
+export function createLogger(options: { level?: string; prefix?: boolean } = {}): DaemonLogger {
   const prefix = options.prefix ?? !process.stderr.isTTY;
+  const level = options.level ?? process.env.FERRYBUS_LOG_LEVEL ?? 'info';
+  const sink = new StderrOrKmsg();
+  let started = false;
+  let log = (lvl: string, event: string, message: string, fields?: LogFields): void => {
+    // Cheap when filtered out: client connect/disconnect events are frequent and debug-level.
+    if (!levelEnabled(level, lvl)) return;
+    sink.write(`${formatLine(prefix, lvl, event, message, fields)}\n`);
+    if (started) void loadWinston();
+  };
+  let loading: Promise<void> | undefined;
+  const loadWinston = () => (loading ??= startWinston(prefix, level, sink).then(
+    (winstonLog) => {
+      log = winstonLog;
+    },
+    (err: unknown) => {
+      log('warning', 'logger-fallback', 'winston could not be loaded; logging without it', { error: String(err) });
+    },
+  ));
+  const at = (lvl: string) => (event: string, message: string, fields?: LogFields) => log(lvl, event, message, fields);
+  const serving = () => {
+    started = true;
+  };
+  return { debug: at('debug'), info: at('info'), notice: at('notice'), warning: at('warning'), error: at('error'), serving, loadWinston };
+}
+
+async function startWinston(prefix: boolean, level: string, sink: StderrOrKmsg): Promise<(lvl: string, event: string, message: string, fields?: LogFields) => void> {
+  const [{ default: winston }, { StderrOrKmsgTransport }] = await Promise.all([import('winston'), import('./log-transport.js')]);
   const line = winston.format.printf((info) => {
-    const { level, message, event, fields } = info as unknown as { level: string; message: string; event: string; fields?: LogFields };
-    const extra = fields ? render(fields) : '';
-    const head = prefix ? `<${PRIORITY[level] ?? 6}>` : '';
-    return `${head}ferrybus[${process.pid}]: ${event}: ${message}${extra ? ' ' + extra : ''}`;
+    const { level: lvl, message, event, fields } = info as unknown as { level: string; message: string; event: string; fields?: LogFields };
+    return formatLine(prefix, lvl, event, message, fields);
   });
   const logger = winston.createLogger({
     levels: winston.config.syslog.levels,
-    level: options.level ?? process.env.FERRYBUS_LOG_LEVEL ?? 'info',
+    level,
     format: line,
-    transports: [new StderrOrKmsgTransport()],
+    transports: [new StderrOrKmsgTransport(sink)],
   });
-  const at = (level: string) => (event: string, message: string, fields?: LogFields) => {
-    // Cheap when filtered out: client connect/disconnect events are frequent and debug-level.
-    if (logger.isLevelEnabled(level)) logger.log({ level, message, event, fields });
+  return (lvl, event, message, fields) => {
+    if (logger.isLevelEnabled(lvl)) logger.log({ level: lvl, message, event, fields });
   };
-  return { debug: at('debug'), info: at('info'), notice: at('notice'), warning: at('warning'), error: at('error') };
 }
