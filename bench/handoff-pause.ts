@@ -25,10 +25,9 @@
  * cell's pause / node -e 0's median start-up (the target: ≤ 2).
  */
 import path from 'node:path';
-import { permissiveConfig } from '../test/harness/buses/dbus-daemon.js';
 import { MessageType } from '../src/wire/message.js';
 import { Variant, type DBusValue } from '../src/wire/values.js';
-import { type BenchBus, startBenchBus } from './buses.js';
+import { type BenchBus, limitsConfig, startBenchBus } from './buses.js';
 import { writePlot } from './plot.js';
 import { memory, round } from './proc.js';
 import { BUS_NAME, BUS_PATH, RawClient, batchOf, templateMessage } from './raw-client.js';
@@ -181,17 +180,14 @@ export function handoffCells(o: Pick<HandoffOptions, 'quick' | 'cells' | 'reps'>
 }
 
 /** One uid holds every connection and every queued byte here: the limits must allow both. */
-const config = (listen: string) =>
-  permissiveConfig(listen).replace(
-    '</busconfig>',
-    `  <limit name="max_connections_per_user">100000</limit>
-  <limit name="max_completed_connections">100000</limit>
-  <limit name="max_incomplete_connections">10000</limit>
-  <limit name="max_outgoing_bytes">1073741824</limit>
-  <limit name="max_message_size">134217728</limit>
-  <limit name="auth_timeout">240000</limit>
-</busconfig>`,
-  );
+const config = limitsConfig({
+  max_connections_per_user: 100000,
+  max_completed_connections: 100000,
+  max_incomplete_connections: 10000,
+  max_outgoing_bytes: 1073741824,
+  max_message_size: 134217728,
+  auth_timeout: 240000,
+});
 
 interface BusStatus {
   generation: number;
