@@ -440,7 +440,7 @@ export async function measureHandoffPause(o: HandoffOptions, log: (s: string) =>
   return result;
 }
 
-function plots(r: HandoffPauseResult, base: string): string[] {
+export function plots(r: HandoffPauseResult, base: string): string[] {
   const written: string[] = [];
   const limit = HANDOFF_LIMIT * r.nodeStartMs;
   const byConn = [...new Set(r.cells.map((c) => c.connections))].sort((a, b) => a - b);

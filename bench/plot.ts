@@ -24,12 +24,12 @@ export function writePlot(spec: PlotSpec): string | undefined {
   if (drawn.length === 0) return 'nothing to plot';
   const quote = (s: string) => `"${s.replace(/["\\]/g, '\\$&')}"`;
   const lines = [
-    'set terminal pngcairo size 900,560 font "sans,10"',
+    'set terminal pngcairo size 900,620 font "sans,10"',
     `set output ${quote(spec.file)}`,
     `set title ${quote(spec.title)}`,
     `set xlabel ${quote(spec.xLabel)}`,
     `set ylabel ${quote(spec.yLabel)}`,
-    'set key outside right top',
+    'set key below',
     'set grid',
     spec.logX ? 'set logscale x' : '',
     spec.logY ? 'set logscale y' : '',
