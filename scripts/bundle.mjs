@@ -156,6 +156,10 @@ if (!process.execArgv.some((a) => /semi-space/.test(a))) {
   for (const m of ${JSON.stringify(PRELOADED_BUILTINS)}) builtin(m);
   builtin('node:v8').setFlagsFromString('--semi-space-growth-factor=1');
 }
+// No optimizing compiler until the bus serves (src/util/start-up-compiler.ts turns it back on).
+if (!process.execArgv.some((a) => /^--(no-)?(opt|turbofan|maglev)(=|$)|^--max-opt(=|$)/.test(a))) {
+  builtin('node:v8').setFlagsFromString('--no-opt');
+}
 const module = { exports: {}, filename: program, id: '.' };
 ${extra}script.runInThisContext()(module.exports, createRequire(program), module, program, dir);
 `;

@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import { defaultAddress } from '../transport/address.js';
 import { FerryError } from '../util/errors.js';
+import { holdOptimizingCompiler, releaseOptimizingCompiler } from '../util/start-up-compiler.js';
 import { capYoungGeneration } from '../util/young-generation.js';
 import { fdOf } from './daemon-flags.js';
 import { dup2 } from '../sys/libc.js';
@@ -68,6 +69,7 @@ export async function runDaemonCommand(args: DaemonArgs): Promise<void> {
   }
   // Node's modules for the bus are loaded by now (the bundle's loader did this already).
   capYoungGeneration();
+  holdOptimizingCompiler();
   const log = createLogger();
   // Before anything can change root: /proc and the notify socket, opened now or inherited.
   initAnchors(args.handoff, log);
@@ -79,6 +81,7 @@ export async function runDaemonCommand(args: DaemonArgs): Promise<void> {
     daemon = adoptDaemon(args.handoff, log, methods);
     installStopSignals(daemon);
     await supervise(daemon, log);
+    releaseOptimizingCompiler();
   } else {
     warnUnsupportedFlags(args, log);
     const pidFile = pidFileOf(args);
@@ -96,6 +99,7 @@ export async function runDaemonCommand(args: DaemonArgs): Promise<void> {
     // config file written as soon as the bus listens must not go unnoticed.
     installStopSignals(daemon);
     await supervise(daemon, log);
+    releaseOptimizingCompiler();
     // Ready means: listening, the pid file written, then the address printed (launchers wait for that line).
     if (pidFile !== undefined) {
       try {
