@@ -1,11 +1,11 @@
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import type { Bus } from '../bus/bus.js';
 import { DBusErrorName } from '../bus/errors.js';
 import { parseMatchRule } from '../bus/match-rule.js';
 import type { NameOwnership } from '../bus/name-registry.js';
 import type { Peer } from '../bus/peer.js';
 import { peerCredentials, setCloexec } from '../sys/libc.js';
+import { closeFd } from '../sys/socket-io.js';
 import { Connection } from '../transport/connection.js';
 import type { ConnectionSet } from '../transport/connection-set.js';
 import type { HandoffDocument } from './document.js';
@@ -113,22 +113,34 @@ export function restore(doc: HandoffDocument, bus: Bus, connections: ConnectionS
       }
       peers.set(c.peerId, peer);
     }
-    // libuv opened these with close-on-exec; execve kept them because the old image cleared it.
+    // Accepted with close-on-exec; execve kept them because the old image cleared it.
+    const keptBefore = report.keptFds.length;
     setCloexec(c.fd, true);
     report.keptFds.push(c.fd);
     for (const fd of [...(c.inboundFds ?? []), ...(c.outboundFds ?? []).flatMap((m) => m.fds)]) {
       setCloexec(fd, true);
       report.keptFds.push(fd);
     }
-    // ferrybus reads the socket itself (fds travel with messages): Node must never read it.
-    const socket = new net.Socket({ fd: c.fd, readable: true, writable: true, pauseOnCreate: true } as net.SocketConstructorOpts);
     if (peer) peer.acceptsFds = c.unixFds === true;
-    const conn = new Connection(socket, c.credentials, bus, connections.hooks, connections.limits, {
-      sasl: c.sasl ?? null,
-      peer,
-      outbound: c.outbound,
-      outboundFds: c.outboundFds,
-    });
+    let conn: Connection;
+    try {
+      conn = new Connection(c.fd, c.credentials, bus, connections.hooks, connections.limits, {
+        sasl: c.sasl ?? null,
+        peer,
+        outbound: c.outbound,
+        outboundFds: c.outboundFds,
+      });
+    } catch (err) {
+      // The poller refused the socket (epoll out of memory or watches): the client sees the end.
+      report.dropped.push(`connection ${who}: cannot be watched: ${(err as Error).message}`);
+      if (peer) bus.detach(peer);
+      peers.delete(c.peerId);
+      if (c.uniqueName) departed.set(c.peerId, c.uniqueName);
+      closeMessageFds(c);
+      closeFd(c.fd);
+      report.keptFds.length = keptBefore;
+      continue;
+    }
     connections.adopt(conn);
     replays.push([conn, c.inbound, c.inboundFds ?? []]);
     report.connections++;

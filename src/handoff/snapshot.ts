@@ -1,15 +1,14 @@
 import type { Bus } from '../bus/bus.js';
-import { socketFd } from '../sys/libc.js';
 import type { ConnectionSet } from '../transport/connection-set.js';
 import type { ListenTarget } from '../transport/address.js';
-import type * as net from 'node:net';
+import type { Listener } from '../transport/listener.js';
 import { HANDOFF_FORMAT, type ConnectionDoc, type HandoffDocument, type SnapshotDocument } from './document.js';
 import { snapshotActivation } from './activation-state.js';
 
 export interface SnapshotInput {
   bus: Bus;
   connections: ConnectionSet;
-  servers: net.Server[];
+  listeners: Listener[];
   targets: ListenTarget[];
   addresses: string[];
   settings: unknown;
@@ -70,8 +69,8 @@ export function snapshot(input: SnapshotInput): SnapshotDocument {
       startedAt: input.startedAt,
     },
     settings: input.settings,
-    listeners: input.servers.map((server, i) => ({
-      fd: socketFd(server),
+    listeners: input.listeners.map((listener, i) => ({
+      fd: listener.fd,
       path: input.targets[i]!.path,
       address: input.addresses[i]!,
     })),

@@ -1,12 +1,12 @@
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import type { DriverMethod } from '../bus/driver.js';
 import type { HandoffDocument } from '../handoff/document.js';
 import { readHandoffFile } from '../handoff/handoff-file.js';
 import { restore } from '../handoff/restore.js';
-import { isListeningSocket, setCloexec } from '../sys/libc.js';
+import { isListeningSocket, setCloexec, setNonBlocking } from '../sys/libc.js';
 import { formatAddressEntry, type ListenTarget } from '../transport/address.js';
-import { Daemon, type DaemonSettings, type RuntimeState } from './daemon.js';
+import { Listener } from '../transport/listener.js';
+import { Daemon, listenerLogOf, type DaemonSettings, type RuntimeState } from './daemon.js';
 import type { HandoffArgs } from './handoff-controller.js';
 import { newBusGuid, readMachineId } from './identity.js';
 import type { Logger } from './logger.js';
@@ -14,17 +14,20 @@ import { anchorFds } from './anchors.js';
 import { rereadSettings } from './settings.js';
 import type { ServiceDirConfig } from './config-types.js';
 
-function adoptListener(fd: number, onConnection: (s: net.Socket) => void): net.Server | string {
+function adoptListener(fd: number, onClient: (fd: number) => void, log: Logger): Listener | string {
   try {
     if (!fs.fstatSync(fd).isSocket()) return `fd ${fd} is not a socket`;
   } catch {
     return `fd ${fd} was not inherited`;
   }
   if (!isListeningSocket(fd)) return `fd ${fd} is not a listening socket`;
-  setCloexec(fd, true);
-  const server = net.createServer({ pauseOnConnect: true }, onConnection);
-  server.listen({ fd });
-  return server;
+  try {
+    setCloexec(fd, true);
+    setNonBlocking(fd);
+    return new Listener(fd, onClient, listenerLogOf(log));
+  } catch (err) {
+    return `fd ${fd}: ${(err as Error).message}`;
+  }
 }
 
 function settingsOf(doc: HandoffDocument | undefined): DaemonSettings {
@@ -123,21 +126,21 @@ export function adoptDaemon(args: HandoffArgs, log: Logger, extraMethods: readon
   if (!doc) bus.restoreCounters(args.nextUniqueId, 1, 1);
 
   const listenerDocs = doc?.listeners ?? args.listenFds.map((fd) => ({ fd, path: '', address: '' }));
-  const servers: net.Server[] = [];
+  const listeners: Listener[] = [];
   const targets: ListenTarget[] = [];
   const addresses: string[] = [];
   for (const l of listenerDocs) {
-    const server = adoptListener(l.fd, (socket) => connections.accept(socket));
-    if (typeof server === 'string') {
-      log.error('handoff-listener-lost', `listening socket not adopted: ${server}`);
+    const listener = adoptListener(l.fd, (fd) => connections.accept(fd), log);
+    if (typeof listener === 'string') {
+      log.error('handoff-listener-lost', `listening socket not adopted: ${listener}`);
       continue;
     }
-    servers.push(server);
+    listeners.push(listener);
     targets.push({ path: l.path, abstract: l.path.startsWith('\0'), address: { transport: 'unix', params: { path: l.path } } });
     addresses.push(l.address || formatAddressEntry({ transport: 'unix', params: { guid: identity.guid } }));
   }
 
-  const daemon = new Daemon(bus, connections, servers, targets, addresses, settings, identity, log, services);
+  const daemon = new Daemon(bus, connections, listeners, targets, addresses, settings, identity, log, services);
   daemon.generation = args.generation;
   if (!doc) {
     closeStrays(new Set(args.listenFds), log);

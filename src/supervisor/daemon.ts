@@ -1,5 +1,4 @@
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import { Bus, type BusLimits } from '../bus/bus.js';
 import type { DriverMethod } from '../bus/driver.js';
 import type { PolicySource } from '../bus/policy.js';
@@ -8,7 +7,8 @@ import { FerryError } from '../util/errors.js';
 import { AddressError, firstListenTarget, formatAddressEntry, parseAddress, type ListenTarget } from '../transport/address.js';
 import { ConnectionSet } from '../transport/connection-set.js';
 import type { ConnectionLimits } from '../transport/connection.js';
-import { listen } from '../transport/listener.js';
+import { listen, type Listener, type ListenerLog } from '../transport/listener.js';
+import { closePoller } from '../transport/poller.js';
 import { DBUS_SOCKET_NAME, describePassedSocket, serveSystemdSocket, takeSystemdSockets } from '../transport/systemd-sockets.js';
 import { newBusGuid, readMachineId } from './identity.js';
 import type { Logger } from './logger.js';
@@ -85,7 +85,7 @@ export class Daemon {
   constructor(
     readonly bus: Bus,
     readonly connections: ConnectionSet,
-    readonly servers: net.Server[],
+    readonly listeners: Listener[],
     readonly targets: ListenTarget[],
     readonly addresses: string[],
     /** Replaced by a reload; a handoff carries what is in force. */
@@ -150,15 +150,16 @@ export class Daemon {
         throw explainListenError(err, address, settings);
       }
     });
-    const servers: net.Server[] = [];
+    const listeners: Listener[] = [];
     const targets: ListenTarget[] = [];
     const systemdSocketPaths: string[] = [];
-    const onConnection = (socket: net.Socket) => connections.accept(socket);
+    const onClient = (fd: number) => connections.accept(fd);
+    const listenerLog = listenerLogOf(log);
     let unserved = passed?.sockets ?? [];
     try {
       for (const target of chosen) {
         if (!target.systemd) {
-          servers.push(await listen(target, onConnection));
+          listeners.push(await listen(target, onClient, listenerLog));
           targets.push(target);
           continue;
         }
@@ -166,14 +167,14 @@ export class Daemon {
         const sockets = unserved;
         unserved = [];
         for (const socket of sockets) {
-          const { server, path } = await serveSystemdSocket(socket, onConnection);
-          servers.push(server);
+          const { listener, path } = serveSystemdSocket(socket, onClient, listenerLog);
+          listeners.push(listener);
           targets.push(passedTarget(path));
           if (path !== '' && !path.startsWith('\0')) systemdSocketPaths.push(path);
         }
       }
     } catch (err) {
-      for (const server of servers) server.close();
+      for (const listener of listeners) listener.close();
       throw err;
     }
     const addresses = targets.map((t) =>
@@ -183,7 +184,7 @@ export class Daemon {
     const running: DaemonSettings = systemdSocketPaths.length > 0
       ? { ...settings, runtime: { ...settings.runtime, systemdSocketPaths } }
       : settings;
-    return new Daemon(bus, connections, servers, targets, addresses, running, identity, log, services);
+    return new Daemon(bus, connections, listeners, targets, addresses, running, identity, log, services);
   }
 
   get startedAt(): string {
@@ -194,11 +195,10 @@ export class Daemon {
     if (this.stopped) return;
     this.stopped = true;
     this.log.notice('stopping', 'bus is stopping', { reason });
-    // A server's close callback waits for every connection it accepted: close those first, or
-    // a bus with clients never finishes stopping.
-    const closed = Promise.all(this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+    for (const listener of this.listeners) listener.close();
     this.connections.closeAll('bus is stopping');
-    await closed;
+    // Nothing is watched any more: the event loop may end.
+    closePoller();
     const systemds = new Set(this.settings.runtime?.systemdSocketPaths ?? []);
     for (const target of this.targets) {
       if (target.abstract || target.path === '' || systemds.has(target.path)) continue;
@@ -209,6 +209,11 @@ export class Daemon {
       }
     }
   }
+}
+
+/** A listener's trouble: an unusable listening socket is an error, a pause for want of fds a warning. */
+export function listenerLogOf(log: Logger): ListenerLog {
+  return (event, message, fields) => (event === 'accept-failed' ? log.error : log.warning)(event, message, fields);
 }
 
 /** How loud each of the bus core's events is: refusals and failures are warnings, activations news. */

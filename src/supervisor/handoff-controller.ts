@@ -131,7 +131,7 @@ export class HandoffController {
     const doc = snapshot({
       bus: d.bus,
       connections: d.connections,
-      servers: d.servers,
+      listeners: d.listeners,
       targets: d.targets,
       addresses: d.addresses,
       settings: d.settings,

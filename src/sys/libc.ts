@@ -28,6 +28,9 @@ const SOCK_STREAM = 1;
 const F_GETFD = 1;
 const F_SETFD = 2;
 const FD_CLOEXEC = 1;
+const F_GETFL = 3;
+const F_SETFL = 4;
+const O_NONBLOCK = 0o4000;
 
 /** Growth is bounded: a kernel that keeps answering ERANGE is a bug, not a reason to loop. */
 const MAX_GROW_ATTEMPTS = 8;
@@ -103,6 +106,8 @@ interface Bindings {
   readonly send: NativeFn;
   readonly close: NativeFn;
   readonly getsockname: NativeFn;
+  readonly bind: NativeFn;
+  readonly listen: NativeFn;
   readonly dup2: NativeFn;
   readonly waitpid: NativeFn;
   readonly ucred: TypeObject;
@@ -118,6 +123,7 @@ export interface IoBindings {
   readonly epoll_create1: NativeFn;
   readonly epoll_ctl: NativeFn;
   readonly epoll_wait: NativeFn;
+  readonly accept4: NativeFn;
   /** The address of a buffer's first byte (memmove(p, p, 0) returns p). */
   readonly addressOf: (buffer: Buffer) => bigint;
 }
@@ -146,6 +152,8 @@ function libc(): Bindings {
       connect: lib.func('int connect(int fd, const void *addr, uint32_t addrlen)') as NativeFn,
       send: lib.func('intptr_t send(int fd, const void *buf, size_t len, int flags)') as NativeFn,
       getsockname: lib.func('int getsockname(int fd, _Inout_ void *addr, _Inout_ uint32_t *addrlen)') as NativeFn,
+      bind: lib.func('int bind(int fd, const void *addr, uint32_t addrlen)') as NativeFn,
+      listen: lib.func('int listen(int fd, int backlog)') as NativeFn,
       dup2: lib.func('int dup2(int oldfd, int newfd)') as NativeFn,
       waitpid: lib.func('int waitpid(int pid, _Out_ int *status, int options)') as NativeFn,
       ucred: koffi.struct({ pid: 'int32_t', uid: 'uint32_t', gid: 'uint32_t' }),
@@ -165,6 +173,7 @@ function ioFunctions(lib: LibraryHandle): IoBindings {
     epoll_create1: lib.func('int epoll_create1(int flags)') as NativeFn,
     epoll_ctl: lib.func('int epoll_ctl(int epfd, int op, int fd, void *event)') as NativeFn,
     epoll_wait: lib.func('int epoll_wait(int epfd, void *events, int max, int timeout)') as NativeFn,
+    accept4: lib.func('int accept4(int fd, void *addr, void *addrlen, int flags)') as NativeFn,
     addressOf: (buffer) => BigInt(koffi.address(memmove(buffer, buffer, 0)) as bigint),
   };
 }
@@ -290,6 +299,16 @@ export function setCloexec(fd: number, on: boolean): void {
   if (fcntl(fd, F_SETFD, 'int', next) < 0) fail('fcntl(F_SETFD)');
 }
 
+/** Sets O_NONBLOCK on fd, keeping its other file status flags (an inherited socket may lack it). */
+export function setNonBlocking(fd: number): void {
+  checkFd('fcntl(F_SETFL)', fd);
+  const { fcntl } = libc();
+  const flags = fcntl(fd, F_GETFL);
+  if (flags < 0) fail('fcntl(F_GETFL)');
+  if ((flags & O_NONBLOCK) !== 0) return;
+  if (fcntl(fd, F_SETFL, 'int', flags | O_NONBLOCK) < 0) fail('fcntl(F_SETFL)');
+}
+
 /**
  * Replaces the process image (same PID). Never returns: on success the new image runs, on
  * failure a SysError is thrown and this process continues unchanged (fds, CLOEXEC flags and
@@ -325,10 +344,10 @@ export function fchdir(fd: number): void {
   if (libc().fchdir(fd) !== 0) fail('fchdir');
 }
 
-function unixAddress(socketPath: string): Buffer {
+function unixAddress(socketPath: string, syscall = 'connect'): Buffer {
   const abstract = socketPath.startsWith('@');
   const name = Buffer.from(abstract ? '\0' + socketPath.slice(1) : socketPath, 'utf8');
-  if (name.length > 107) throw new SysError('connect', os.constants.errno.ENAMETOOLONG, socketPath);
+  if (name.length > 107) throw new SysError(syscall, os.constants.errno.ENAMETOOLONG, socketPath);
   const addr = Buffer.alloc(2 + name.length + (abstract ? 0 : 1));
   addr.writeUInt16LE(1 /* AF_UNIX */, 0);
   name.copy(addr, 2);
@@ -349,6 +368,24 @@ export function connectUnixDatagram(socketPath: string): number {
     const errno = koffi.errno();
     close(fd);
     throw new SysError('connect', errno, socketPath);
+  }
+  return fd;
+}
+
+/**
+ * A listening unix stream socket bound to `socketPath` ('\0' prefix: an abstract name), non-blocking
+ * and close-on-exec. The path must be free (see src/transport/listener.ts).
+ */
+export function listenUnixStream(socketPath: string, backlog: number): number {
+  const { socket, bind, listen, close } = libc();
+  const addr = unixAddress(socketPath.startsWith('\0') ? '@' + socketPath.slice(1) : socketPath, 'bind');
+  const fd = socket(AF_UNIX, SOCK_STREAM | 0o4000 /* SOCK_NONBLOCK */ | 0o2000000 /* SOCK_CLOEXEC */, 0);
+  if (fd < 0) fail('socket');
+  for (const [call, run] of [['bind', () => bind(fd, addr, addr.length)], ['listen', () => listen(fd, backlog)]] as const) {
+    if (run() === 0) continue;
+    const errno = koffi.errno();
+    close(fd);
+    throw new SysError(call, errno, socketPath.startsWith('\0') ? `@${socketPath.slice(1)}` : socketPath);
   }
   return fd;
 }

@@ -1,5 +1,6 @@
 // Raw I/O on unix stream sockets, for what Node cannot do: read and write with SCM_RIGHTS fds
-// (recvmsg/sendmsg), and learn that a socket is readable without reading it (epoll and a signal).
+// (recvmsg/sendmsg), accept without a net.Socket per client (accept4), and learn which sockets
+// are ready from one epoll set (src/transport/poller.ts).
 //
 // Why raw: Node reads sockets with read(), and the kernel closes SCM_RIGHTS fds that arrive
 // that way. Every real client negotiates fd passing, so this is the path every message takes.
@@ -20,13 +21,8 @@ const MSG_CTRUNC = 0x8;
 const MSG_DONTWAIT = 0x40;
 const MSG_NOSIGNAL = 0x4000;
 const MSG_CMSG_CLOEXEC = 0x40000000;
-const F_SETFL = 4;
-const F_SETOWN = 8;
-const F_SETSIG = 10;
-/** The signal the kernel raises for a ready socket (see setSignalOnReady). */
-export const READY_SIGNAL = 'SIGURG';
-const O_NONBLOCK = 0o4000;
-const O_ASYNC = 0o20000;
+const SOCK_NONBLOCK = 0o4000;
+const SOCK_CLOEXEC = 0o2000000;
 const EPOLL_CTL_ADD = 1;
 const EPOLL_CTL_DEL = 2;
 const EPOLL_CTL_MOD = 3;
@@ -303,20 +299,6 @@ export function closeFd(fd: number): void {
   ioBindings().close(fd);
 }
 
-/**
- * Asks the kernel to raise SIGURG in this process whenever `fd` becomes readable (or writable
- * after a write would have blocked): O_ASYNC with this process as owner, and F_SETSIG.
- * SIGURG rather than SIGIO: its default action is to be ignored, so a socket that becomes ready
- * while no handler is installed (an image starting after execve) harms nothing, and libraries
- * that treat SIGIO as fatal (signal-exit, under execa) leave it alone.
- */
-export function setSignalOnReady(fd: number, on: boolean): void {
-  const { fcntl } = ioBindings();
-  if (on && fcntl(fd, F_SETOWN, 'int', process.pid) < 0) throw new SysError('fcntl(F_SETOWN)', koffi.errno());
-  if (on && fcntl(fd, F_SETSIG, 'int', os.constants.signals[READY_SIGNAL]) < 0) throw new SysError('fcntl(F_SETSIG)', koffi.errno());
-  if (fcntl(fd, F_SETFL, 'int', O_NONBLOCK | (on ? O_ASYNC : 0)) < 0) throw new SysError('fcntl(F_SETFL)', koffi.errno());
-}
-
 export function epollCreate(): number {
   const fd = ioBindings().epoll_create1(EPOLL_CLOEXEC);
   if (fd < 0) throw new SysError('epoll_create1', koffi.errno());
@@ -338,20 +320,38 @@ export function epollControl(epfd: number, fd: number, events: number, op: 'add'
   }
 }
 
-/** epoll_wait without waiting: the number of ready sockets, read with readyFd/readyEvents. */
-export function epollPoll(epfd: number): number {
+/**
+ * epoll_wait without waiting: copies up to `fds.length` (at most MAX_EVENTS) ready fds and
+ * their event masks out of the shared event buffer, and returns how many.
+ */
+export function epollWaitInto(epfd: number, fds: Int32Array, masks: Uint32Array): number {
   const m = shared();
+  const max = Math.min(fds.length, masks.length, MAX_EVENTS);
   let n: number;
-  do n = ioBindings().epoll_wait(epfd, m.events, MAX_EVENTS, 0);
+  do n = ioBindings().epoll_wait(epfd, m.events, max, 0);
   while (n < 0 && koffi.errno() === EINTR);
   if (n < 0) throw new SysError('epoll_wait', koffi.errno());
+  const events = m.events;
+  for (let i = 0; i < n; i++) {
+    masks[i] = events.readUInt32LE(i * EVENT_SIZE);
+    fds[i] = events.readInt32LE(i * EVENT_SIZE + EVENT_DATA);
+  }
   return n;
 }
 
-export function readyFd(index: number): number {
-  return shared().events.readInt32LE(index * EVENT_SIZE + EVENT_DATA);
-}
+/** What one accept4 on a listening socket gave: a client socket, nothing waiting, or an error. */
+export type AcceptResult = number | 'again' | SysError;
 
-export function readyEvents(index: number): number {
-  return shared().events.readUInt32LE(index * EVENT_SIZE);
+/**
+ * One non-blocking accept4: the client's socket (non-blocking and close-on-exec from the start),
+ * 'again' when no client waits, or the error (EMFILE, ECONNABORTED, …) for the caller to judge.
+ */
+export function acceptFrom(listenFd: number): AcceptResult {
+  const { accept4 } = ioBindings();
+  let fd: number;
+  do fd = accept4(listenFd, null, null, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  while (fd < 0 && koffi.errno() === EINTR);
+  if (fd >= 0) return fd;
+  const errno = koffi.errno();
+  return errno === EAGAIN ? 'again' : new SysError('accept4', errno);
 }

@@ -1,9 +1,9 @@
-import * as net from 'node:net';
 import type { Bus, BusSink, QueueRefusal } from '../bus/bus.js';
 import type { PeerTraffic, TrafficSource } from '../bus/debug-stats.js';
 import type { Credentials, Peer } from '../bus/peer.js';
 import type { UidAccount } from '../bus/uid-accounts.js';
-import { peerCredentials, peerGroups, peerSecurityLabel, socketFd } from '../sys/libc.js';
+import { peerCredentials, peerGroups, peerSecurityLabel } from '../sys/libc.js';
+import { closeFd } from '../sys/socket-io.js';
 
 /**
  * The peer's credentials: pid, uid and gid now (every connection needs them); groups
@@ -44,7 +44,7 @@ function orDefault<T>(read: () => T, fallback: T): T {
 import type { UnixFds } from '../bus/unix-fds.js';
 import { Connection, DEFAULT_CONNECTION_LIMITS, type ConnectionHooks, type ConnectionLimits } from './connection.js';
 import { RateLimit } from '../util/rate-limit.js';
-import { readiness } from './readiness.js';
+import { poller } from './poller.js';
 import { PendingFdWatch } from './pending-fd-watch.js';
 
 export type TransportLog = (event: string, message: string, fields?: Record<string, unknown>) => void;
@@ -77,8 +77,8 @@ export class ConnectionSet implements BusSink, TrafficSource {
   ) {
     this.limits = DEFAULT_CONNECTION_LIMITS;
     this.setLimits(limits);
-    // Set up now (its epoll fd and signal handler), not in the middle of a slow reader's write.
-    readiness();
+    // Set up now (its epoll fd), not in the middle of the first accept.
+    poller();
     this.hooks = {
       attached: (conn) => this.byPeer.set(conn.peer!.id, conn),
       markDirty: (conn) => this.markDirty(conn),
@@ -98,30 +98,37 @@ export class ConnectionSet implements BusSink, TrafficSource {
     this.limits = { ...DEFAULT_CONNECTION_LIMITS, ...definedOnly(limits) };
   }
 
-  /** Takes a freshly accepted socket: reads its credentials, then starts SASL. */
-  accept(socket: net.Socket): void {
+  /** Takes a freshly accepted socket (its fd is ours from now on): reads its credentials, then starts SASL. */
+  accept(fd: number): void {
     let credentials: Credentials;
     try {
-      credentials = socketCredentials(socketFd(socket));
+      credentials = socketCredentials(fd);
     } catch (err) {
       this.log('client-refused', 'could not read peer credentials; closing', { error: String(err) });
-      socket.destroy();
+      closeFd(fd);
       return;
     }
     // Connections still authenticating cost memory and a slot but have proven nothing yet.
     if (this.all.size - this.byPeer.size >= this.maxIncompleteConnections) {
       const suppressed = this.refusalLog.take();
-      if (suppressed === undefined) return void socket.destroy();
+      if (suppressed === undefined) return void closeFd(fd);
       this.log('client-refused', 'too many connections are still authenticating (max_incomplete_connections); closing the new one', {
         pid: credentials.pid,
         uid: credentials.uid,
         limit: this.maxIncompleteConnections,
         ...(suppressed > 0 ? { suppressedBefore: suppressed } : {}),
       });
-      socket.destroy();
+      closeFd(fd);
       return;
     }
-    const conn = new Connection(socket, credentials, this.bus, this.hooks, this.limits);
+    let conn: Connection;
+    try {
+      conn = new Connection(fd, credentials, this.bus, this.hooks, this.limits);
+    } catch (err) {
+      this.log('client-refused', 'could not watch the new connection; closing', { pid: credentials.pid, uid: credentials.uid, error: String(err) });
+      closeFd(fd);
+      return;
+    }
     this.all.add(conn);
   }
 

@@ -1,8 +1,6 @@
-import type * as net from 'node:net';
 import { BUS_NAME, type Bus, type QueueRefusal } from '../bus/bus.js';
 import type { Credentials, Peer } from '../bus/peer.js';
 import { UnixFds } from '../bus/unix-fds.js';
-import { socketFd } from '../sys/libc.js';
 import { closeFd, RECEIVE_CHUNK, receiveBuffer, receiveFrom, SendGather } from '../sys/socket-io.js';
 import { FerryError, WireError } from '../util/errors.js';
 import { Framer } from '../wire/framer.js';
@@ -13,8 +11,7 @@ import { SaslServer, type SaslState } from '../wire/sasl.js';
 import { validateBody } from '../wire/validate.js';
 import { InboundFds } from './inbound-fds.js';
 import { OutboundQueue, type UnsentOutbound } from './outbound-queue.js';
-import { readiness, type WritableHandler } from './readiness.js';
-import { notifyReadable } from './readable-signal.js';
+import { poller, type PollHandler } from './poller.js';
 
 /** One send is gathered at a time (single-threaded): shared by every connection. */
 const gather = new SendGather();
@@ -74,14 +71,14 @@ export interface ConnectionHooks {
 /**
  * One client socket: SASL, then framing, then messages into the bus. ferrybus reads and writes
  * the socket itself (recvmsg/sendmsg, src/sys/socket-io.ts) so that fds travel with messages;
- * the net.Socket owns the fd and tells when it is readable (src/transport/readable-signal.ts). All bytes to the client go through the OutboundQueue,
- * written once per event-loop turn.
+ * the poller (src/transport/poller.ts) tells when it is readable, or writable again after a
+ * write would have blocked. The connection owns the fd and closes it. All bytes to the client
+ * go through the OutboundQueue, written once per event-loop turn.
  */
-export class Connection implements WritableHandler {
+export class Connection implements PollHandler {
   private sasl: SaslServer | null;
   readonly framer: Framer;
   readonly outbound = new OutboundQueue();
-  readonly fd: number;
   peer: Peer | undefined;
   private closing = false;
   /** Set when the bus refused this client after authentication: only Hello is answered. */
@@ -101,15 +98,16 @@ export class Connection implements WritableHandler {
   private readonly inboundFds = new InboundFds();
 
   constructor(
-    readonly socket: net.Socket,
+    readonly fd: number,
     readonly credentials: Credentials,
     private readonly bus: Bus,
     private readonly hooks: ConnectionHooks,
     readonly limits: ConnectionLimits,
     adopted?: AdoptedState,
   ) {
-    this.fd = socketFd(socket);
     this.framer = new Framer(limits.maxMessageSize);
+    // First, so that a socket the poller refuses leaves nothing behind (no timer, nothing queued).
+    poller().watch(fd, this);
     const saslOptions = {
       peerUid: credentials.uid,
       guid: bus.options.guid,
@@ -133,7 +131,6 @@ export class Connection implements WritableHandler {
       }, limits.authTimeoutMs);
       this.authTimer.unref();
     }
-    notifyReadable(socket, () => this.onReadable());
   }
 
   /** Still in SASL: counts against max_incomplete_connections. */
@@ -155,7 +152,7 @@ export class Connection implements WritableHandler {
     return this.inboundFds.since;
   }
 
-  /** One recvmsg (libuv calls again on the next turn while bytes remain); true when more may be waiting. */
+  /** One recvmsg (the poller calls again on the next turn while bytes remain); true when more may be waiting. */
   onReadable(): boolean {
     if (this.closing) return false;
     // The rest of a large message goes straight into its own buffer (never during SASL).
@@ -192,7 +189,7 @@ export class Connection implements WritableHandler {
 
   onWritable(): void {
     this.blocked = false;
-    readiness().unwatch(this.fd);
+    poller().watchWritable(this.fd, false);
     this.flush();
   }
 
@@ -379,7 +376,6 @@ export class Connection implements WritableHandler {
   /** Writes queued bytes until the socket would block (then waits to be told it is writable). */
   flush(): void {
     if (this.closing || this.blocked) return;
-    let armed = false;
     while (this.outbound.hasPending) {
       const { fds } = this.outbound.fill(gather.reset());
       let sent: number;
@@ -389,19 +385,13 @@ export class Connection implements WritableHandler {
         return this.close(`socket error: ${(err as Error).message}`);
       }
       if (sent < 0) {
-        if (armed) {
-          this.blocked = true;
-          return;
-        }
-        // The kernel notes "no room" (and signals when room appears) only for a socket already
-        // armed: arm it, then try once more, so room that appeared in between is not missed.
-        readiness().watchWritable(this.fd, this);
-        armed = true;
-        continue;
+        // A slow reader: wait until its socket takes bytes again.
+        this.blocked = true;
+        poller().watchWritable(this.fd, true);
+        return;
       }
       this.outbound.consume(sent);
     }
-    if (armed) readiness().unwatch(this.fd);
   }
 
   /** Every byte accepted for this client that the kernel has not taken, in order, with its fds. */
@@ -446,8 +436,8 @@ export class Connection implements WritableHandler {
     const fields = { peer: this.label, pid: this.credentials.pid, reason };
     if (loud) this.hooks.log('client-dropped', `disconnecting client: ${reason}`, fields);
     else this.hooks.log('client-disconnected', 'client disconnected', fields);
-    if (this.blocked) readiness().unwatch(this.fd);
-    this.socket.destroy();
+    poller().unwatch(this.fd);
+    closeFd(this.fd);
     this.outbound.discard();
     this.inboundFds.discard(this.peer?.account);
     if (this.peer) this.bus.detach(this.peer);

@@ -1,27 +1,104 @@
 import * as fs from 'node:fs';
 import * as net from 'node:net';
+import * as os from 'node:os';
 import * as path from 'node:path';
+import { listenUnixStream, SysError } from '../sys/libc.js';
+import { acceptFrom, closeFd } from '../sys/socket-io.js';
 import { FerryError } from '../util/errors.js';
 import type { ListenTarget } from './address.js';
+import { poller, type PollHandler } from './poller.js';
+
+/** Clients taken per turn of the event loop: a connect storm must not starve the connected. */
+const ACCEPTS_PER_TURN = 64;
+/** Out of fds (EMFILE and kin): stop accepting this long, rather than spin on a socket that stays ready. */
+const FD_SHORTAGE_PAUSE_MS = 100;
+const { EMFILE, ENFILE, ENOBUFS, ENOMEM, ECONNABORTED, EPROTO, EPERM } = os.constants.errno;
+
+export type AcceptedClient = (fd: number) => void;
+export type ListenerLog = (event: string, message: string, fields?: Record<string, unknown>) => void;
+
+/**
+ * A listening unix stream socket, accepted from with accept4 (no net.Socket per client: see
+ * poller.ts). Each client's fd goes to `onClient`, which owns it from then on.
+ */
+export class Listener implements PollHandler {
+  private paused: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  constructor(
+    readonly fd: number,
+    private readonly onClient: AcceptedClient,
+    private readonly log: ListenerLog,
+  ) {
+    poller().watch(fd, this);
+  }
+
+  onReadable(): void {
+    for (let i = 0; i < ACCEPTS_PER_TURN && !this.closed && !this.paused; i++) {
+      const r = acceptFrom(this.fd);
+      if (r === 'again') return;
+      if (typeof r === 'number') {
+        this.onClient(r);
+        continue;
+      }
+      // The client gave up while waiting, or a security module refused it: the next one may be fine.
+      if (r.errno === ECONNABORTED || r.errno === EPROTO || r.errno === EPERM) continue;
+      if (r.errno === EMFILE || r.errno === ENFILE || r.errno === ENOBUFS || r.errno === ENOMEM) {
+        this.log('accept-paused', `cannot accept clients for now: ${r.message}; trying again in ${FD_SHORTAGE_PAUSE_MS} ms`, { fd: this.fd });
+        this.pause();
+        return;
+      }
+      this.log('accept-failed', `listening socket unusable: ${r.message}; no longer accepting on it`, { fd: this.fd });
+      poller().unwatch(this.fd);
+      return;
+    }
+  }
+
+  onWritable(): void {
+    // never watched for writing
+  }
+
+  private pause(): void {
+    poller().unwatch(this.fd);
+    this.paused = setTimeout(() => {
+      this.paused = undefined;
+      if (!this.closed) poller().watch(this.fd, this);
+    }, FD_SHORTAGE_PAUSE_MS);
+    this.paused.unref();
+  }
+
+  /** Stops accepting and closes the socket (its path, if any, is the caller's to remove). */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.paused);
+    poller().unwatch(this.fd);
+    closeFd(this.fd);
+  }
+}
 
 /**
  * Opens a listening unix socket. A socket file left by a dead bus is replaced;
  * one that still answers belongs to a live bus and is never stolen.
  */
-export async function listen(target: ListenTarget, onConnection: (socket: net.Socket) => void): Promise<net.Server> {
+export async function listen(target: ListenTarget, onClient: AcceptedClient, log: ListenerLog): Promise<Listener> {
   if (!target.abstract) await prepareSocketPath(target.path);
-  // Node must never read a client socket: fds arrive with messages, and ferrybus reads with recvmsg.
-  const server = net.createServer({ pauseOnConnect: true }, onConnection);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen({ path: target.path, backlog: 4096 }, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+  let fd: number;
+  try {
+    fd = listenUnixStream(target.path, 4096);
+  } catch (err) {
+    if (err instanceof SysError && err.code === 'EADDRINUSE') {
+      throw new FerryError('AddressInUse', `another bus is already listening on ${describe(target)}`);
+    }
+    throw new FerryError('ListenFailed', `cannot listen on ${describe(target)}: ${(err as Error).message}`);
+  }
   // Who may talk is decided by bus policy, not file mode (as dbus-daemon does).
   if (!target.abstract) fs.chmodSync(target.path, 0o777);
-  return server;
+  return new Listener(fd, onClient, log);
+}
+
+function describe(target: ListenTarget): string {
+  return target.abstract ? `abstract socket @${target.path.slice(1)}` : target.path;
 }
 
 async function prepareSocketPath(socketPath: string): Promise<void> {

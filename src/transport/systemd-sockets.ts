@@ -6,18 +6,19 @@
 // Ownership: the sockets and their files belong to systemd. The bus serves them, carries them
 // across a handoff like any listener (by fd), and never unlinks their files.
 
-import * as net from 'node:net';
 import {
   AF_UNIX_DOMAIN,
   SOCK_STREAM_TYPE,
   SOCKET_DOMAIN_NAMES,
   SOCKET_TYPE_NAMES,
   setCloexec,
+  setNonBlocking,
   socketKind,
   unixStreamSocketName,
   type SocketKind,
 } from '../sys/libc.js';
 import { FerryError } from '../util/errors.js';
+import { Listener, type AcceptedClient, type ListenerLog } from './listener.js';
 
 /** sd_listen_fds(3): the first passed socket is fd 3. */
 export const SD_LISTEN_FDS_START = 3;
@@ -134,14 +135,11 @@ export function unusableReason(fd: number): string | undefined {
 }
 
 /**
- * Serves one passed socket. Resolves with the server and where the socket is bound ('' when
+ * Serves one passed socket. Returns the listener and where the socket is bound ('' when
  * unnamed; '\0'-prefixed for an abstract name). Throws for anything but a listening AF_UNIX
  * SOCK_STREAM socket (checked with getsockopt SO_DOMAIN, SO_TYPE, SO_ACCEPTCONN).
  */
-export async function serveSystemdSocket(
-  socket: PassedSocket,
-  onConnection: (socket: net.Socket) => void,
-): Promise<{ server: net.Server; path: string }> {
+export function serveSystemdSocket(socket: PassedSocket, onClient: AcceptedClient, log: ListenerLog): { listener: Listener; path: string } {
   const bad = (why: string) => new FerryError('SystemdSocketUnusable', `socket ${describePassedSocket(socket)} passed by systemd ${why}`);
   const why = unusableReason(socket.fd);
   if (why !== undefined) throw bad(why);
@@ -151,13 +149,8 @@ export async function serveSystemdSocket(
   } catch (err) {
     throw bad(`cannot be served: ${(err as Error).message}`);
   }
-  const server = net.createServer({ pauseOnConnect: true }, onConnection);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen({ fd: socket.fd }, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  return { server, path: socketPath };
+  // accept4 must not block, and the socket is not for programs the bus starts.
+  setNonBlocking(socket.fd);
+  setCloexec(socket.fd, true);
+  return { listener: new Listener(socket.fd, onClient, log), path: socketPath };
 }

@@ -89,7 +89,7 @@ describe('ferrybus inspect of a document the snapshot code wrote', () => {
     const doc = snapshot({
       bus: daemon.bus,
       connections: daemon.connections,
-      servers: daemon.servers,
+      listeners: daemon.listeners,
       targets: daemon.targets,
       addresses: daemon.addresses,
       settings: daemon.settings,

@@ -1,0 +1,144 @@
+import {
+  EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, MAX_EVENTS,
+  epollControl, epollCreate, epollWaitInto,
+} from '../sys/socket-io.js';
+
+/** What the poller calls for a ready socket. */
+export interface PollHandler {
+  /** Bytes (or a client to accept) are waiting, or the peer hung up: the next read tells which. */
+  onReadable(): void;
+  /** The socket takes bytes again; called only while watched for writing. */
+  onWritable(): void;
+}
+
+/** The parts of libuv's stream handle (Node's internal `Pipe`) this module uses. */
+interface StreamHandle {
+  open(fd: number): number;
+  useUserBuffer(buffer: Uint8Array): void;
+  onread: (...args: unknown[]) => void;
+  readStart(): number;
+  readStop(): number;
+  close(callback?: () => void): void;
+}
+
+interface PipeBinding {
+  Pipe: new (type: number) => StreamHandle;
+  constants: { SOCKET: number };
+}
+
+const EMPTY = new Uint8Array(0);
+const READABLE = EPOLLIN | EPOLLHUP | EPOLLERR;
+
+/**
+ * Every socket of the bus in one epoll set, and that set's fd in Node's event loop: listening
+ * sockets, client sockets (readable, and writable while a slow reader holds queued bytes).
+ *
+ * Why not a net.Socket per client: each costs ~1 KiB of heap, tens of microseconds to create
+ * (every connect, and 1000 of them in every handoff) and one callback into JavaScript per ready
+ * socket. Here a turn of the event loop costs one callback and one epoll_wait for all of them.
+ *
+ * How it is in the loop: the epoll fd is opened as a libuv pipe handle (Node's internal
+ * `pipe_wrap`, the handle net.Socket itself uses) given a zero-length buffer, so libuv polls it
+ * and calls back without reading (as net's `onread` option with a user buffer does). Level-
+ * triggered throughout: a socket left unread keeps the set readable, and is reported next turn.
+ */
+export class Poller {
+  private readonly epfd: number;
+  private readonly handle: StreamHandle;
+  private readonly handlers = new Map<number, PollHandler>();
+  /** Fds watched for writing as well. */
+  private readonly writers = new Set<number>();
+  private readonly readyFds = new Int32Array(MAX_EVENTS);
+  private readonly readyMasks = new Uint32Array(MAX_EVENTS);
+  private closed = false;
+
+  constructor() {
+    this.epfd = epollCreate();
+    // process.binding('pipe_wrap') is deprecated for libraries reaching into node, but is the
+    // only way to give libuv an fd that is not a socket, pipe or tty (guessHandleType refuses it).
+    const { Pipe, constants } = (process as unknown as { binding(name: string): PipeBinding }).binding('pipe_wrap');
+    this.handle = new Pipe(constants.SOCKET);
+    const err = this.handle.open(this.epfd);
+    if (err !== 0) throw new Error(`libuv refused the epoll fd (uv_pipe_open: ${err})`);
+    this.handle.useUserBuffer(EMPTY);
+    this.handle.onread = () => this.dispatch();
+    const started = this.handle.readStart();
+    if (started !== 0) throw new Error(`libuv cannot poll the epoll fd (uv_read_start: ${started})`);
+  }
+
+  /** Calls `handler` whenever `fd` is readable (or hung up), until `unwatch`. */
+  watch(fd: number, handler: PollHandler): void {
+    if (this.handlers.has(fd)) throw new Error(`fd ${fd} is already watched`);
+    epollControl(this.epfd, fd, EPOLLIN, 'add');
+    this.handlers.set(fd, handler);
+  }
+
+  /**
+   * Also calls `onWritable` while `fd` takes bytes (on), or stops (off). Level-triggered: room
+   * that appeared before this call is reported too, so nothing needs a second try.
+   */
+  watchWritable(fd: number, on: boolean): void {
+    if (!this.handlers.has(fd) || on === this.writers.has(fd)) return;
+    if (on) this.writers.add(fd);
+    else this.writers.delete(fd);
+    epollControl(this.epfd, fd, on ? EPOLLIN | EPOLLOUT : EPOLLIN, 'modify');
+  }
+
+  /** Forgets `fd`; call before closing it (a closed fd leaves the set by itself, a dup'd one would not). */
+  unwatch(fd: number): void {
+    if (!this.handlers.delete(fd)) return;
+    this.writers.delete(fd);
+    epollControl(this.epfd, fd, 0, 'delete');
+  }
+
+  /** Watched fds (for tests and status). */
+  get size(): number {
+    return this.handlers.size;
+  }
+
+  /** Sockets waiting to be writable (for tests and status). */
+  get waitingToWrite(): number {
+    return this.writers.size;
+  }
+
+  /** Leaves the event loop (the process can then exit); the watched fds stay open. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.handle.readStop();
+    this.handle.close();
+  }
+
+  /**
+   * One turn: every ready socket once. A handler may close its own or another socket (a fd
+   * number seen later in the same turn then finds no handler, or the new socket that took the
+   * number, for which a spurious wake-up is harmless: its read finds nothing).
+   */
+  private dispatch(): void {
+    const n = epollWaitInto(this.epfd, this.readyFds, this.readyMasks);
+    for (let i = 0; i < n; i++) {
+      const fd = this.readyFds[i]!;
+      const mask = this.readyMasks[i]!;
+      let handler = this.handlers.get(fd);
+      if (handler && (mask & READABLE) !== 0) {
+        handler.onReadable();
+        handler = this.handlers.get(fd);
+      }
+      if (handler && (mask & EPOLLOUT) !== 0 && this.writers.has(fd)) handler.onWritable();
+    }
+  }
+}
+
+let shared: Poller | undefined;
+
+/** The process's one poller. */
+export function poller(): Poller {
+  shared ??= new Poller();
+  return shared;
+}
+
+/** Closes the process's poller, if there is one (a stopping daemon lets the event loop end). */
+export function closePoller(): void {
+  shared?.close();
+  shared = undefined;
+}
