@@ -1,9 +1,16 @@
 import type { Bus } from '../bus/bus.js';
+import type { Credentials } from '../bus/peer.js';
 import type { ConnectionSet } from '../transport/connection-set.js';
 import type { ListenTarget } from '../transport/address.js';
 import type { Listener } from '../transport/listener.js';
 import { HANDOFF_FORMAT, type ConnectionDoc, type HandoffDocument, type SnapshotDocument } from './document.js';
 import { snapshotActivation } from './activation-state.js';
+
+/** The credentials as the document keeps them: named fields only (the live object may read them lazily). */
+function credentialsDoc(c: Credentials): Credentials {
+  const label = c.securityLabel;
+  return { pid: c.pid, uid: c.uid, gid: c.gid, groups: [...c.groups], ...(label !== undefined ? { securityLabel: label } : {}) };
+}
 
 export interface SnapshotInput {
   bus: Bus;
@@ -35,7 +42,7 @@ export function snapshot(input: SnapshotInput): SnapshotDocument {
     conns.push({
       fd: conn.fd,
       peerId: peer?.id ?? 0,
-      credentials: { ...conn.credentials, groups: [...conn.credentials.groups] },
+      credentials: credentialsDoc(conn.credentials),
       ...(sasl ? { sasl } : {}),
       ...(peer?.uniqueName ? { uniqueName: peer.uniqueName } : {}),
       ...(peer?.acceptsFds ? { unixFds: true } : {}),

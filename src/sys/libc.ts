@@ -166,13 +166,14 @@ function libc(): Bindings {
 function ioFunctions(lib: LibraryHandle): IoBindings {
   const memmove = lib.func('void *memmove(void *dst, void *src, size_t n)') as (...args: unknown[]) => unknown;
   return {
-    recvmsg: lib.func('intptr_t recvmsg(int fd, void *msg, int flags)') as NativeFn,
-    sendmsg: lib.func('intptr_t sendmsg(int fd, void *msg, int flags)') as NativeFn,
+    // Addresses as integers: a Buffer argument costs koffi a lookup of its memory on every call.
+    recvmsg: lib.func('intptr_t recvmsg(int fd, intptr_t msg, int flags)') as NativeFn,
+    sendmsg: lib.func('intptr_t sendmsg(int fd, intptr_t msg, int flags)') as NativeFn,
     close: lib.func('int close(int fd)') as NativeFn,
     fcntl: lib.func('int fcntl(int fd, int cmd, ...)') as NativeFn,
     epoll_create1: lib.func('int epoll_create1(int flags)') as NativeFn,
     epoll_ctl: lib.func('int epoll_ctl(int epfd, int op, int fd, void *event)') as NativeFn,
-    epoll_wait: lib.func('int epoll_wait(int epfd, void *events, int max, int timeout)') as NativeFn,
+    epoll_wait: lib.func('int epoll_wait(int epfd, intptr_t events, int max, int timeout)') as NativeFn,
     accept4: lib.func('int accept4(int fd, void *addr, void *addrlen, int flags)') as NativeFn,
     addressOf: (buffer) => BigInt(koffi.address(memmove(buffer, buffer, 0)) as bigint),
   };

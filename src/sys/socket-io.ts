@@ -74,6 +74,10 @@ interface Memory {
   readonly sendAddress: number;
   readonly receiveHeader: Buffer;
   readonly sendHeader: Buffer;
+  /** Where the msghdrs and the event list are, for the system calls (plain numbers: see writeIovec). */
+  readonly receiveHeaderAddress: number;
+  readonly sendHeaderAddress: number;
+  readonly eventsAddress: number;
   readonly receiveIov: Buffer;
   readonly sendIov: Buffer;
   readonly receiveControl: Buffer;
@@ -116,6 +120,9 @@ function shared(): Memory {
     sendAddress: Number(send.address),
     receiveHeader: receiveHeader.bytes,
     sendHeader: sendHeader.bytes,
+    receiveHeaderAddress: Number(receiveHeader.address),
+    sendHeaderAddress: Number(sendHeader.address),
+    eventsAddress: Number(events.address),
     receiveIov: receiveIov.bytes,
     sendIov: sendIov.bytes,
     receiveControl: receiveControl.bytes,
@@ -156,7 +163,7 @@ export function receiveFrom(fd: number, room?: Buffer): ReceiveResult {
     m.receiveHeader.writeUInt32LE(2, 3 * P); // msg_iovlen
   }
   let n: number;
-  do n = Number(recvmsg(fd, m.receiveHeader, MSG_DONTWAIT | MSG_CMSG_CLOEXEC));
+  do n = Number(recvmsg(fd, m.receiveHeaderAddress, MSG_DONTWAIT | MSG_CMSG_CLOEXEC));
   while (n < 0 && koffi.errno() === EINTR);
   if (room) {
     writeIovec(m.receiveIov, 0, m.receiveAddress, RECEIVE_CHUNK);
@@ -285,7 +292,7 @@ export class SendGather {
     }
     const { sendmsg } = ioBindings();
     let n: number;
-    do n = Number(sendmsg(fd, m.sendHeader, MSG_DONTWAIT | MSG_NOSIGNAL));
+    do n = Number(sendmsg(fd, m.sendHeaderAddress, MSG_DONTWAIT | MSG_NOSIGNAL));
     while (n < 0 && koffi.errno() === EINTR);
     if (n >= 0) return n;
     const errno = koffi.errno();
@@ -328,7 +335,7 @@ export function epollWaitInto(epfd: number, fds: Int32Array, masks: Uint32Array)
   const m = shared();
   const max = Math.min(fds.length, masks.length, MAX_EVENTS);
   let n: number;
-  do n = ioBindings().epoll_wait(epfd, m.events, max, 0);
+  do n = ioBindings().epoll_wait(epfd, m.eventsAddress, max, 0);
   while (n < 0 && koffi.errno() === EINTR);
   if (n < 0) throw new SysError('epoll_wait', koffi.errno());
   const events = m.events;

@@ -9,25 +9,36 @@ import { closeFd } from '../sys/socket-io.js';
  * The peer's credentials: pid, uid and gid now (every connection needs them); groups
  * and security label on first use (GetConnectionCredentials, a handoff snapshot),
  * which saves two system calls per connection for the many clients that never ask.
+ * A class, so the lazy reads cost no closures per connection.
  */
-function socketCredentials(fd: number): Credentials {
-  const { pid, uid, gid } = peerCredentials(fd);
-  let groups: number[] | undefined;
-  let label: { value: string | undefined } | undefined;
-  return {
-    pid,
-    uid,
-    gid,
-    get groups() {
-      // SO_PEERGROUPS lists supplementary groups only; clients expect the primary gid too.
-      groups ??= [...new Set([gid, ...orDefault(() => peerGroups(fd), [])])];
-      return groups;
-    },
-    get securityLabel() {
-      label ??= { value: orDefault(() => peerSecurityLabel(fd), undefined) };
-      return label.value;
-    },
-  };
+class SocketCredentials implements Credentials {
+  readonly pid: number;
+  readonly uid: number;
+  readonly gid: number;
+  private cachedGroups: number[] | undefined;
+  private labelRead = false;
+  private cachedLabel: string | undefined;
+
+  constructor(private readonly fd: number) {
+    const { pid, uid, gid } = peerCredentials(fd);
+    this.pid = pid;
+    this.uid = uid;
+    this.gid = gid;
+  }
+
+  get groups(): number[] {
+    // SO_PEERGROUPS lists supplementary groups only; clients expect the primary gid too.
+    this.cachedGroups ??= [...new Set([this.gid, ...orDefault(() => peerGroups(this.fd), [])])];
+    return this.cachedGroups;
+  }
+
+  get securityLabel(): string | undefined {
+    if (!this.labelRead) {
+      this.labelRead = true;
+      this.cachedLabel = orDefault(() => peerSecurityLabel(this.fd), undefined);
+    }
+    return this.cachedLabel;
+  }
 }
 
 function definedOnly<T extends object>(values: T): Partial<T> {
@@ -57,7 +68,13 @@ export type TransportLog = (event: string, message: string, fields?: Record<stri
 export class ConnectionSet implements BusSink, TrafficSource {
   private readonly byPeer = new Map<number, Connection>();
   readonly all = new Set<Connection>();
-  private readonly dirty = new Set<Connection>();
+  /**
+   * Connections with bytes to write this turn. An array, not a Set: a connection is added when its
+   * queue stops being empty, so rarely twice (a second flush finds nothing), and an array is reused
+   * where Set#clear allocates.
+   */
+  private dirty: Connection[] = [];
+  private flushing: Connection[] = [];
   private flushScheduled = false;
   bus!: Bus;
   readonly hooks: ConnectionHooks;
@@ -86,7 +103,6 @@ export class ConnectionSet implements BusSink, TrafficSource {
       closed: (conn) => {
         this.pendingFds.release(conn);
         this.all.delete(conn);
-        this.dirty.delete(conn);
         if (conn.peer) this.byPeer.delete(conn.peer.id);
       },
       log,
@@ -102,7 +118,7 @@ export class ConnectionSet implements BusSink, TrafficSource {
   accept(fd: number): void {
     let credentials: Credentials;
     try {
-      credentials = socketCredentials(fd);
+      credentials = new SocketCredentials(fd);
     } catch (err) {
       this.log('client-refused', 'could not read peer credentials; closing', { error: String(err) });
       closeFd(fd);
@@ -175,7 +191,7 @@ export class ConnectionSet implements BusSink, TrafficSource {
   }
 
   private markDirty(conn: Connection): void {
-    this.dirty.add(conn);
+    this.dirty.push(conn);
     if (this.flushScheduled) return;
     this.flushScheduled = true;
     setImmediate(() => this.flushAll());
@@ -184,8 +200,12 @@ export class ConnectionSet implements BusSink, TrafficSource {
   /** Writes every connection's pending bytes now (also before a handoff snapshot). */
   flushAll(): void {
     this.flushScheduled = false;
-    for (const conn of this.dirty) conn.flush();
-    this.dirty.clear();
+    // Swapped first: a flush that queues more (a last answer) marks into the other list.
+    const batch = this.dirty;
+    this.dirty = this.flushing;
+    this.flushing = batch;
+    for (let i = 0; i < batch.length; i++) batch[i]!.flush();
+    batch.length = 0;
   }
 
   closeAll(reason: string): void {

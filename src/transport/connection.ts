@@ -243,6 +243,7 @@ export class Connection implements PollHandler {
         const negotiatedFds = this.sasl.unixFdsNegotiated;
         this.sasl = null;
         clearTimeout(this.authTimer);
+        this.authTimer = undefined;
         try {
           this.peer = this.bus.attach(this.credentials);
           this.peer.acceptsFds = negotiatedFds;
