@@ -4,7 +4,7 @@ import type { DBusValue } from '../wire/values.js';
 import { Driver, type DriverMethod } from './driver.js';
 import { BusError, DBusErrorName } from './errors.js';
 import { MatchIndex } from './match-index.js';
-import { matchRuleMatches, type MatchRule } from './match-rule.js';
+import { matchRuleMatches, shareStrings, type MatchRule } from './match-rule.js';
 import { NameRegistry, type NameOwnerChange } from './name-registry.js';
 import { Peer, type Credentials } from './peer.js';
 import { ReplyRegistry } from './reply-registry.js';
@@ -372,6 +372,9 @@ export class Bus {
     } else if (!peer.account.charge('matchRules')) {
       throw new BusError(DBusErrorName.LimitsExceeded, `uid ${peer.credentials.uid} has too many match rules on the bus (${this.accounts.ceilings().matchRules})`);
     }
+    // Rules added one after another tend to name the same sender, interface or member.
+    const previous = peer.matches[peer.matches.length - 1];
+    if (previous !== undefined) shareStrings(rule, previous);
     peer.matches.push(rule);
     this.ruleIndex.add(peer, rule);
     this.subscribers.add(peer);
@@ -793,7 +796,7 @@ export class Bus {
     this.toMonitors(routed);
     if (this.ruleIndex.count === 0) return;
     const stamp = ++this.broadcasts;
-    this.ruleIndex.candidates(routed, ({ owner: peer, rule }) => {
+    this.ruleIndex.candidates(routed, (peer, rule) => {
       if (peer.lastBroadcast === stamp || !matchRuleMatches(rule, routed)) return;
       peer.lastBroadcast = stamp;
       const denial = this.policyInForce ? this.policyDenies(from, peer, routed, false, false) : undefined;

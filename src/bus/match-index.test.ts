@@ -62,7 +62,7 @@ describe('MatchIndex', () => {
           expect(index.count).toBe(live.length);
           const m = signal(iface, member, path, arg0);
           const offered = new Set<MatchRule>();
-          index.candidates(m, ({ rule }) => {
+          index.candidates(m, (_owner, rule) => {
             expect(offered.has(rule)).toBe(false);
             offered.add(rule);
           });
@@ -85,7 +85,7 @@ describe('MatchIndex', () => {
     index.add('p6', parseMatchRule("interface='a.B',arg0='other'"));
     index.add('p7', parseMatchRule("interface='a.B',arg0='x'"));
     const owners: string[] = [];
-    index.candidates(signal('a.B', 'Ping', '/p', { value: 'x', code: 's' }), ({ owner }) => owners.push(owner));
+    index.candidates(signal('a.B', 'Ping', '/p', { value: 'x', code: 's' }), (owner) => owners.push(owner));
     expect(owners.sort()).toEqual(['p1', 'p4', 'p7']);
   });
 
@@ -110,7 +110,61 @@ describe('MatchIndex', () => {
     let offered = 0;
     index.candidates(signal('a.B', 'M', '/p', { value: 'x', code: 's' }), () => offered++);
     expect(offered).toBe(0);
-    // No empty bucket is kept: churn leaves no garbage behind.
-    expect((index as unknown as { buckets: Map<string, unknown> }).buckets.size).toBe(0);
+    // No empty bucket or map is kept: churn leaves no garbage behind.
+    expect((index as unknown as { buckets: unknown[] }).buckets.every((b) => b === undefined)).toBe(true);
+  });
+
+  it('offers the rules of one bucket in the order they were added, also after one is taken out', () => {
+    const index = new MatchIndex<string>();
+    const rules = ['p1', 'p2', 'p3', 'p4'].map((owner) => {
+      const rule = parseMatchRule("interface='a.B',member='Ping'");
+      index.add(owner, rule);
+      return rule;
+    });
+    const offered = () => {
+      const owners: string[] = [];
+      index.candidates(signal('a.B', 'Ping'), (owner, rule) => {
+        expect(rule.owner).toBe(owner);
+        owners.push(owner);
+      });
+      return owners;
+    };
+    expect(offered()).toEqual(['p1', 'p2', 'p3', 'p4']);
+    index.remove('p2', rules[1]!);
+    expect(offered()).toEqual(['p1', 'p3', 'p4']);
+    index.remove('p4', rules[3]!);
+    expect(offered()).toEqual(['p1', 'p3']);
+    index.remove('p1', rules[0]!);
+    expect(offered()).toEqual(['p3']);
+    index.add('p5', parseMatchRule("member='Ping',interface='a.B'"));
+    expect(offered()).toEqual(['p3', 'p5']);
+    index.remove('p3', rules[2]!);
+    expect(offered()).toEqual(['p5']);
+    expect(index.count).toBe(1);
+  });
+
+  it('removes a rule only for the owner it was added for, and unlinks it so that it can be added again', () => {
+    const index = new MatchIndex<string>();
+    const rule = parseMatchRule("member='M'");
+    index.add('p1', rule);
+    index.remove('p2', rule);
+    index.remove('p1', parseMatchRule("member='M'"));
+    expect(index.count).toBe(1);
+    index.remove('p1', rule);
+    expect(index.count).toBe(0);
+    expect(rule.owner).toBeUndefined();
+    expect(rule.next).toBeUndefined();
+    index.add('p2', rule);
+    const owners: string[] = [];
+    index.candidates(signal('a.B', 'M'), (owner) => owners.push(owner));
+    expect(owners).toEqual(['p2']);
+  });
+
+  it('refuses a rule that is indexed already (its bucket would loop)', () => {
+    const index = new MatchIndex<string>();
+    const rule = parseMatchRule("member='M'");
+    index.add('p1', rule);
+    expect(() => index.add('p2', rule)).toThrow();
+    expect(index.count).toBe(1);
   });
 });

@@ -1,6 +1,7 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { BusError, DBusErrorName } from './errors.js';
-import { formatMatchRule, matchRuleMatches, parseMatchRule, type MatchTarget } from './match-rule.js';
+import { formatMatchRule, matchRuleMatches, parseMatchRule, shareStrings, type MatchArg, type MatchTarget } from './match-rule.js';
 
 type Arg = string | { o: string } | number;
 
@@ -150,6 +151,101 @@ describe('parseMatchRule: quoting', () => {
 
   it('accepts a trailing comma, as dbus-daemon does', () => {
     expect(parseMatchRule("type='signal',").type).toBe(4);
+  });
+
+  it('takes values from the rule text whole or pieced together around quotes and escapes', () => {
+    expect(parseMatchRule("interface='com.example.Interface',member=Changed").interface).toBe('com.example.Interface');
+    expect(parseMatchRule("arg0='it'\\''s a value, quoted',arg1=x'y z'\\'w").args.map((a) => a.value)).toEqual(["it's a value, quoted", "xy z'w"]);
+    expect(parseMatchRule("arg0='',arg1=''''").args.map((a) => a.value)).toEqual(['', '']);
+  });
+
+  it('gives back any value written in canonical quoting, alone or among other keys (property)', () => {
+    const value = fc.string({ unit: fc.constantFrom('a', 'Z', '0', ' ', ',', '=', "'", '\\', '/', '.', 'é'), maxLength: 40 });
+    fc.assert(
+      fc.property(value, value, (a, b) => {
+        const q = (v: string) => `'${v.replace(/'/g, "'\\''")}'`;
+        const rule = parseMatchRule(`type='signal',arg0=${q(a)},arg3path=${q(b)}`);
+        expect(rule.args).toEqual([{ index: 0, value: a, path: false }, { index: 3, value: b, path: true }]);
+        expect(parseMatchRule(rule.canonical).canonical).toBe(rule.canonical);
+      }),
+      { numRuns: 300 },
+    );
+  });
+});
+
+describe('parseMatchRule: values against a character-by-character reading', () => {
+  /** The specification's quoting, one character at a time: the value of a lone `arg0=…` pair, or why not. */
+  function reference(value: string): string | 'unterminated' | 'more pairs' {
+    let v = '';
+    let quoted = false;
+    for (let i = 0; i < value.length; i++) {
+      const c = value[i]!;
+      if (quoted) {
+        if (c === "'") quoted = false;
+        else v += c;
+      } else if (c === "'") quoted = true;
+      else if (c === '\\' && value[i + 1] === "'") {
+        v += "'";
+        i++;
+      } else if (c === ',') return i === value.length - 1 ? v : 'more pairs';
+      else v += c;
+    }
+    return quoted ? 'unterminated' : v;
+  }
+
+  it('reads every value as the reference does (property)', () => {
+    fc.assert(
+      fc.property(fc.string({ unit: fc.constantFrom('a', 'b', ' ', ',', "'", '\\', '='), maxLength: 24 }), (value) => {
+        const expected = reference(value);
+        fc.pre(expected !== 'more pairs');
+        if (expected === 'unterminated') expect(parseError(`arg0=${value}`).message).toMatch(/unterminated quote/);
+        else expect(parseMatchRule(`arg0=${value}`).args).toEqual([{ index: 0, value: expected, path: false }]);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+});
+
+describe('parseMatchRule: representation', () => {
+  it('gives every rule the same keys in the same order, whichever keys it names', () => {
+    const keys = (text: string) => Object.keys(parseMatchRule(text));
+    const all = keys(
+      "type='signal',sender=':1.1',interface='a.b',member='M',path='/p',destination=':1.2',arg0namespace='a',arg1='x',eavesdrop='true'",
+    );
+    expect(keys('')).toEqual(all);
+    expect(keys("path_namespace='/q',arg0path='/r/'")).toEqual(all);
+  });
+
+  it('lets rules without args share one frozen empty array that stays empty', () => {
+    const a = parseMatchRule("type='signal'");
+    const b = parseMatchRule("interface='a.b',member='M'");
+    expect(a.args).toBe(b.args);
+    expect(Object.isFrozen(a.args)).toBe(true);
+    expect(() => (a.args as MatchArg[]).push({ index: 0, value: 'x', path: false })).toThrow(TypeError);
+    const withArgs = parseMatchRule("arg0='x',arg2='y'");
+    expect(withArgs.args).not.toBe(a.args);
+    expect(withArgs.args).toHaveLength(2);
+    expect(parseMatchRule('').args).toEqual([]);
+    expect(matchRuleMatches(a, msg({}))).toBe(true);
+  });
+
+  it('shareStrings changes no value, form or text of a rule', () => {
+    const texts = [
+      "type='signal',sender='org.example',interface='a.b',member='M',path='/p'",
+      "member='M',interface='a.b',type='signal',sender='org.example',path='/q'",
+      "type='signal',interface='a.c',member='M',arg0='a.b'",
+      "path_namespace='/p',destination=':1.4',arg0namespace='a'",
+      '',
+    ];
+    for (const t of texts) {
+      for (const u of texts) {
+        const rule = parseMatchRule(t);
+        shareStrings(rule, parseMatchRule(u));
+        const fresh = parseMatchRule(t);
+        expect({ ...rule }).toEqual({ ...fresh });
+        expect(formatMatchRule(rule)).toBe(formatMatchRule(fresh));
+      }
+    }
   });
 });
 

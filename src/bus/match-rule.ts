@@ -10,16 +10,31 @@ export interface MatchRule {
   /** The rule as the client sent it; RemoveMatch compares canonical forms. */
   readonly text: string;
   readonly canonical: string;
-  readonly type?: number;
-  readonly sender?: string;
-  readonly interface?: string;
-  readonly member?: string;
-  readonly path?: string;
-  readonly pathNamespace?: string;
-  readonly destination?: string;
-  readonly args: ReadonlyArray<{ index: number; value: string; path: boolean }>;
-  readonly arg0namespace?: string;
+  // Every key is present, undefined when the rule does not name it: all rules share one
+  // hidden class, so each is one compact object and the reads in matchRuleMatches stay monomorphic.
+  readonly type: number | undefined;
+  readonly sender: string | undefined;
+  readonly interface: string | undefined;
+  readonly member: string | undefined;
+  readonly path: string | undefined;
+  readonly pathNamespace: string | undefined;
+  readonly destination: string | undefined;
+  readonly args: ReadonlyArray<MatchArg>;
+  readonly arg0namespace: string | undefined;
   readonly eavesdrop: boolean;
+  /**
+   * Set by MatchIndex while the rule is indexed: whose it is and the next rule in its bucket.
+   * Rules link themselves, so the index needs no entry object or array per rule.
+   */
+  owner: unknown;
+  next: MatchRule | undefined;
+}
+
+/** argN='…' or argNpath='…'. */
+export interface MatchArg {
+  readonly index: number;
+  readonly value: string;
+  readonly path: boolean;
 }
 
 /** What a rule is evaluated against. */
@@ -55,7 +70,11 @@ function invalid(rule: string, why: string): never {
   throw new BusError(DBusErrorName.MatchRuleInvalid, `invalid match rule "${rule}": ${why}`);
 }
 
-/** Splits `key='value',key2=value2` per the specification's quoting rules. */
+/**
+ * Splits `key='value',key2=value2` per the specification's quoting rules. A value is built from
+ * slices of the rule text, usually a single one: V8 keeps a long slice as a reference into the
+ * text, which the rule keeps anyway, instead of a copy.
+ */
 function tokenize(rule: string): Array<[string, string]> {
   const pairs: Array<[string, string]> = [];
   let i = 0;
@@ -69,19 +88,28 @@ function tokenize(rule: string): Array<[string, string]> {
     i = eq + 1;
     let value = '';
     let quoted = false;
+    // The run of characters taken as they are, from `run` to `i`: quotes and \' end it.
+    let run = i;
     for (; i < rule.length; i++) {
       const c = rule[i]!;
       if (quoted) {
-        if (c === "'") quoted = false;
-        else value += c;
-      } else if (c === "'") quoted = true;
-      else if (c === '\\' && rule[i + 1] === "'") {
-        value += "'";
+        if (c === "'") {
+          value += rule.slice(run, i);
+          run = i + 1;
+          quoted = false;
+        }
+      } else if (c === "'") {
+        value += rule.slice(run, i);
+        run = i + 1;
+        quoted = true;
+      } else if (c === '\\' && rule[i + 1] === "'") {
+        value += rule.slice(run, i) + "'";
         i++;
+        run = i + 1;
       } else if (c === ',') break;
-      else value += c;
     }
     if (quoted) invalid(rule, 'unterminated quote');
+    value += rule.slice(run, i);
     pairs.push([key, value]);
     if (rule[i] === ',') i++; // a trailing comma is accepted, as dbus-daemon does
   }
@@ -92,15 +120,24 @@ function quote(value: string): string {
   return `'${value.replace(/'/g, `'\\''`)}'`;
 }
 
+/** The args of every rule that names none: one shared array, frozen so that no rule can change it. */
+const NO_ARGS: ReadonlyArray<MatchArg> = Object.freeze([]);
+
 export function parseMatchRule(text: string): MatchRule {
   if (Buffer.byteLength(text) > MAX_MATCH_RULE_LENGTH) {
     // dbus-daemon reports an over-long rule as a limit, not as a malformed rule.
     throw new BusError(DBusErrorName.LimitsExceeded, `match rule is over ${MAX_MATCH_RULE_LENGTH} bytes`);
   }
-  const rule: {
-    -readonly [K in keyof MatchRule]: MatchRule[K];
-  } = { text, canonical: '', args: [], eavesdrop: false };
-  const args: Array<{ index: number; value: string; path: boolean }> = [];
+  let type: number | undefined;
+  let sender: string | undefined;
+  let iface: string | undefined;
+  let member: string | undefined;
+  let path: string | undefined;
+  let pathNamespace: string | undefined;
+  let destination: string | undefined;
+  let arg0namespace: string | undefined;
+  let eavesdrop = false;
+  const args: MatchArg[] = [];
   const seen = new Set<string>();
   for (const [key, value] of tokenize(text)) {
     // eavesdrop may repeat (the last wins): tools such as dbus-monitor append it to rules they are given.
@@ -108,40 +145,40 @@ export function parseMatchRule(text: string): MatchRule {
     seen.add(key);
     switch (key) {
       case 'type':
-        rule.type = TYPES.get(value);
-        if (rule.type === undefined) invalid(text, `unknown message type "${value}"`);
+        type = TYPES.get(value);
+        if (type === undefined) invalid(text, `unknown message type "${value}"`);
         break;
       case 'sender':
         if (!isValidBusName(value) && value !== 'org.freedesktop.DBus') invalid(text, `invalid sender "${value}"`);
-        rule.sender = value;
+        sender = value;
         break;
       case 'interface':
         if (!isValidInterfaceName(value)) invalid(text, `invalid interface "${value}"`);
-        rule.interface = value;
+        iface = value;
         break;
       case 'member':
         if (!isValidMemberName(value)) invalid(text, `invalid member "${value}"`);
-        rule.member = value;
+        member = value;
         break;
       case 'path':
         if (!isValidObjectPath(value)) invalid(text, `invalid path "${value}"`);
-        rule.path = value;
+        path = value;
         break;
       case 'path_namespace':
         if (!isValidObjectPath(value)) invalid(text, `invalid path_namespace "${value}"`);
-        rule.pathNamespace = value;
+        pathNamespace = value;
         break;
       case 'destination':
         if (!isValidBusName(value)) invalid(text, `invalid destination "${value}"`);
-        rule.destination = value;
+        destination = value;
         break;
       case 'arg0namespace':
         if (!isValidArg0Namespace(value)) invalid(text, `invalid arg0namespace "${value}"`);
-        rule.arg0namespace = value;
+        arg0namespace = value;
         break;
       case 'eavesdrop':
         if (value !== 'true' && value !== 'false') invalid(text, 'eavesdrop must be true or false');
-        rule.eavesdrop = value === 'true';
+        eavesdrop = value === 'true';
         break;
       default: {
         const m = /^arg([0-9]{1,2})(path)?$/.exec(key);
@@ -153,16 +190,49 @@ export function parseMatchRule(text: string): MatchRule {
       }
     }
   }
-  if (rule.path !== undefined && rule.pathNamespace !== undefined) invalid(text, 'path and path_namespace together');
-  if (rule.arg0namespace !== undefined && args.some((a) => a.index === 0)) {
+  if (path !== undefined && pathNamespace !== undefined) invalid(text, 'path and path_namespace together');
+  if (arg0namespace !== undefined && args.some((a) => a.index === 0)) {
     invalid(text, 'arg0 and arg0namespace together');
   }
   args.sort((a, b) => a.index - b.index);
-  rule.args = args;
-  const canonical = canonicalize(rule, args);
+  const rule: { -readonly [K in keyof MatchRule]: MatchRule[K] } = {
+    text,
+    canonical: text,
+    type,
+    sender,
+    interface: iface,
+    member,
+    path,
+    pathNamespace,
+    destination,
+    // A copy holds exactly its args: push() gave the array room for 17.
+    args: args.length === 0 ? NO_ARGS : args.slice(),
+    arg0namespace,
+    eavesdrop,
+    owner: undefined,
+    next: undefined,
+  };
+  const canonical = canonicalize(rule);
   // Most clients write rules in canonical order: then one string serves as both (memory per rule).
   rule.canonical = canonical === text ? text : canonical;
   return rule;
+}
+
+/**
+ * Makes `rule` hold `like`'s strings wherever the two name the same value. A connection's rules
+ * tend to repeat a sender, interface, member or path; each would otherwise keep its own copy.
+ */
+export function shareStrings(rule: MatchRule, like: MatchRule): void {
+  const r = rule as { -readonly [K in keyof MatchRule]: MatchRule[K] };
+  if (r.text === like.text) r.text = like.text;
+  if (r.canonical === like.canonical) r.canonical = like.canonical;
+  if (r.sender === like.sender) r.sender = like.sender;
+  if (r.interface === like.interface) r.interface = like.interface;
+  if (r.member === like.member) r.member = like.member;
+  if (r.path === like.path) r.path = like.path;
+  if (r.pathNamespace === like.pathNamespace) r.pathNamespace = like.pathNamespace;
+  if (r.destination === like.destination) r.destination = like.destination;
+  if (r.arg0namespace === like.arg0namespace) r.arg0namespace = like.arg0namespace;
 }
 
 function isValidArg0Namespace(value: string): boolean {
@@ -170,7 +240,7 @@ function isValidArg0Namespace(value: string): boolean {
   return value.length > 0 && value.length <= 255 && /^[A-Za-z_-][A-Za-z0-9_-]*(\.[A-Za-z_-][A-Za-z0-9_-]*)*$/.test(value);
 }
 
-function canonicalize(rule: Omit<MatchRule, 'canonical' | 'text' | 'args'>, args: MatchRule['args']): string {
+function canonicalize(rule: MatchRule): string {
   const parts: string[] = [];
   const typeName = [...TYPES].find(([, t]) => t === rule.type)?.[0];
   if (typeName) parts.push(`type=${quote(typeName)}`);
@@ -181,7 +251,7 @@ function canonicalize(rule: Omit<MatchRule, 'canonical' | 'text' | 'args'>, args
   if (rule.pathNamespace !== undefined) parts.push(`path_namespace=${quote(rule.pathNamespace)}`);
   if (rule.destination !== undefined) parts.push(`destination=${quote(rule.destination)}`);
   if (rule.arg0namespace !== undefined) parts.push(`arg0namespace=${quote(rule.arg0namespace)}`);
-  for (const a of args) parts.push(`arg${a.index}${a.path ? 'path' : ''}=${quote(a.value)}`);
+  for (const a of rule.args) parts.push(`arg${a.index}${a.path ? 'path' : ''}=${quote(a.value)}`);
   if (rule.eavesdrop) parts.push(`eavesdrop='true'`);
   return parts.join(',');
 }
@@ -233,7 +303,9 @@ export function matchRuleMatches(rule: MatchRule, m: MatchTarget): boolean {
     const ns = rule.arg0namespace;
     if (a?.code !== 's' || (a.value !== ns && !a.value.startsWith(ns + '.'))) return false;
   }
-  for (const arg of rule.args) {
+  const args = rule.args;
+  for (let n = 0; n < args.length; n++) {
+    const arg = args[n]!;
     const a = m.textArg(arg.index);
     if (a === undefined) return false;
     // argN compares strings only; argNpath also accepts object paths.
