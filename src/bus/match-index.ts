@@ -125,7 +125,10 @@ export class MatchIndex<P> {
       if (last === undefined) continue;
       let rule = last;
       do {
-        rule = rule.next!;
+        const next = rule.next;
+        // Removed while visited (a visit never disconnects today): its ring is left, not followed.
+        if (next === undefined) break;
+        rule = next;
         visit(rule.owner as P, rule);
       } while (rule !== last);
     }
