@@ -253,6 +253,14 @@ function perConnRows(r: MemoryResult): string[][] {
   return rows;
 }
 
+/** The issue's target: ferrybus's per-connection increment at most dbus-daemon's, side by side. */
+function perConnVerdictLine(r: MemoryResult): string {
+  const f = r.perConnection.ferrybus?.perConnKiB.median;
+  const d = r.perConnection['dbus-daemon']?.perConnKiB.median;
+  if (f === undefined || d === undefined || !Number.isFinite(f) || !Number.isFinite(d)) return 'ferrybus per connection: not measured beside dbus-daemon';
+  return `ferrybus ${f.toFixed(2)} KiB per connection / dbus-daemon ${d.toFixed(2)} KiB = ${(f / d).toFixed(2)}×; target ≤ dbus-daemon's: ${f <= d ? 'MET' : 'NOT MET'}`;
+}
+
 function scenarioRows(r: MemoryResult): string[][] {
   return (r.scenarios ?? [])
     .filter((s) => s.bus === 'ferrybus')
@@ -269,7 +277,7 @@ export function memoryMarkdown(r: MemoryResult): string {
   out.push(`**Idle RSS** (fresh bus, 1 s after listening, no client; MiB, median (min–max) of ${r.reps})`, '');
   out.push(...mdTable(['process', 'RSS MiB', 'over bare node MiB'], idleRows(r)), '', verdictLine(r), '');
   out.push(`**Per connection** (${r.connections} registered idle connections × ${r.rulesPerConnection} match rules; KiB per connection)`, '');
-  out.push(...mdTable(['bus', `(RSS@${r.connections} − RSS@0) / ${r.connections}`, `marginal ${r.firstConnections}→${r.connections}`, `RSS MiB @0 → @${r.firstConnections} → @${r.connections}`], perConnRows(r)), '');
+  out.push(...mdTable(['bus', `(RSS@${r.connections} − RSS@0) / ${r.connections}`, `marginal ${r.firstConnections}→${r.connections}`, `RSS MiB @0 → @${r.firstConnections} → @${r.connections}`], perConnRows(r)), '', perConnVerdictLine(r), '');
   const sc = scenarioRows(r);
   if (sc.length > 0) {
     out.push(`**ferrybus RSS at the end of each scenario over its idle RSS** (target ≤ ${SCENARIO_RSS_FACTOR}×)`, '');
