@@ -211,9 +211,10 @@ export class Daemon {
   }
 }
 
-/** A listener's trouble: an unusable listening socket is an error, a pause for want of fds a warning. */
+/** A listener's trouble: an unusable listening socket is an error, a pause for want of fds a warning, its end news. */
 export function listenerLogOf(log: Logger): ListenerLog {
-  return (event, message, fields) => (event === 'accept-failed' ? log.error : log.warning)(event, message, fields);
+  return (event, message, fields) =>
+    (event === 'accept-failed' ? log.error : event === 'accept-resumed' ? log.notice : log.warning)(event, message, fields);
 }
 
 /** How loud each of the bus core's events is: refusals and failures are warnings, activations news. */

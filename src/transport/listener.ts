@@ -13,6 +13,8 @@ const ACCEPTS_PER_TURN = 64;
 /** Out of fds (EMFILE and kin): stop accepting this long, rather than spin on a socket that stays ready. */
 const FD_SHORTAGE_PAUSE_MS = 100;
 const { EMFILE, ENFILE, ENOBUFS, ENOMEM, ECONNABORTED, EPROTO, EPERM } = os.constants.errno;
+/** Out of fds or kernel memory: the next try may succeed once some are released. */
+const FD_SHORTAGE: ReadonlySet<number> = new Set([EMFILE, ENFILE, ENOBUFS, ENOMEM]);
 
 export type AcceptedClient = (fd: number) => void;
 export type ListenerLog = (event: string, message: string, fields?: Record<string, unknown>) => void;
@@ -23,6 +25,8 @@ export type ListenerLog = (event: string, message: string, fields?: Record<strin
  */
 export class Listener implements PollHandler {
   private paused: NodeJS.Timeout | undefined;
+  /** Since when accepting fails for want of fds (one line when it starts, one when it ends). */
+  private shortSince: number | undefined;
   private closed = false;
 
   constructor(
@@ -36,6 +40,8 @@ export class Listener implements PollHandler {
   onReadable(): void {
     for (let i = 0; i < ACCEPTS_PER_TURN && !this.closed && !this.paused; i++) {
       const r = acceptFrom(this.fd);
+      // accept4 takes an fd before it looks for a client: any answer but EMFILE and kin ends a shortage.
+      if (this.shortSince !== undefined && (typeof r !== 'object' || !FD_SHORTAGE.has(r.errno))) this.shortageEnded();
       if (r === 'again') return;
       if (typeof r === 'number') {
         this.onClient(r);
@@ -43,8 +49,11 @@ export class Listener implements PollHandler {
       }
       // The client gave up while waiting, or a security module refused it: the next one may be fine.
       if (r.errno === ECONNABORTED || r.errno === EPROTO || r.errno === EPERM) continue;
-      if (r.errno === EMFILE || r.errno === ENFILE || r.errno === ENOBUFS || r.errno === ENOMEM) {
-        this.log('accept-paused', `cannot accept clients for now: ${r.message}; trying again in ${FD_SHORTAGE_PAUSE_MS} ms`, { fd: this.fd });
+      if (FD_SHORTAGE.has(r.errno)) {
+        if (this.shortSince === undefined) {
+          this.shortSince = Date.now();
+          this.log('accept-paused', `cannot accept clients for now: ${r.message}; trying again every ${FD_SHORTAGE_PAUSE_MS} ms (clients that connect meanwhile wait in the backlog)`, { fd: this.fd });
+        }
         this.pause();
         return;
       }
@@ -56,6 +65,11 @@ export class Listener implements PollHandler {
 
   onWritable(): void {
     // never watched for writing
+  }
+
+  private shortageEnded(): void {
+    this.log('accept-resumed', `accepting clients again after ${Date.now() - this.shortSince!} ms without fds`, { fd: this.fd });
+    this.shortSince = undefined;
   }
 
   private pause(): void {
