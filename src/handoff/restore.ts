@@ -4,7 +4,7 @@ import { DBusErrorName } from '../bus/errors.js';
 import { parseMatchRule } from '../bus/match-rule.js';
 import type { NameOwnership } from '../bus/name-registry.js';
 import type { Peer } from '../bus/peer.js';
-import { peerCredentials, setCloexec } from '../sys/libc.js';
+import { peerCredentials, setCloexec, type SysError } from '../sys/libc.js';
 import { closeFd } from '../sys/socket-io.js';
 import { Connection } from '../transport/connection.js';
 import type { ConnectionSet } from '../transport/connection-set.js';
@@ -31,19 +31,17 @@ export interface RestoreReport {
  * undefined when it checks out. A wrong fd is never touched.
  */
 function checkInheritedConnection(fd: number, pid: number, uid: number): string | undefined {
-  let stat: fs.Stats;
+  // One getsockopt answers all three questions (1000 connections: one system call each, not two).
+  let cred: { pid: number; uid: number };
   try {
-    stat = fs.fstatSync(fd);
-  } catch {
-    return `fd ${fd} was not inherited`;
-  }
-  if (!stat.isSocket()) return `fd ${fd} is not a socket`;
-  try {
-    const cred = peerCredentials(fd);
-    if (cred.pid !== pid || cred.uid !== uid) return `fd ${fd} belongs to pid ${cred.pid} uid ${cred.uid}, not pid ${pid} uid ${uid}`;
+    cred = peerCredentials(fd);
   } catch (err) {
+    const code = (err as SysError).code;
+    if (code === 'EBADF') return `fd ${fd} was not inherited`;
+    if (code === 'ENOTSOCK') return `fd ${fd} is not a socket`;
     return `fd ${fd}: ${(err as Error).message}`;
   }
+  if (cred.pid !== pid || cred.uid !== uid) return `fd ${fd} belongs to pid ${cred.pid} uid ${cred.uid}, not pid ${pid} uid ${uid}`;
   return undefined;
 }
 
