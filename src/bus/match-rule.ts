@@ -63,6 +63,8 @@ const TYPES = new Map([
   ['error', 3],
   ['signal', 4],
 ]);
+/** TYPES backwards, indexed by message type. */
+const TYPE_NAMES: ReadonlyArray<string | undefined> = [undefined, 'method_call', 'method_return', 'error', 'signal'];
 export const MAX_MATCH_RULE_LENGTH = 1024;
 const MAX_ARG_INDEX = 63;
 
@@ -79,7 +81,7 @@ function tokenize(rule: string): Array<[string, string]> {
   const pairs: Array<[string, string]> = [];
   let i = 0;
   while (i < rule.length) {
-    while (i < rule.length && ' \t\r\n'.includes(rule[i]!)) i++;
+    while (i < rule.length && isSpace(rule.charCodeAt(i))) i++;
     if (i >= rule.length) break;
     const eq = rule.indexOf('=', i);
     if (eq < 0) invalid(rule, 'expected key=value');
@@ -87,37 +89,46 @@ function tokenize(rule: string): Array<[string, string]> {
     if (key === '') invalid(rule, 'empty key');
     i = eq + 1;
     let value = '';
-    let quoted = false;
     // The run of characters taken as they are, from `run` to `i`: quotes and \' end it.
     let run = i;
     for (; i < rule.length; i++) {
-      const c = rule[i]!;
-      if (quoted) {
-        if (c === "'") {
-          value += rule.slice(run, i);
-          run = i + 1;
-          quoted = false;
-        }
-      } else if (c === "'") {
-        value += rule.slice(run, i);
-        run = i + 1;
-        quoted = true;
-      } else if (c === '\\' && rule[i + 1] === "'") {
+      const c = rule.charCodeAt(i);
+      if (c === QUOTE) {
+        // Quoted: everything up to the next quote, as it is (no escapes inside quotes).
+        const close = rule.indexOf("'", i + 1);
+        if (close < 0) invalid(rule, 'unterminated quote');
+        value += rule.slice(run, i) + rule.slice(i + 1, close);
+        i = close;
+        run = close + 1;
+      } else if (c === BACKSLASH && rule.charCodeAt(i + 1) === QUOTE) {
         value += rule.slice(run, i) + "'";
         i++;
         run = i + 1;
-      } else if (c === ',') break;
+      } else if (c === COMMA) break;
     }
-    if (quoted) invalid(rule, 'unterminated quote');
     value += rule.slice(run, i);
     pairs.push([key, value]);
-    if (rule[i] === ',') i++; // a trailing comma is accepted, as dbus-daemon does
+    if (rule.charCodeAt(i) === COMMA) i++; // a trailing comma is accepted, as dbus-daemon does
   }
   return pairs;
 }
 
+const QUOTE = 0x27;
+const BACKSLASH = 0x5c;
+const COMMA = 0x2c;
+
+function isSpace(c: number): boolean {
+  return c === 0x20 || c === 0x09 || c === 0x0d || c === 0x0a;
+}
+
 function quote(value: string): string {
-  return `'${value.replace(/'/g, `'\\''`)}'`;
+  return value.includes("'") ? `'${value.replace(/'/g, `'\\''`)}'` : `'${value}'`;
+}
+
+/** Whether one of the first `before` pairs has this key (a rule has a handful: no Set needed). */
+function keyBefore(pairs: ReadonlyArray<[string, string]>, before: number, key: string): boolean {
+  for (let i = 0; i < before; i++) if (pairs[i]![0] === key) return true;
+  return false;
 }
 
 /** The args of every rule that names none: one shared array, frozen so that no rule can change it. */
@@ -138,11 +149,13 @@ export function parseMatchRule(text: string): MatchRule {
   let arg0namespace: string | undefined;
   let eavesdrop = false;
   const args: MatchArg[] = [];
-  const seen = new Set<string>();
-  for (const [key, value] of tokenize(text)) {
+  // Plain loops and arrays: rules are parsed on AddMatch and, by the thousand, while a handoff
+  // restores them, before V8 has optimized anything.
+  const pairs = tokenize(text);
+  for (let p = 0; p < pairs.length; p++) {
+    const [key, value] = pairs[p]!;
     // eavesdrop may repeat (the last wins): tools such as dbus-monitor append it to rules they are given.
-    if (seen.has(key) && key !== 'eavesdrop') invalid(text, `key "${key}" appears twice`);
-    seen.add(key);
+    if (key !== 'eavesdrop' && keyBefore(pairs, p, key)) invalid(text, `key "${key}" appears twice`);
     switch (key) {
       case 'type':
         type = TYPES.get(value);
@@ -242,7 +255,7 @@ function isValidArg0Namespace(value: string): boolean {
 
 function canonicalize(rule: MatchRule): string {
   const parts: string[] = [];
-  const typeName = [...TYPES].find(([, t]) => t === rule.type)?.[0];
+  const typeName = rule.type === undefined ? undefined : TYPE_NAMES[rule.type];
   if (typeName) parts.push(`type=${quote(typeName)}`);
   if (rule.sender !== undefined) parts.push(`sender=${quote(rule.sender)}`);
   if (rule.interface !== undefined) parts.push(`interface=${quote(rule.interface)}`);
@@ -262,7 +275,7 @@ function canonicalize(rule: MatchRule): string {
  */
 export function formatMatchRule(rule: MatchRule): string {
   const parts: string[] = [];
-  const typeName = [...TYPES].find(([, t]) => t === rule.type)?.[0];
+  const typeName = rule.type === undefined ? undefined : TYPE_NAMES[rule.type];
   if (typeName) parts.push(`type=${quote(typeName)}`);
   if (rule.interface !== undefined) parts.push(`interface=${quote(rule.interface)}`);
   if (rule.member !== undefined) parts.push(`member=${quote(rule.member)}`);
