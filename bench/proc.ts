@@ -16,11 +16,17 @@ export const CLK_TCK = (() => {
  * /proc/PID/stat of a thread-group leader sums its threads (node's GC and libuv threads too).
  */
 export function cpuSeconds(pid: number): number {
+  const { user, kernel } = cpuSplit(pid);
+  return user + kernel;
+}
+
+/** cpuSeconds in its two parts: user space (utime) and the kernel on the process's behalf (stime). */
+export function cpuSplit(pid: number): { user: number; kernel: number } {
   const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
   // Fields after "(comm)"; comm may contain spaces, so split after the last ')'.
   const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   // rest[0] is field 3 (state); utime is field 14, stime field 15.
-  return (Number(rest[11]) + Number(rest[12])) / CLK_TCK;
+  return { user: Number(rest[11]) / CLK_TCK, kernel: Number(rest[12]) / CLK_TCK };
 }
 
 /**

@@ -23,7 +23,7 @@ interface ScenarioLike {
   id: string;
   title: string;
   unit: string;
-  summary: Partial<Record<string, { n: number; cost: number; coldCost: number; rssKiB: number; hwmKiB: number }>>;
+  summary: Partial<Record<string, { n: number; cost: number; coldCost: number; userCost?: number; kernelCost?: number; rssKiB: number; hwmKiB: number }>>;
   ratios: Record<string, { cpu: number } | undefined>;
   runs: RunLike[];
 }
@@ -69,6 +69,26 @@ function scenarioTable(doc: ResultsDoc): string {
   return rows.join('\n');
 }
 
+/**
+ * The same CPU in its two parts, user space (utime) and kernel (stime), medians: where a bus
+ * spends what the first table reports. Runs from before the split was recorded have none.
+ */
+function splitTable(doc: ResultsDoc): string | undefined {
+  if (!doc.scenarios.some((s) => s.summary.ferrybus?.userCost !== undefined && Number.isFinite(s.summary.ferrybus.userCost))) return undefined;
+  const part = (x: number | undefined) => (x === undefined || !Number.isFinite(x) ? '—' : fmt(x));
+  const ratio = (a: number | undefined, b: number | undefined) =>
+    a === undefined || b === undefined || !Number.isFinite(a) || !Number.isFinite(b) || b <= 0 ? '—' : `${(a / b).toFixed(2)}×`;
+  const rows = [
+    '| scenario | ferrybus user | ferrybus kernel | dbus-daemon user | dbus-daemon kernel | dbus-broker user | dbus-broker kernel | f / broker, user | f / broker, kernel |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
+  ];
+  for (const s of doc.scenarios) {
+    const [f, d, b] = BUSES.map((bus) => s.summary[bus]);
+    rows.push(`| ${s.title} | ${part(f?.userCost)} | ${part(f?.kernelCost)} | ${part(d?.userCost)} | ${part(d?.kernelCost)} | ${part(b?.userCost)} | ${part(b?.kernelCost)} | ${ratio(f?.userCost, b?.userCost)} | ${ratio(f?.kernelCost, b?.kernelCost)} |`);
+  }
+  return rows.join('\n');
+}
+
 function startupTable(r: StartupResult): string {
   const node = r.summary['node -e 0'].medianMs;
   const rows = ['| start | median ms (min–max) | / node -e 0 |', '|---|---|---|'];
@@ -99,6 +119,11 @@ export function resultsMarkdown(doc: ResultsDoc, readmeDir: string): string {
     '',
     scenarioTable(doc),
   ];
+  const split = splitTable(doc);
+  if (split) {
+    parts.push('', 'The same CPU split into user space (utime) and kernel (stime) of the routing process, medians ' +
+      '(10 ms clock ticks: coarse for the short scenarios).', '', split);
+  }
   if (doc.startup) parts.push('', '### Start-up: exec to listening', '', startupTable(doc.startup));
   if (doc.scale) parts.push('', '### Scale', '', scaleMarkdown(doc.scale, readmeDir));
   if (doc.memory) parts.push('', '### Memory', '', memoryMarkdown(doc.memory));

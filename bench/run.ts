@@ -30,7 +30,7 @@ import { BUSES, type BusName, ferrybusCommand, type FerrybusFrom, getFerrybusFro
 import { benchClientPath } from './clients.js';
 import { attachScenarioMemory, measureMemory, printMemory } from './memory.js';
 import { printScale, SCALE_SCENARIOS, scaleResult, writeScalePlots } from './scale.js';
-import { cpuSeconds, loadAverage, memory, round, schedSeconds, systemCpu } from './proc.js';
+import { cpuSeconds, cpuSplit, loadAverage, memory, round, schedSeconds, systemCpu } from './proc.js';
 import { startLongRunning } from '../test/harness/long-running.js';
 import { summarizeProfile } from './profile.js';
 import { SCENARIOS as BASE_SCENARIOS, type Scenario } from './scenarios.js';
@@ -74,6 +74,9 @@ interface RunRecord {
   cost: number;
   /** The same from schedstat (ns resolution). */
   costSched: number;
+  /** `cost` in its parts: user space (utime) and kernel (stime), same unit. */
+  userCost?: number;
+  kernelCost?: number;
   /** The same (from schedstat) during the warm-up: a fresh bus, for ferrybus including JIT compilation. */
   warmupCost: number;
   /** routed messages/s, or connections/s */
@@ -92,6 +95,9 @@ interface BusSummary {
   costSched: number;
   /** Median warm-up cost (a fresh bus's first 10%). */
   coldCost: number;
+  /** Median user-space and kernel parts of `cost`. */
+  userCost?: number;
+  kernelCost?: number;
   throughput: number;
   rssKiB: number;
   hwmKiB: number;
@@ -225,7 +231,8 @@ async function measure(s: Scenario, bus: BusName, params: Record<string, number>
       if (warm.errors.length > 0) throw new Error(`warm-up failed: ${warm.errors.join('; ')}`);
       await sleep(100);
       const warmCpu = schedSeconds(b.pid) - w0;
-      const cpu0 = cpuSeconds(b.pid);
+      const split0 = cpuSplit(b.pid);
+      const cpu0 = split0.user + split0.kernel;
       const sched0 = schedSeconds(b.pid);
       const sys0 = systemCpu();
       const t0 = performance.now();
@@ -234,7 +241,8 @@ async function measure(s: Scenario, bus: BusName, params: Record<string, number>
       const sys1 = systemCpu();
       // Let the bus finish what the clients' last bytes started (e.g. the last disconnects).
       await sleep(100);
-      const cpuSec = cpuSeconds(b.pid) - cpu0;
+      const split1 = cpuSplit(b.pid);
+      const cpuSec = split1.user + split1.kernel - cpu0;
       const schedSec = schedSeconds(b.pid) - sched0;
       const mem = memory(b.pid);
       const per = (x: number) => (s.unit === 'msg' ? (x / result.units) * 100_000 : (x / result.units) * 1000);
@@ -249,6 +257,8 @@ async function measure(s: Scenario, bus: BusName, params: Record<string, number>
         cost: round(per(cpuSec), 4),
         warmupCost: round(per(warmCpu) * (result.units / warm.units), 4),
         costSched: round(per(schedSec), 4),
+        userCost: round(per(split1.user - split0.user), 4),
+        kernelCost: round(per(split1.kernel - split0.kernel), 4),
         throughput: Math.round(result.units / wallSec),
         rssKiB: mem.rssKiB,
         hwmKiB: mem.hwmKiB,
@@ -271,6 +281,8 @@ function summarize(runs: RunRecord[]): BusSummary {
     cost: round(median(ok.map((r) => r.cost)), 4),
     costSched: round(median(ok.map((r) => r.costSched)), 4),
     coldCost: round(median(ok.map((r) => r.warmupCost)), 4),
+    userCost: round(median(ok.map((r) => r.userCost ?? NaN)), 4),
+    kernelCost: round(median(ok.map((r) => r.kernelCost ?? NaN)), 4),
     throughput: Math.round(median(ok.map((r) => r.throughput))),
     rssKiB: Math.round(median(ok.map((r) => r.rssKiB))),
     hwmKiB: Math.round(median(ok.map((r) => r.hwmKiB))),
