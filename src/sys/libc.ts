@@ -113,12 +113,11 @@ interface Bindings {
   readonly io: IoBindings;
 }
 
-/** The calls of the raw socket path (src/sys/socket-io.ts); buffers are passed as plain pointers. */
+/** The calls of the raw socket path (src/sys/socket-io.ts); the hot ones take addresses as integers. */
 export interface IoBindings {
   readonly recvmsg: NativeFn;
   readonly sendmsg: NativeFn;
   readonly close: NativeFn;
-  readonly fcntl: NativeFn;
   readonly epoll_create1: NativeFn;
   readonly epoll_ctl: NativeFn;
   readonly epoll_wait: NativeFn;
@@ -168,7 +167,6 @@ function ioFunctions(lib: LibraryHandle): IoBindings {
     recvmsg: lib.func('intptr_t recvmsg(int fd, intptr_t msg, int flags)') as NativeFn,
     sendmsg: lib.func('intptr_t sendmsg(int fd, intptr_t msg, int flags)') as NativeFn,
     close: lib.func('int close(int fd)') as NativeFn,
-    fcntl: lib.func('int fcntl(int fd, int cmd, ...)') as NativeFn,
     epoll_create1: lib.func('int epoll_create1(int flags)') as NativeFn,
     epoll_ctl: lib.func('int epoll_ctl(int epfd, int op, int fd, void *event)') as NativeFn,
     epoll_wait: lib.func('int epoll_wait(int epfd, intptr_t events, int max, int timeout)') as NativeFn,

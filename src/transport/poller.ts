@@ -91,16 +91,6 @@ export class Poller {
     epollControl(this.epfd, fd, 0, 'delete');
   }
 
-  /** Watched fds (for tests and status). */
-  get size(): number {
-    return this.handlers.size;
-  }
-
-  /** Sockets waiting to be writable (for tests and status). */
-  get waitingToWrite(): number {
-    return this.writers.size;
-  }
-
   /** Leaves the event loop (the process can then exit); the watched fds stay open. */
   close(): void {
     if (this.closed) return;
