@@ -3,7 +3,7 @@ import type { DriverMethod } from '../bus/driver.js';
 import type { HandoffDocument } from '../handoff/document.js';
 import { readHandoffFile } from '../handoff/handoff-file.js';
 import { restore } from '../handoff/restore.js';
-import { isListeningSocket, setCloexec, setNonBlocking } from '../sys/libc.js';
+import { isListeningSocket } from '../sys/libc.js';
 import { formatAddressEntry, type ListenTarget } from '../transport/address.js';
 import { Listener } from '../transport/listener.js';
 import { Daemon, listenerLogOf, type DaemonSettings, type RuntimeState } from './daemon.js';
@@ -22,8 +22,6 @@ function adoptListener(fd: number, onClient: (fd: number) => void, log: Logger):
   }
   if (!isListeningSocket(fd)) return `fd ${fd} is not a listening socket`;
   try {
-    setCloexec(fd, true);
-    setNonBlocking(fd);
     return new Listener(fd, onClient, listenerLogOf(log));
   } catch (err) {
     return `fd ${fd}: ${(err as Error).message}`;

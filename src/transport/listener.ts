@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { listenUnixStream, SysError } from '../sys/libc.js';
+import { listenUnixStream, setCloexec, setNonBlocking, SysError } from '../sys/libc.js';
 import { acceptFrom, closeFd } from '../sys/socket-io.js';
 import { FerryError } from '../util/errors.js';
 import type { ListenTarget } from './address.js';
@@ -34,6 +34,10 @@ export class Listener implements PollHandler {
     private readonly onClient: AcceptedClient,
     private readonly log: ListenerLog,
   ) {
+    // A socket inherited (a handoff, systemd) may lack either: accept4 must not block, and the
+    // listening socket is not for the programs the bus starts.
+    setNonBlocking(fd);
+    setCloexec(fd, true);
     poller().watch(fd, this);
   }
 

@@ -12,7 +12,6 @@ import {
   SOCKET_DOMAIN_NAMES,
   SOCKET_TYPE_NAMES,
   setCloexec,
-  setNonBlocking,
   socketKind,
   unixStreamSocketName,
   type SocketKind,
@@ -149,8 +148,5 @@ export function serveSystemdSocket(socket: PassedSocket, onClient: AcceptedClien
   } catch (err) {
     throw bad(`cannot be served: ${(err as Error).message}`);
   }
-  // accept4 must not block, and the socket is not for programs the bus starts.
-  setNonBlocking(socket.fd);
-  setCloexec(socket.fd, true);
   return { listener: new Listener(socket.fd, onClient, log), path: socketPath };
 }
