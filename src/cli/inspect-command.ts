@@ -1,3 +1,4 @@
+import { partsLength } from '../transport/spooled-bytes.js';
 import * as fs from 'node:fs';
 import { MAX_DOCUMENT_BYTES, type HandoffDocument } from '../handoff/document.js';
 import { HandoffError, readDocument } from '../handoff/read-document.js';
@@ -112,7 +113,7 @@ export function inspectDocument(file: string, contents: string | Buffer): Inspec
       matchRules: c.matches.length,
       monitorRules: c.monitorRules ? c.monitorRules.length : null,
       inboundBytes: c.inbound.length,
-      outboundBytes: c.outbound.length,
+      outboundBytes: partsLength(c.outbound),
       inboundFds: c.inboundFds ?? [],
       outboundFds: (c.outboundFds ?? []).flatMap((m) => m.fds),
     })),

@@ -1,16 +1,18 @@
 import * as fs from 'node:fs';
+import { SpooledBytes, SpoolFile, type QueuedPart } from '../transport/spooled-bytes.js';
 import {
   DOCUMENT_HEADER_BYTES,
   DOCUMENT_MAGIC,
   HANDOFF_FORMAT,
+  HANDOFF_FORMAT_BINARY,
   type ByteRange,
   type HandoffDocument,
 } from './document.js';
 
 /**
- * The format-2 file (see document.ts): header, JSON, binary section. Bytes are never
- * encoded: the writer hands the old image's own buffers to writev, the reader takes each
- * range out of the section as it is.
+ * The format-2 and format-3 file (see document.ts): header, JSON, binary section. Bytes are
+ * never encoded: the writer hands the old image's own buffers to writev, the reader takes each
+ * range out of the section as it is. Format 3 passes spooled bytes on as ranges of their file.
  */
 
 /** The pieces of a document file, in order, to be written as they are (no concatenation). */
@@ -19,10 +21,16 @@ export interface EncodedDocument {
   size: number;
   /** The JSON part's length (what a limit on parsing cares about). */
   jsonBytes: number;
+  /** Format 3: the spool files the document points into, to keep open across exec. */
+  spoolFds: number[];
 }
 
-/** `doc`: as read, or as snapshot() takes it (outbound bytes in pieces). */
-export function encodeDocument(doc: HandoffDocument<Buffer | readonly Buffer[]>): EncodedDocument {
+/**
+ * `doc`: as read, or as snapshot() takes it (outbound bytes in parts). `format`: 3, or 2 for a
+ * target that reads no 3 (spooled bytes are then read back into the section).
+ */
+export function encodeDocument(doc: HandoffDocument, format: number = HANDOFF_FORMAT): EncodedDocument {
+  if (format !== HANDOFF_FORMAT && format !== HANDOFF_FORMAT_BINARY) throw new Error(`cannot write handoff format ${format}`);
   const section: Buffer[] = [];
   let offset = 0;
   const put = (bytes: Buffer | readonly Buffer[]): ByteRange => {
@@ -34,10 +42,38 @@ export function encodeDocument(doc: HandoffDocument<Buffer | readonly Buffer[]>)
     }
     return { offset: start, length: offset - start };
   };
+  const files = new Map<SpoolFile, number>();
+  /** Outbound parts: runs in memory go to the section, spooled ones stay where they are (format 3). */
+  const putOutbound = (parts: readonly QueuedPart[]): ByteRange | ByteRange[] => {
+    if (format === HANDOFF_FORMAT_BINARY) return put(parts.map((p) => (p instanceof SpooledBytes ? p.read() : p)));
+    const ranges: ByteRange[] = [];
+    let run: Buffer[] = [];
+    const endRun = () => {
+      if (run.length > 0) ranges.push(put(run));
+      run = [];
+    };
+    for (const part of parts) {
+      if (!(part instanceof SpooledBytes)) {
+        run.push(part);
+        continue;
+      }
+      endRun();
+      let file = files.get(part.file);
+      if (file === undefined) files.set(part.file, (file = files.size));
+      // Messages spooled one after another are one range (a slow reader's thousand signals).
+      const last = ranges[ranges.length - 1];
+      if (last && last.file === file && last.offset + last.length === part.position) last.length += part.length;
+      else ranges.push({ file, offset: part.position, length: part.length });
+    }
+    endRun();
+    return ranges.length === 1 && ranges[0]!.file === undefined ? ranges[0]! : ranges.length === 0 ? put([]) : ranges;
+  };
+  const connections = doc.connections.map((c) => ({ ...c, inbound: put(c.inbound), outbound: putOutbound(c.outbound) }));
   const onDisk = {
     ...doc,
-    format: HANDOFF_FORMAT,
-    connections: doc.connections.map((c) => ({ ...c, inbound: put(c.inbound), outbound: put(c.outbound) })),
+    format,
+    connections,
+    ...(files.size > 0 ? { files: [...files.keys()].map((f) => ({ fd: f.fd })) } : {}),
     ...(doc.activation
       ? {
           activation: {
@@ -50,10 +86,15 @@ export function encodeDocument(doc: HandoffDocument<Buffer | readonly Buffer[]>)
   const json = Buffer.from(JSON.stringify(onDisk), 'utf8');
   const header = Buffer.alloc(DOCUMENT_HEADER_BYTES);
   DOCUMENT_MAGIC.copy(header, 0);
-  header.writeUInt32LE(HANDOFF_FORMAT, 8);
+  header.writeUInt32LE(format, 8);
   header.writeUInt32LE(json.length, 12);
   header.writeBigUInt64LE(BigInt(offset), 16);
-  return { pieces: [header, json, ...section], size: header.length + json.length + offset, jsonBytes: json.length };
+  return {
+    pieces: [header, json, ...section],
+    size: header.length + json.length + offset,
+    jsonBytes: json.length,
+    spoolFds: [...files.keys()].map((f) => f.fd),
+  };
 }
 
 /** Writes every piece at the file's start, in order, whatever writev takes per call. */
@@ -81,26 +122,32 @@ export function writePieces(fd: number, pieces: readonly Buffer[]): void {
   }
 }
 
-/** Where the bytes of a format-2 document are: a Buffer read whole, or the file itself. */
+/** Where the bytes of a format-2 or -3 document are: a Buffer read whole, or the file itself. */
 export interface ByteSection {
   readonly length: number;
   /** The bytes of a range already checked to lie inside the section. */
   bytes(range: ByteRange): Buffer;
+  /** Queued outbound bytes of such a range: left in the file when the section is one. */
+  queued(range: ByteRange): QueuedPart;
 }
 
 /** Ranges are views into `section`: no copy. */
 export function bufferSection(section: Buffer): ByteSection {
-  return { length: section.length, bytes: (r) => section.subarray(r.offset, r.offset + r.length) };
+  const bytes = (r: ByteRange) => section.subarray(r.offset, r.offset + r.length);
+  return { length: section.length, bytes, queued: bytes };
 }
 
 /**
  * Ranges are read from the file, each into a Buffer of its own: one copy (page cache to
  * memory), as many as reading the file whole, but a slow client's leftover queue never keeps
  * every other client's bytes in memory with it, as views into one file-sized Buffer would.
+ * Queued outbound bytes are not read at all: they are sent from the file (SpooledBytes).
  */
-export function fileSection(fd: number, start: number, length: number): ByteSection {
+export function fileSection(file: SpoolFile, start: number, length: number): ByteSection {
+  const fd = file.fd;
   return {
     length,
+    queued: (r) => new SpooledBytes(file, start + r.offset, r.length),
     bytes(r) {
       const out = Buffer.allocUnsafe(r.length);
       let done = 0;

@@ -1,21 +1,32 @@
+import type { QueuedPart } from '../transport/spooled-bytes.js';
+
 /**
  * The handoff document: everything a new image needs to take over the bus
  * (DESIGN.md §3). Versioned; file descriptors are referred to by number and checked
  * against what was actually inherited.
  *
- * Format 2 (written now) is one file: a fixed header (DOCUMENT_MAGIC, the format, the
- * lengths of the two parts), the JSON document, then one binary section holding every byte
- * the document carries (queued outbound bytes, half-received inbound bytes, held messages)
- * back to back; the JSON names them as {offset, length} ranges of that section. Format 1
- * (read still: an older image hands off to this one) is the JSON alone, bytes as base64.
+ * Format 2 is one file: a fixed header (DOCUMENT_MAGIC, the format, the lengths of the two
+ * parts), the JSON document, then one binary section holding every byte the document carries
+ * (queued outbound bytes, half-received inbound bytes, held messages) back to back; the JSON
+ * names them as {offset, length} ranges of that section. Format 1 (read still: an older image
+ * hands off to this one) is the JSON alone, bytes as base64.
  *
- * In memory, read or about to be written, the bytes are Buffers whatever the format.
+ * Format 3 (written now) is format 2 where queued outbound bytes may stay in an earlier
+ * document's file: the bus keeps that file open across exec, `files` names it by fd, and a
+ * range {file, offset, length} points into it (offset: from the file's start). A connection's
+ * outbound is then a list of ranges, in order. The reader does not read outbound bytes at all:
+ * the new image sends them from the file (src/transport/spooled-bytes.ts). An image whose
+ * target reads no format 3 writes format 2, the spooled bytes read back into the section.
  */
-export const HANDOFF_FORMAT = 2;
-/** The format before it: JSON text, bytes in base64 (read only). */
+export const HANDOFF_FORMAT = 3;
+/** Format 2: every byte in the document's own section (written for a target that reads no 3). */
+export const HANDOFF_FORMAT_BINARY = 2;
+/** Format 1: JSON text, bytes in base64 (read only). */
 export const HANDOFF_FORMAT_JSON = 1;
-/** Formats this image can read: the current one and the one before it. */
-export const READABLE_FORMATS: readonly number[] = [HANDOFF_FORMAT, HANDOFF_FORMAT_JSON];
+/** Formats this image can read: the current one and those before it. */
+export const READABLE_FORMATS: readonly number[] = [HANDOFF_FORMAT, HANDOFF_FORMAT_BINARY, HANDOFF_FORMAT_JSON];
+/** Formats this image can write, preferred first. */
+export const WRITABLE_FORMATS: readonly number[] = [HANDOFF_FORMAT, HANDOFF_FORMAT_BINARY];
 /** A document larger than this is refused before parsing (queues are bounded well below). */
 export const MAX_DOCUMENT_BYTES = 1024 * 1024 * 1024;
 
@@ -27,21 +38,34 @@ export const DOCUMENT_MAGIC = Buffer.from([0x89, 0x46, 0x42, 0x48, 0x4f, 0x46, 0
 /** magic (8), format (u32 LE), JSON length (u32 LE), binary section length (u64 LE). */
 export const DOCUMENT_HEADER_BYTES = 24;
 
-/** Where a field's bytes are in the binary section (format 2, on disk). */
+/** Where a field's bytes are: in the binary section (formats 2, 3), or in an inherited file (3). */
 export interface ByteRange {
   offset: number;
   length: number;
+  /** Format 3: index into `files`; the offset is then from that file's start. */
+  file?: number;
 }
 
-/** A document as snapshot() takes it: each connection's outbound bytes in the pieces they are queued in. */
-export type SnapshotDocument = HandoffDocument<readonly Buffer[]>;
+/** An earlier document's file, still holding queued bytes (format 3): open, by fd. */
+export interface SpoolFileDoc {
+  fd: number;
+}
 
+/** A document as snapshot() takes it, or as the bus reads it: outbound bytes in their parts. */
+export type SnapshotDocument = HandoffDocument;
+
+/**
+ * A peer's credentials as far as they were read (src/transport/socket-credentials.ts): pid,
+ * uid and gid always; format 3 leaves out groups not read yet, and has the label as a string,
+ * null for none, or absent when not read yet (the new image reads them from the socket).
+ * Formats 1 and 2 always carry groups, and an absent label there means none.
+ */
 export interface CredentialsDoc {
   uid: number;
   gid: number;
   pid: number;
-  groups: number[];
-  securityLabel?: string;
+  groups?: number[];
+  securityLabel?: string | null;
 }
 
 export interface SaslDoc {
@@ -54,11 +78,7 @@ export interface SaslDoc {
   unixFds?: boolean;
 }
 
-/**
- * `Queued`: how the outbound bytes are held. A Buffer once read; as a snapshot takes them, the
- * pieces they are queued in (written as they are, never gathered into one buffer).
- */
-export interface ConnectionDoc<Queued = Buffer> {
+export interface ConnectionDoc {
   fd: number;
   peerId: number;
   credentials: CredentialsDoc;
@@ -71,8 +91,11 @@ export interface ConnectionDoc<Queued = Buffer> {
   inbound: Buffer;
   /** Fds (inherited, by number) received with `inbound`, in arrival order. */
   inboundFds?: number[];
-  /** Accepted bytes the kernel has not taken yet, in order. */
-  outbound: Queued;
+  /**
+   * Accepted bytes the kernel has not taken yet, in order, in the parts they are queued in
+   * (written as they are, never gathered): bytes in memory, or ranges of a spool file.
+   */
+  outbound: readonly QueuedPart[];
   /** Where in `outbound` each message with fds starts, and its fds (inherited, by number). */
   outboundFds?: Array<{ at: number; fds: number[] }>;
   matches: string[];
@@ -134,7 +157,7 @@ export interface ActivationDoc {
   children?: number[];
 }
 
-export interface HandoffDocument<Queued = Buffer> {
+export interface HandoffDocument {
   format: number;
   /** Random, also given to the new image on its command line: a stale file never matches. */
   nonce: string;
@@ -155,7 +178,7 @@ export interface HandoffDocument<Queued = Buffer> {
   };
   settings: unknown;
   listeners: ListenerDoc[];
-  connections: Array<ConnectionDoc<Queued>>;
+  connections: ConnectionDoc[];
   names: NameDoc[];
   pendingCalls: PendingCallDoc[];
   /** Handoff requests to answer once the new image serves: caller peer id + call serial. */
@@ -164,4 +187,9 @@ export interface HandoffDocument<Queued = Buffer> {
   lastHandoff?: { at: string; pauseUs: number; root: string };
   /** Services being started and what waits for them; absent when nothing is. */
   activation?: ActivationDoc;
+  /**
+   * Format 3: the old image's epoll set, handed over open (its fd on the command line): which
+   * of the handed-over fds are registered in it, and which of those for writability too.
+   */
+  poller?: { watched: number[]; writable: number[] };
 }

@@ -1,8 +1,10 @@
+import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { encodeDocument, writePieces } from './binary-document.js';
 import { MAX_DOCUMENT_BYTES, type HandoffDocument } from './document.js';
 import { HandoffError, readDocumentFile, type ReadResult } from './read-document.js';
+import { SpoolFile } from '../transport/spooled-bytes.js';
 
 /** Where handoff documents live: a root-only directory under /run (or the user's runtime dir). */
 export function handoffDirectory(uid: number, env: NodeJS.ProcessEnv): string {
@@ -12,9 +14,11 @@ export function handoffDirectory(uid: number, env: NodeJS.ProcessEnv): string {
 }
 
 /**
- * Writes the document (format 2: header, JSON, binary section; see document.ts) atomically:
- * temp file, rename; mode 0600 in a 0700 directory. The queued bytes go to writev as the
- * old image holds them: never encoded, never gathered into one buffer.
+ * Writes the document (format 3, or 2 for a target that reads no 3: header, JSON, binary
+ * section; see document.ts) atomically: temp file, rename; mode 0600 in a 0700 directory. The
+ * queued bytes go to writev as the old image holds them: never encoded, never gathered into one
+ * buffer; those still in an earlier document's file stay there (format 3: `spoolFds`, the files
+ * to keep open across exec).
  * The name carries the pid: every bus run by one user shares the directory, and two of them
  * handing off to the same generation at once must not replace each other's document.
  *
@@ -25,13 +29,11 @@ export function handoffDirectory(uid: number, env: NodeJS.ProcessEnv): string {
  * stale one is refused anyway (its nonce matches no command line). On tmpfs (/run) it is a
  * no-op; on a disk it cost up to 420 ms of pause for 16 MiB queued.
  */
-export function writeHandoffFile(dir: string, doc: HandoffDocument<Buffer | readonly Buffer[]>): string {
-  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-  checkPrivateDirectory(dir);
-  fs.chmodSync(dir, 0o700);
+export function writeHandoffFile(dir: string, doc: HandoffDocument, format?: number): { file: string; spoolFds: number[] } {
+  preparePrivateDirectory(dir);
   const file = path.join(dir, `generation-${doc.generation + 1}-pid-${doc.pid}.json`);
   const temp = `${file}.tmp`;
-  const encoded = encodeDocument(doc);
+  const encoded = encodeDocument(doc, format);
   // Refused here, before exec, rather than by the new image after it.
   if (encoded.size > MAX_DOCUMENT_BYTES) {
     throw new HandoffError('HandoffDocumentTooLarge', `the state is ${encoded.size} bytes, over the ${MAX_DOCUMENT_BYTES}-byte document limit`);
@@ -43,7 +45,27 @@ export function writeHandoffFile(dir: string, doc: HandoffDocument<Buffer | read
     fs.closeSync(fd);
   }
   fs.renameSync(temp, file);
-  return file;
+  return { file, spoolFds: encoded.spoolFds };
+}
+
+/**
+ * A file without a name in the handoff directory (created 0600, unlinked at once) that the
+ * queues of clients that are not reading are spooled into as a handoff starts. It is checked
+ * as the document is: it holds the same bytes.
+ */
+export function createSpoolFile(dir: string): SpoolFile {
+  preparePrivateDirectory(dir);
+  const name = path.join(dir, `spool-pid-${process.pid}-${randomBytes(6).toString('hex')}`);
+  const { O_RDWR, O_CREAT, O_EXCL, O_NOFOLLOW } = fs.constants;
+  const fd = fs.openSync(name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
+  fs.unlinkSync(name);
+  return new SpoolFile(fd);
+}
+
+function preparePrivateDirectory(dir: string): void {
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  checkPrivateDirectory(dir);
+  fs.chmodSync(dir, 0o700);
 }
 
 /**
@@ -91,15 +113,17 @@ export function removeHandoffFile(file: string): void {
 /**
  * Reads and checks a document file. Its size is checked before a byte is read: a giant file
  * is refused at once, not loaded (reading a 1 GiB file took this machine 15 s and 1 GiB of
- * memory, all of it a pause, before failing anyway).
+ * memory, all of it a pause, before failing anyway). The file stays open while queued bytes in
+ * it wait to be sent (`spools`: the caller lets go of them once the connections hold theirs).
  */
 export function readHandoffFile(file: string, expect: { nonce?: string; pid?: number }): ReadResult {
-  const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+  const spool = new SpoolFile(fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW));
   try {
-    const st = fs.fstatSync(fd);
+    const st = fs.fstatSync(spool.fd);
     checkPrivateFile(file, st);
-    return readDocumentFile(fd, st.size, expect);
-  } finally {
-    fs.closeSync(fd);
+    return readDocumentFile(spool, st.size, expect);
+  } catch (err) {
+    spool.release();
+    throw err;
   }
 }

@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { isValidWellKnownName } from '../wire/names.js';
+import { partsLength, readParts, SpooledBytes, type QueuedPart } from '../transport/spooled-bytes.js';
 import { encodeDocument } from './binary-document.js';
 import {
   DOCUMENT_HEADER_BYTES,
@@ -18,8 +19,8 @@ import { HandoffError, readDocument, type ReadResult } from './read-document.js'
 const NONCE = '5f0c1d2e3a4b5c6d7e8f90a1b2c3d4e5';
 const PID = 4242;
 
-/** A document as JSON text holds it in format 1: every Buffer a base64 string. */
-type OnDisk<T> = T extends Buffer ? string : T extends object ? { [K in keyof T]: OnDisk<T[K]> } : T;
+/** A document as JSON text holds it in format 1: every Buffer (and outbound's parts) a base64 string. */
+type OnDisk<T> = T extends readonly QueuedPart[] ? string : T extends Buffer ? string : T extends object ? { [K in keyof T]: OnDisk<T[K]> } : T;
 type JsonDocument = OnDisk<HandoffDocument>;
 type JsonConnection = JsonDocument['connections'][number];
 
@@ -96,16 +97,25 @@ function decoded(doc: JsonDocument): HandoffDocument {
   const b = (s: string) => Buffer.from(s, 'base64');
   return {
     ...doc,
-    connections: doc.connections.map((c) => ({ ...c, inbound: b(c.inbound), outbound: b(c.outbound) })),
+    // An older document's missing label means none: read as null (format 3's "known to be none").
+    connections: doc.connections.map((c) => ({
+      ...c, credentials: { ...c.credentials, securityLabel: c.credentials.securityLabel ?? null }, inbound: b(c.inbound), outbound: c.outbound ? [b(c.outbound)] : [],
+    })),
     ...(doc.activation
       ? { activation: { ...doc.activation, pending: doc.activation.pending.map((p) => ({ ...p, held: p.held.map((h) => ({ ...h, message: b(h.message) })) })) } }
       : {}),
   } as HandoffDocument;
 }
 
-/** The same state as an image of this version holds it and writes it (format 2). */
+/** The same state as an image of this version holds it and writes it (format 3). */
 const memoryDoc = (): HandoffDocument => ({ ...decoded(validDoc()), format: HANDOFF_FORMAT });
 const binary = (doc: HandoffDocument = memoryDoc()): Buffer => Buffer.concat(encodeDocument(doc).pieces);
+
+/** A document read from a file, its spooled outbound bytes read into memory (one Buffer per connection). */
+const inMemory = (doc: HandoffDocument): HandoffDocument => ({
+  ...doc,
+  connections: doc.connections.map((c) => ({ ...c, outbound: c.outbound.length ? [readParts(c.outbound)] : [] })),
+});
 
 const read = (doc: unknown, expect_: { nonce?: string; pid?: number } = { nonce: NONCE, pid: PID }): ReadResult =>
   readDocument(typeof doc === 'string' || Buffer.isBuffer(doc) ? doc : JSON.stringify(doc), expect_);
@@ -144,10 +154,12 @@ function expectConsistent({ doc }: ReadResult): void {
     expect(peers.has(c.peerId), `peer ${c.peerId} used twice`).toBe(false);
     peers.add(c.peerId);
     expect(typeof c.credentials.uid).toBe('number');
-    expect(Array.isArray(c.credentials.groups)).toBe(true);
+    // Format 3 leaves out groups not read yet (the new image reads them from the socket).
+    expect(Array.isArray(c.credentials.groups) || (doc.format === HANDOFF_FORMAT && c.credentials.groups === undefined)).toBe(true);
+    expect(c.credentials.securityLabel === undefined || c.credentials.securityLabel === null || typeof c.credentials.securityLabel === 'string').toBe(true);
     expect(Buffer.isBuffer(c.inbound)).toBe(true);
-    expect(Buffer.isBuffer(c.outbound)).toBe(true);
-    for (const m of c.outboundFds ?? []) expect(m.at).toBeLessThan(c.outbound.length);
+    expect(c.outbound.every((p) => Buffer.isBuffer(p) || p instanceof SpooledBytes)).toBe(true);
+    for (const m of c.outboundFds ?? []) expect(m.at).toBeLessThan(partsLength(c.outbound));
     expect(c.matches.every((m) => typeof m === 'string')).toBe(true);
     if (c.uniqueName !== undefined) {
       expect(c.uniqueName).toMatch(/^:1\.[0-9]+$/);
@@ -400,7 +412,7 @@ describe('readDocument: the binary format (header, JSON, binary section)', () =>
     const result = read(file);
     expect(result.warnings).toEqual([]);
     expect(result.doc).toEqual(memoryDoc());
-    expect(result.doc.connections[1]!.outbound.buffer).toBe(file.buffer);
+    expect((result.doc.connections[1]!.outbound[0] as Buffer).buffer).toBe(file.buffer);
     expectConsistent(result);
   });
 
@@ -430,16 +442,16 @@ describe('readDocument: the binary format (header, JSON, binary section)', () =>
 
   it('a format this image does not read is HandoffFormatUnsupported; a header and JSON that disagree, or JSON text claiming the binary format, are invalid', () => {
     const { json, section } = parts(binary());
-    const future = refusal(() => read(container({ ...json, format: 3 }, section, 3)));
+    const future = refusal(() => read(container({ ...json, format: HANDOFF_FORMAT + 1 }, section, HANDOFF_FORMAT + 1)));
     expect(future.code).toBe('HandoffFormatUnsupported');
-    expect(future.message).toContain('document format 3 is not readable by this image');
+    expect(future.message).toContain(`document format ${HANDOFF_FORMAT + 1} is not readable by this image`);
     expect(refusal(() => read(container(json, section, HANDOFF_FORMAT_JSON))).message).toBe(
       'format 1 is JSON text, but this file has a binary header',
     );
     expect(refusal(() => read(container({ ...json, format: HANDOFF_FORMAT_JSON }, section))).message).toBe(
-      'the header says format 2, the JSON format 1',
+      `the header says format ${HANDOFF_FORMAT}, the JSON format 1`,
     );
-    expect(refusal(() => read(JSON.stringify(json))).message).toBe('a format-2 document is a binary file; this is JSON text alone');
+    expect(refusal(() => read(JSON.stringify(json))).message).toBe(`a format-${HANDOFF_FORMAT} document is a binary file; this is JSON text alone`);
   });
 
   it('a byte range outside the section drops its record alone, with a warning that says so', () => {
@@ -476,20 +488,31 @@ describe('readHandoffFile', () => {
     fs.writeFileSync(file, JSON.stringify(validDoc()), { mode: 0o600 });
     expect(readHandoffFile(file, { nonce: NONCE, pid: PID }).doc).toEqual(decoded(validDoc()));
     fs.writeFileSync(file, binary(), { mode: 0o600 });
-    expect(readHandoffFile(file, { nonce: NONCE, pid: PID })).toEqual({ doc: memoryDoc(), warnings: [] });
+    const { doc, warnings, spools } = readHandoffFile(file, { nonce: NONCE, pid: PID });
+    expect({ doc: inMemory(doc), warnings }).toEqual({ doc: memoryDoc(), warnings: [] });
+    for (const spool of spools) spool.release();
   });
 
-  it('reads back what it wrote, bytes and all, each range in a Buffer of its own', () => {
+  it('reads back what it wrote: queued outbound bytes stay in the file until the last reference lets go, the rest in Buffers of their own', () => {
     const doc = memoryDoc();
-    doc.connections[0]!.outbound = Buffer.alloc(300_000, 7);
+    doc.connections[0]!.outbound = [Buffer.alloc(200_000, 7), Buffer.alloc(100_000, 8)];
     doc.connections[0]!.outboundFds = [{ at: 299_999, fds: [41] }];
-    const written = writeHandoffFile(path.join(dir, 'own-write'), doc);
-    const { doc: back, warnings } = readHandoffFile(written, { nonce: NONCE, pid: PID });
+    const written = writeHandoffFile(path.join(dir, 'own-write'), doc).file;
+    const { doc: back, warnings, spools } = readHandoffFile(written, { nonce: NONCE, pid: PID });
     expect(warnings).toEqual([]);
-    expect(back.connections[0]!.outbound.equals(doc.connections[0]!.outbound)).toBe(true);
-    doc.connections[0]!.outbound = back.connections[0]!.outbound; // compared above, quicker
-    expect(back).toEqual(doc);
-    expect(back.connections[0]!.outbound.buffer).not.toBe(back.connections[1]!.outbound.buffer);
+    const queued = back.connections[0]!.outbound;
+    expect(queued).toHaveLength(1);
+    expect(queued[0]).toBeInstanceOf(SpooledBytes);
+    expect(readParts(queued).equals(Buffer.concat(doc.connections[0]!.outbound as Buffer[]))).toBe(true);
+    expect(inMemory(back)).toEqual({ ...doc, connections: doc.connections.map((c) => ({ ...c, outbound: c.outbound.length ? [readParts(c.outbound)] : [] })) });
+    // The document's file is the one spool: open while referenced, closed with its last reference.
+    expect(spools).toHaveLength(1);
+    const fd = spools[0]!.fd;
+    (queued[0] as SpooledBytes).file.retain();
+    spools[0]!.release();
+    expect(fs.fstatSync(fd).size).toBe(fs.statSync(written).size);
+    (queued[0] as SpooledBytes).file.release();
+    expect(() => fs.fstatSync(fd)).toThrow(/EBADF/);
   });
 
   it('refuses a binary file cut short, or with bytes after its end, and says which', () => {
@@ -536,7 +559,7 @@ describe('readHandoffFile', () => {
     fs.chmodSync(loose, 0o777); // anyone may rename entries here: 'handoff' could be swapped
     expect(() => writeHandoffFile(path.join(loose, 'handoff'), memoryDoc())).toThrow(`${loose} (above ${path.join(loose, 'handoff')}) can be changed by another user (owner uid 0, mode 777)`);
     const own = path.join(dir, 'own');
-    const written = writeHandoffFile(own, memoryDoc());
+    const written = writeHandoffFile(own, memoryDoc()).file;
     expect(fs.statSync(own).mode & 0o777).toBe(0o700);
     expect(fs.statSync(written).mode & 0o777).toBe(0o600);
   });

@@ -1,14 +1,18 @@
 import * as fs from 'node:fs';
+import { setCloexec } from '../sys/libc.js';
+import { partsLength, SpooledBytes, SpoolFile, type QueuedPart } from '../transport/spooled-bytes.js';
 import { FerryError } from '../util/errors.js';
 import { isValidBusName, isValidWellKnownName } from '../wire/names.js';
 import { bufferSection, fileSection, looksBinary, readHeader, sizeProblem, type ByteSection, type ContainerHeader } from './binary-document.js';
 import {
   DOCUMENT_HEADER_BYTES,
   HANDOFF_FORMAT,
+  HANDOFF_FORMAT_BINARY,
   HANDOFF_FORMAT_JSON,
   MAX_DOCUMENT_BYTES,
   READABLE_FORMATS,
   type ActivationDoc,
+  type ByteRange,
   type ConnectionDoc,
   type HeldMessageDoc,
   type PendingActivationDoc,
@@ -25,6 +29,11 @@ export interface ReadResult {
   doc: HandoffDocument;
   /** Everything that was ignored or dropped, one line each: the caller logs them. */
   warnings: string[];
+  /**
+   * The files the queued bytes stay in (the document's own, earlier ones it names): the reader's
+   * reference on each, released by the caller once the queues that point into them exist.
+   */
+  spools: SpoolFile[];
 }
 
 type Obj = Record<string, unknown>;
@@ -37,6 +46,30 @@ const isStr = (v: unknown): v is string => typeof v === 'string';
 /** Takes a byte field out of the document: its bytes, or why it is unusable. */
 type TakeBytes = (v: unknown) => Buffer | string;
 
+/** A spool file a format-3 document names (an earlier document's, inherited open), or why it is unusable. */
+type SpoolFileEntry = { spool: SpoolFile; size: number } | string;
+
+/** Takes an outbound field: its parts (bytes, or ranges left in a spool file), or why it is unusable. */
+type TakeQueued = (v: unknown, files: readonly SpoolFileEntry[]) => QueuedPart[] | string;
+
+/** Where a document's bytes are, by format. */
+interface ByteSource {
+  bytes: TakeBytes;
+  queued: TakeQueued;
+  /** Format 3's `files`: checks and takes an inherited fd (a document read from bytes reaches none). */
+  openFile(fd: number): SpoolFileEntry;
+}
+
+/** Format 1 has no spool files and one base64 string per field. */
+const base64Source = (): ByteSource => ({
+  bytes: base64Bytes,
+  queued: (v) => {
+    const bytes = base64Bytes(v);
+    return typeof bytes === 'string' ? bytes : bytes.length > 0 ? [bytes] : [];
+  },
+  openFile: () => 'a format-1 document names no files',
+});
+
 /**
  * Format 1: base64, decoded once, here. Node's decoder skips what is not base64 instead of
  * failing, so a string that decodes to fewer bytes than its length promises held some.
@@ -48,25 +81,87 @@ const base64Bytes: TakeBytes = (v) => {
   return bytes.length === (v.length / 4) * 3 - padding ? bytes : 'bad byte fields';
 };
 
-/** Format 2: a range of the binary section, checked against its length, never decoded. */
-function rangeBytes(section: ByteSection): TakeBytes {
-  return (v) => {
-    if (!isObj(v) || !isInt(v.offset) || !isInt(v.length)) return 'bad byte fields';
-    if (v.offset + v.length > section.length) {
-      return `bytes at ${v.offset} (${v.length} of them) lie outside the ${section.length}-byte binary section`;
-    }
+/** Why a range of the binary section is unusable, or undefined. */
+function rangeProblem(v: unknown, section: ByteSection): string | undefined {
+  if (!isObj(v) || !isInt(v.offset) || !isInt(v.length) || v.file !== undefined) return 'bad byte fields';
+  if (v.offset + v.length > section.length) {
+    return `bytes at ${v.offset} (${v.length} of them) lie outside the ${section.length}-byte binary section`;
+  }
+  return undefined;
+}
+
+/**
+ * Formats 2 and 3: ranges of the binary section, checked against its length, never decoded.
+ * Format 3's outbound is one range or a list, each in the section or in a spool file.
+ */
+function rangeSource(format: number, section: ByteSection, openFile: ByteSource['openFile']): ByteSource {
+  const read = <T>(take: () => T): T => {
     try {
-      return section.bytes({ offset: v.offset, length: v.length });
+      return take();
     } catch (err) {
       fatal(`cannot read the binary section: ${(err as Error).message}`);
     }
   };
+  return {
+    openFile,
+    bytes: (v) => rangeProblem(v, section) ?? read(() => section.bytes(v as ByteRange)),
+    queued: (v, files) => {
+      const ranges = Array.isArray(v) && format === HANDOFF_FORMAT ? v : [v];
+      const parts: QueuedPart[] = [];
+      for (const range of ranges) {
+        if (isObj(range) && range.file !== undefined && format === HANDOFF_FORMAT) {
+          if (!isInt(range.offset) || !isInt(range.length) || !isInt(range.file)) return 'bad byte fields';
+          const file = files[range.file];
+          if (file === undefined) return `bytes in file ${range.file}, which the document does not list`;
+          if (typeof file === 'string') return file;
+          if (range.offset + range.length > file.size) {
+            return `bytes at ${range.offset} (${range.length} of them) lie outside spool file ${range.file} (${file.size} bytes)`;
+          }
+          if (range.length > 0) parts.push(new SpooledBytes(file.spool, range.offset, range.length));
+          continue;
+        }
+        const why = rangeProblem(range, section);
+        if (why) return why;
+        if ((range as ByteRange).length > 0) parts.push(read(() => section.queued(range as ByteRange)));
+      }
+      return parts;
+    },
+  };
+}
+
+/** A document read from bytes (inspect, tests) cannot reach the bus's fds: its spool files are named only. */
+const unreachableFile = (): SpoolFileEntry => ({ spool: new SpoolFile(-1), size: Number.MAX_SAFE_INTEGER });
+
+/**
+ * An inherited spool file must be the bus's own (as a document is: its uid's, 0600) and a
+ * regular file; it is close-on-exec again (execve kept it because the old image cleared it).
+ */
+export function openInheritedFile(fd: number): SpoolFileEntry {
+  let st: fs.Stats;
+  try {
+    st = fs.fstatSync(fd);
+  } catch {
+    return `spool file fd ${fd} was not inherited`;
+  }
+  if (!st.isFile()) return `spool file fd ${fd} is not a regular file`;
+  if (st.uid !== process.getuid!() || (st.mode & 0o077) !== 0) {
+    return `spool file fd ${fd} is not private to the bus's uid (owner ${st.uid}, mode ${(st.mode & 0o777).toString(8)})`;
+  }
+  setCloexec(fd, true);
+  return { spool: new SpoolFile(fd), size: st.size };
 }
 
 /** Notes keys this reader does not know: logged and ignored, never fatal (newer writers add keys). */
-function unknownKeys(where: string, o: Obj, known: readonly string[], warnings: string[]): void {
-  for (const k of Object.keys(o)) if (!known.includes(k)) warnings.push(`${where}: unknown key "${k}" ignored`);
+function unknownKeys(where: string | (() => string), o: Obj, known: readonly string[] | ReadonlySet<string>, warnings: string[]): void {
+  const has = Array.isArray(known) ? (k: string) => known.includes(k) : (k: string) => (known as ReadonlySet<string>).has(k);
+  for (const k in o) if (!has(k)) warnings.push(`${typeof where === 'string' ? where : where()}: unknown key "${k}" ignored`);
 }
+
+/** A connection record's keys (a thousand records in a busy handoff: looked up, not searched). */
+const CONNECTION_KEYS: ReadonlySet<string> = new Set([
+  'fd', 'peerId', 'credentials', 'sasl', 'uniqueName', 'unixFds', 'inbound', 'inboundFds', 'outbound', 'outboundFds',
+  'matches', 'monitorRules',
+]);
 
 function fatal(why: string): never {
   throw new HandoffError('HandoffDocumentInvalid', why);
@@ -86,23 +181,32 @@ export function readDocument(
   if (typeof input !== 'string' && looksBinary(input)) {
     const h = header(input.subarray(0, DOCUMENT_HEADER_BYTES), input.length);
     const jsonEnd = DOCUMENT_HEADER_BYTES + h.jsonBytes;
-    return readParsed(input.toString('utf8', DOCUMENT_HEADER_BYTES, jsonEnd), h, rangeBytes(bufferSection(input.subarray(jsonEnd))), expect);
+    const source = rangeSource(h.format, bufferSection(input.subarray(jsonEnd)), unreachableFile);
+    return readParsed(input.toString('utf8', DOCUMENT_HEADER_BYTES, jsonEnd), h, source, expect, []);
   }
   if (input.length > MAX_DOCUMENT_BYTES) fatal(`document of ${input.length} bytes exceeds ${MAX_DOCUMENT_BYTES}`);
-  return readParsed(typeof input === 'string' ? input : input.toString('utf8'), undefined, base64Bytes, expect);
+  return readParsed(typeof input === 'string' ? input : input.toString('utf8'), undefined, base64Source(), expect, []);
 }
 
 /**
- * readDocument for an open file of `size` bytes: the header and the JSON are read first, then
- * only the byte ranges of records that are kept, each into a Buffer of its own (fileSection).
+ * readDocument for an open file of `size` bytes (`file`: it, as a spool file): the header and
+ * the JSON are read first, then only the byte ranges of records that are kept, each into a
+ * Buffer of its own (fileSection); queued outbound bytes are not read, they stay in the file
+ * (and in the earlier files a format-3 document names, inherited open).
  */
-export function readDocumentFile(fd: number, size: number, expect: { nonce?: string; pid?: number } = {}): ReadResult {
+export function readDocumentFile(file: SpoolFile, size: number, expect: { nonce?: string; pid?: number } = {}): ReadResult {
+  const fd = file.fd;
   if (size > MAX_DOCUMENT_BYTES) fatal(`document of ${size} bytes exceeds ${MAX_DOCUMENT_BYTES}`);
   const head = readAt(fd, Math.min(DOCUMENT_HEADER_BYTES, size), 0);
-  if (!looksBinary(head)) return readDocument(fs.readFileSync(fd, 'utf8'), expect);
+  if (!looksBinary(head)) {
+    // Format 1 is read whole: nothing points into the file afterwards.
+    const read = readDocument(fs.readFileSync(fd, 'utf8'), expect);
+    return { ...read, spools: [file] };
+  }
   const h = header(head, size);
   const json = readAt(fd, h.jsonBytes, DOCUMENT_HEADER_BYTES).toString('utf8');
-  return readParsed(json, h, rangeBytes(fileSection(fd, DOCUMENT_HEADER_BYTES + h.jsonBytes, h.sectionBytes)), expect);
+  const source = rangeSource(h.format, fileSection(file, DOCUMENT_HEADER_BYTES + h.jsonBytes, h.sectionBytes), openInheritedFile);
+  return readParsed(json, h, source, expect, [file]);
 }
 
 /** `length` bytes at `position` (pread: the file's offset stays where it was). */
@@ -122,7 +226,7 @@ function header(head: Buffer, fileBytes: number): ContainerHeader {
   const h = readHeader(head, fileBytes);
   if (typeof h === 'string') fatal(h);
   checkReadable(h.format);
-  if (h.format !== HANDOFF_FORMAT) fatal(`format ${h.format} is JSON text, but this file has a binary header`);
+  if (h.format !== HANDOFF_FORMAT && h.format !== HANDOFF_FORMAT_BINARY) fatal(`format ${h.format} is JSON text, but this file has a binary header`);
   const why = sizeProblem(h, fileBytes);
   if (why) fatal(why);
   return h;
@@ -141,9 +245,11 @@ function checkReadable(format: number): void {
 function readParsed(
   text: string,
   container: ContainerHeader | undefined,
-  takeBytes: TakeBytes,
+  source: ByteSource,
   expect: { nonce?: string; pid?: number },
+  spools: SpoolFile[],
 ): ReadResult {
+  const takeBytes = source.bytes;
   let raw: unknown;
   try {
     raw = JSON.parse(text);
@@ -174,6 +280,7 @@ function readParsed(
   unknownKeys('document', raw, [
     'format', 'nonce', 'pid', 'generation', 'stoppedAtNs', 'writtenAt', 'bus', 'settings', 'listeners',
     'connections', 'names', 'pendingCalls', 'handoffCallers', 'lastHandoff', 'activation',
+    ...(raw.format === HANDOFF_FORMAT ? ['files', 'poller'] : []),
   ], warnings);
 
   const listeners = list(raw.listeners, 'listeners', warnings).filter((l, i): l is ListenerDoc => {
@@ -183,28 +290,37 @@ function readParsed(
     return ok;
   });
   const usedFds = new Set<number>(listeners.map((l) => l.fd));
+  // Earlier documents' files, still holding queued bytes: a bad one drops the connections with bytes in it.
+  const files: SpoolFileEntry[] = raw.format !== HANDOFF_FORMAT ? [] : list(raw.files, 'files', warnings).map((f, i) => {
+    if (!isObj(f) || !isInt(f.fd, 0, 1 << 30)) return `files[${i}] is malformed`;
+    if (usedFds.has(f.fd)) return `files[${i}]: fd ${f.fd} used twice`;
+    usedFds.add(f.fd);
+    const opened = source.openFile(f.fd);
+    if (typeof opened !== 'string') spools.push(opened.spool);
+    return opened;
+  });
   const peerIds = new Set<number>();
   const uniqueNames = new Set<string>();
   let nextUniqueId = bus.nextUniqueId;
   const connections: ConnectionDoc[] = [];
   list(raw.connections, 'connections', warnings).forEach((c, i) => {
-    const checked = checkConnection(c, takeBytes);
+    const checked = checkConnection(c, takeBytes, (v) => source.queued(v, files), raw.format === HANDOFF_FORMAT);
     if (typeof checked === 'string') return warnings.push(`connections[${i}]: ${checked}; connection dropped`);
-    const conn = { ...(c as Obj), ...checked } as unknown as ConnectionDoc;
+    // The parsed record is this reader's own: its fields are replaced by their bytes in place.
+    const conn = Object.assign(c as Obj, checked) as unknown as ConnectionDoc;
     if (usedFds.has(conn.fd)) return warnings.push(`connections[${i}]: fd ${conn.fd} used twice; dropped`);
     if (peerIds.has(conn.peerId)) return warnings.push(`connections[${i}]: peer id ${conn.peerId} used twice; dropped`);
     // Two peers answering to one unique name would receive each other's messages.
     if (conn.uniqueName !== undefined && uniqueNames.has(conn.uniqueName)) {
       return warnings.push(`connections[${i}]: unique name ${conn.uniqueName} used twice; dropped`);
     }
-    unknownKeys(`connections[${i}]`, c as Obj, [
-      'fd', 'peerId', 'credentials', 'sasl', 'uniqueName', 'unixFds', 'inbound', 'inboundFds', 'outbound', 'outboundFds',
-      'matches', 'monitorRules',
-    ], warnings);
-    const messageFds = [...(conn.inboundFds ?? []), ...(conn.outboundFds ?? []).flatMap((m) => m.fds)];
-    const reused = messageFds.find((fd) => usedFds.has(fd) || fd === conn.fd || messageFds.indexOf(fd) !== messageFds.lastIndexOf(fd));
-    if (reused !== undefined) return warnings.push(`connections[${i}]: fd ${reused} used twice; dropped`);
-    for (const fd of messageFds) usedFds.add(fd);
+    unknownKeys(() => `connections[${i}]`, c as Obj, CONNECTION_KEYS, warnings);
+    if (conn.inboundFds || conn.outboundFds) {
+      const messageFds = [...(conn.inboundFds ?? []), ...(conn.outboundFds ?? []).flatMap((m) => m.fds)];
+      const reused = messageFds.find((fd) => usedFds.has(fd) || fd === conn.fd || messageFds.indexOf(fd) !== messageFds.lastIndexOf(fd));
+      if (reused !== undefined) return warnings.push(`connections[${i}]: fd ${reused} used twice; dropped`);
+      for (const fd of messageFds) usedFds.add(fd);
+    }
     usedFds.add(conn.fd);
     peerIds.add(conn.peerId);
     if (conn.uniqueName !== undefined) {
@@ -257,6 +373,7 @@ function readParsed(
     : undefined;
   if (last !== undefined && !lastHandoff) warnings.push('lastHandoff: malformed, dropped');
   const activation = raw.activation === undefined ? undefined : readActivation(raw.activation, peerIds, usedFds, takeBytes, warnings);
+  const poller = raw.format === HANDOFF_FORMAT && raw.poller !== undefined ? readPoller(raw.poller, warnings) : undefined;
   const doc: HandoffDocument = {
     format: raw.format,
     nonce: raw.nonce,
@@ -281,8 +398,17 @@ function readParsed(
     handoffCallers,
     lastHandoff,
     ...(activation ? { activation } : {}),
+    ...(poller ? { poller } : {}),
   };
-  return { doc, warnings };
+  return { doc, warnings, spools };
+}
+
+/** The epoll set's registrations; malformed: dropped (the new image registers every socket itself). */
+function readPoller(raw: unknown, warnings: string[]): HandoffDocument['poller'] {
+  const fds = (v: unknown) => Array.isArray(v) && v.every((fd) => isInt(fd, 0, 1 << 30));
+  if (isObj(raw) && fds(raw.watched) && fds(raw.writable)) return { watched: raw.watched as number[], writable: raw.writable as number[] };
+  warnings.push('poller: malformed, dropped');
+  return undefined;
 }
 
 const VIAS = ['exec', 'systemd', 'await-systemd'];
@@ -353,8 +479,12 @@ function list(v: unknown, where: string, warnings: string[]): unknown[] {
   return v;
 }
 
+const isGroups = (v: unknown): boolean => Array.isArray(v) && v.every((g) => isInt(g, 0, 0xffffffff));
+
 /** Why a connection record is unusable, or its bytes. */
-function checkConnection(c: unknown, takeBytes: TakeBytes): string | { inbound: Buffer; outbound: Buffer } {
+function checkConnection(
+  c: unknown, takeBytes: TakeBytes, takeQueued: (v: unknown) => QueuedPart[] | string, partialCredentials: boolean,
+): string | { inbound: Buffer; outbound: QueuedPart[] } {
   if (!isObj(c)) return 'not an object';
   if (!isInt(c.fd, 0, 1 << 30)) return 'bad fd';
   if (!isInt(c.peerId, 1)) return 'bad peer id';
@@ -362,17 +492,21 @@ function checkConnection(c: unknown, takeBytes: TakeBytes): string | { inbound: 
   if (!isObj(cr) || !isInt(cr.uid, 0, 0xffffffff) || !isInt(cr.gid, 0, 0xffffffff) || !isInt(cr.pid, 0)) {
     return 'bad credentials';
   }
-  if (!Array.isArray(cr.groups) || !cr.groups.every((g) => isInt(g, 0, 0xffffffff))) return 'bad groups';
-  if (cr.securityLabel !== undefined && !isStr(cr.securityLabel)) return 'bad security label';
+  if (partialCredentials ? cr.groups !== undefined && !isGroups(cr.groups) : !isGroups(cr.groups)) return 'bad groups';
+  if (partialCredentials ? cr.securityLabel !== undefined && cr.securityLabel !== null && !isStr(cr.securityLabel) : cr.securityLabel !== undefined && !isStr(cr.securityLabel)) {
+    return 'bad security label';
+  }
+  // Formats 1 and 2 read every credential: no label there means none.
+  if (!partialCredentials) cr.securityLabel ??= null;
   const inbound = takeBytes(c.inbound);
   if (typeof inbound === 'string') return inbound;
-  const outbound = takeBytes(c.outbound);
+  const outbound = takeQueued(c.outbound);
   if (typeof outbound === 'string') return outbound;
   if (c.unixFds !== undefined && typeof c.unixFds !== 'boolean') return 'bad unixFds';
   const isFd = (fd: unknown) => isInt(fd, 0, 1 << 30);
   if (c.inboundFds !== undefined && (!Array.isArray(c.inboundFds) || !c.inboundFds.every(isFd))) return 'bad inbound fds';
   if (c.outboundFds !== undefined) {
-    const length = outbound.length;
+    const length = partsLength(outbound);
     const ok = Array.isArray(c.outboundFds) && c.outboundFds.every((m, k, all) =>
       isObj(m) && isInt(m.at, 0, length - 1) && Array.isArray(m.fds) && m.fds.length > 0 && m.fds.every(isFd) &&
       (k === 0 || (all[k - 1] as { at: number }).at < m.at));

@@ -7,6 +7,7 @@ import type { Peer } from '../bus/peer.js';
 import { peerCredentials, setCloexec, type SysError } from '../sys/libc.js';
 import { closeFd } from '../sys/socket-io.js';
 import { Connection } from '../transport/connection.js';
+import { SocketCredentials } from '../transport/socket-credentials.js';
 import type { ConnectionSet } from '../transport/connection-set.js';
 import type { HandoffDocument } from './document.js';
 import { restoreActivation } from './activation-state.js';
@@ -45,9 +46,16 @@ function checkInheritedConnection(fd: number, pid: number, uid: number): string 
   return undefined;
 }
 
+/** The fds the document puts in this connection's messages (most connections: none). */
+function messageFds(c: HandoffDocument['connections'][number]): readonly number[] {
+  if (!c.inboundFds && !c.outboundFds) return NO_FDS;
+  return [...(c.inboundFds ?? []), ...(c.outboundFds ?? []).flatMap((m) => m.fds)];
+}
+const NO_FDS: readonly number[] = [];
+
 /** Every fd the document puts in this connection's messages must have been inherited. */
 function checkMessageFds(c: HandoffDocument['connections'][number]): string | undefined {
-  for (const fd of [...(c.inboundFds ?? []), ...(c.outboundFds ?? []).flatMap((m) => m.fds)]) {
+  for (const fd of messageFds(c)) {
     try {
       fs.fstatSync(fd);
     } catch {
@@ -59,7 +67,7 @@ function checkMessageFds(c: HandoffDocument['connections'][number]): string | un
 
 /** The fds a dropped connection's messages carried: nobody will receive them. */
 function closeMessageFds(c: HandoffDocument['connections'][number]): void {
-  for (const fd of [...(c.inboundFds ?? []), ...(c.outboundFds ?? []).flatMap((m) => m.fds)]) {
+  for (const fd of messageFds(c)) {
     try {
       fs.closeSync(fd);
     } catch {
@@ -68,8 +76,11 @@ function closeMessageFds(c: HandoffDocument['connections'][number]): void {
   }
 }
 
-/** Rebuilds bus state and client connections from a checked document. */
-export function restore(doc: HandoffDocument, bus: Bus, connections: ConnectionSet): RestoreReport {
+/**
+ * Rebuilds bus state and client connections from a checked document. `cloexecDone`: every
+ * inherited fd is close-on-exec again already (setCloexecFrom), so none is set here one by one.
+ */
+export function restore(doc: HandoffDocument, bus: Bus, connections: ConnectionSet, cloexecDone = false): RestoreReport {
   const report: RestoreReport = { connections: 0, names: 0, matches: 0, pendingCalls: 0, keptFds: [], dropped: [] };
   bus.restoreCounters(doc.bus.nextUniqueId, doc.bus.nextPeerId, doc.bus.driverSerial);
   const peers = new Map<number, Peer>();
@@ -86,9 +97,11 @@ export function restore(doc: HandoffDocument, bus: Bus, connections: ConnectionS
       if (c.uniqueName) departed.set(c.peerId, c.uniqueName);
       continue;
     }
+    // What the document does not say (groups, label not read yet) is read from the socket when needed.
+    const credentials = new SocketCredentials(c.fd, c.credentials);
     let peer: Peer | undefined;
     if (!c.sasl) {
-      peer = bus.attach(c.credentials, c.peerId, true);
+      peer = bus.attach(credentials, c.peerId, true);
       if (c.uniqueName) bus.adoptUniqueName(peer, c.uniqueName);
       for (const text of c.matches) {
         try {
@@ -113,16 +126,16 @@ export function restore(doc: HandoffDocument, bus: Bus, connections: ConnectionS
     }
     // Accepted with close-on-exec; execve kept them because the old image cleared it.
     const keptBefore = report.keptFds.length;
-    setCloexec(c.fd, true);
+    if (!cloexecDone) setCloexec(c.fd, true);
     report.keptFds.push(c.fd);
-    for (const fd of [...(c.inboundFds ?? []), ...(c.outboundFds ?? []).flatMap((m) => m.fds)]) {
-      setCloexec(fd, true);
+    for (const fd of messageFds(c)) {
+      if (!cloexecDone) setCloexec(fd, true);
       report.keptFds.push(fd);
     }
     if (peer) peer.acceptsFds = c.unixFds === true;
     let conn: Connection;
     try {
-      conn = new Connection(c.fd, c.credentials, bus, connections.hooks, connections.limits, {
+      conn = new Connection(c.fd, credentials, bus, connections.hooks, connections.limits, {
         sasl: c.sasl ?? null,
         peer,
         outbound: c.outbound,

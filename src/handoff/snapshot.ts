@@ -3,13 +3,19 @@ import type { Credentials } from '../bus/peer.js';
 import type { ConnectionSet } from '../transport/connection-set.js';
 import type { ListenTarget } from '../transport/address.js';
 import type { Listener } from '../transport/listener.js';
-import { HANDOFF_FORMAT, type ConnectionDoc, type HandoffDocument, type SnapshotDocument } from './document.js';
+import { SocketCredentials } from '../transport/socket-credentials.js';
+import { HANDOFF_FORMAT, type ConnectionDoc, type CredentialsDoc, type HandoffDocument, type SnapshotDocument } from './document.js';
 import { snapshotActivation } from './activation-state.js';
 
-/** The credentials as the document keeps them: named fields only (the live object may read them lazily). */
-function credentialsDoc(c: Credentials): Credentials {
+/**
+ * The credentials as the document keeps them: what was read so far (format 3: the new image
+ * reads the rest from the socket, so a handoff makes no system call for them), or all of them
+ * for a document an older image reads (`complete`, format 2: an absent label means none).
+ */
+function credentialsDoc(c: Credentials, complete: boolean): CredentialsDoc {
+  if (!complete && c instanceof SocketCredentials) return c.known();
   const label = c.securityLabel;
-  return { pid: c.pid, uid: c.uid, gid: c.gid, groups: [...c.groups], ...(label !== undefined ? { securityLabel: label } : {}) };
+  return { pid: c.pid, uid: c.uid, gid: c.gid, groups: [...c.groups], ...(label !== undefined ? { securityLabel: label } : complete ? {} : { securityLabel: null }) };
 }
 
 export interface SnapshotInput {
@@ -25,6 +31,8 @@ export interface SnapshotInput {
   stoppedAtNs: bigint;
   handoffCallers: Array<{ peerId: number; serial: number }>;
   lastHandoff?: HandoffDocument['lastHandoff'];
+  /** Every credential read, for a document of the format before (an older target image). */
+  complete?: boolean;
 }
 
 /**
@@ -33,7 +41,7 @@ export interface SnapshotInput {
  */
 export function snapshot(input: SnapshotInput): SnapshotDocument {
   const { bus, connections } = input;
-  const conns: Array<ConnectionDoc<readonly Buffer[]>> = [];
+  const conns: ConnectionDoc[] = [];
   for (const conn of connections.all) {
     const peer = conn.peer;
     const sasl = conn.saslState();
@@ -42,7 +50,7 @@ export function snapshot(input: SnapshotInput): SnapshotDocument {
     conns.push({
       fd: conn.fd,
       peerId: peer?.id ?? 0,
-      credentials: credentialsDoc(conn.credentials),
+      credentials: credentialsDoc(conn.credentials, input.complete === true),
       ...(sasl ? { sasl } : {}),
       ...(peer?.uniqueName ? { uniqueName: peer.uniqueName } : {}),
       ...(peer?.acceptsFds ? { unixFds: true } : {}),

@@ -1,11 +1,14 @@
 import * as fs from 'node:fs';
 import type { DriverMethod } from '../bus/driver.js';
 import type { HandoffDocument } from '../handoff/document.js';
-import { readHandoffFile } from '../handoff/handoff-file.js';
+import { handoffDirectory, readHandoffFile } from '../handoff/handoff-file.js';
+import type { SpoolFile } from '../transport/spooled-bytes.js';
 import { restore } from '../handoff/restore.js';
-import { isListeningSocket } from '../sys/libc.js';
+import { isListeningSocket, setCloexecFrom } from '../sys/libc.js';
 import { formatAddressEntry, type ListenTarget } from '../transport/address.js';
 import { Listener } from '../transport/listener.js';
+import { inheritPoller, poller } from '../transport/poller.js';
+import { closeFd, isEpollSet } from '../sys/socket-io.js';
 import { Daemon, listenerLogOf, type DaemonSettings, type RuntimeState } from './daemon.js';
 import type { HandoffArgs } from './handoff-controller.js';
 import { newBusGuid, readMachineId } from './identity.js';
@@ -63,8 +66,13 @@ function runtimeOf(raw: unknown): RuntimeState | undefined {
   return runtime;
 }
 
-/** Sockets inherited but not accounted for (a document we could not read): close them so clients see EOF, not a hang. */
+/**
+ * Sockets inherited but not accounted for (a document we could not read): close them so clients
+ * see EOF, not a hang. Files of the handoff directory nobody holds (spool files of a document
+ * that could not be read) are closed too, or their bytes would stay on /run until the bus exits.
+ */
 function closeStrays(keep: Set<number>, log: Logger): number {
+  const handoffDir = `${handoffDirectory(process.getuid!(), process.env)}/`;
   let closed = 0;
   let fds: string[];
   try {
@@ -76,9 +84,13 @@ function closeStrays(keep: Set<number>, log: Logger): number {
     const fd = Number(name);
     if (fd <= 2 || keep.has(fd) || anchorFds().includes(fd)) continue;
     try {
-      if (fs.fstatSync(fd).isSocket() && !isListeningSocket(fd)) {
+      const st = fs.fstatSync(fd);
+      if (st.isSocket() && !isListeningSocket(fd)) {
         fs.closeSync(fd);
         closed++;
+      } else if (st.isFile() && fs.readlinkSync(`/proc/self/fd/${fd}`).startsWith(handoffDir)) {
+        fs.closeSync(fd);
+        log.warning('handoff-spool-dropped', `closed fd ${fd}, a spool file no restored queue points into`);
       }
     } catch {
       // the readdir fd itself, or already closed
@@ -89,15 +101,36 @@ function closeStrays(keep: Set<number>, log: Logger): number {
 }
 
 /**
+ * The old image's epoll set becomes this image's poller: its registrations of the sockets the
+ * document hands over stand as they are. Without a usable document it is closed (the sockets
+ * are registered in a set of this image's own); an fd that is no epoll set is left alone.
+ */
+function takeOverPoller(fd: number, doc: HandoffDocument | undefined, log: Logger): void {
+  if (doc?.poller) {
+    const handedOver = new Set([...doc.listeners.map((l) => l.fd), ...doc.connections.map((c) => c.fd)]);
+    const watched = doc.poller.watched.filter((w) => handedOver.has(w));
+    if (inheritPoller({ fd, watched, writable: doc.poller.writable })) return;
+    log.warning('handoff-poller-lost', `fd ${fd} is not the epoll set the document names: every socket is registered again`);
+    return;
+  }
+  if (isEpollSet(fd)) closeFd(fd);
+}
+
+/**
  * The new image's side of a handoff: take over the inherited listening sockets
  * and connections described by the document. A document that cannot be read
  * still leaves a serving bus: the listeners come from the command line.
  */
 export function adoptDaemon(args: HandoffArgs, log: Logger, extraMethods: readonly DriverMethod[]): Daemon {
+  // The old image cleared close-on-exec on everything it handed over; no program this image
+  // starts may inherit a client's socket. One call for all of them where the kernel can.
+  const cloexecDone = setCloexecFrom(3);
   let doc: HandoffDocument | undefined;
+  let spools: SpoolFile[] = [];
   try {
     const read = readHandoffFile(args.document, { nonce: args.nonce, pid: process.pid });
     doc = read.doc;
+    spools = read.spools;
     for (const w of read.warnings) log.warning('handoff-document-warning', w);
   } catch (err) {
     log.error('handoff-document-unusable', 'handoff document unusable: every client connection is dropped, the bus keeps listening', {
@@ -112,6 +145,7 @@ export function adoptDaemon(args: HandoffArgs, log: Logger, extraMethods: readon
     }
   }
 
+  if (args.pollFd !== undefined) takeOverPoller(args.pollFd, doc, log);
   const settings = rereadSettings(settingsOf(doc), log);
   const machine = doc?.bus.machineId ? { id: doc.bus.machineId } : readMachineId();
   const identity = {
@@ -144,14 +178,18 @@ export function adoptDaemon(args: HandoffArgs, log: Logger, extraMethods: readon
     closeStrays(new Set(args.listenFds), log);
     return daemon;
   }
-  const report = restore(doc, bus, connections);
+  const report = restore(doc, bus, connections, cloexecDone);
+  poller().settleInherited();
+  // The queues hold what they still need of the spool files; the rest closes now.
+  for (const spool of spools) spool.release();
+  const openSpools = spools.filter((s) => s.open).map((s) => s.fd);
   for (const line of report.dropped) log.error('handoff-restore-dropped', line);
   // A client whose record was dropped (damaged, or its fd is not what the record says) would
   // otherwise wait forever on a socket nobody reads: close it so it sees the end.
   // The fds restore handed to connections, sockets in their queued messages included (those
   // are the clients', not strays). One closed since (its replayed input was malformed) closed
   // them itself; leaving their numbers alone here is all that follows.
-  const adopted = new Set<number>(report.keptFds);
+  const adopted = new Set<number>([...report.keptFds, ...openSpools]);
   // Fds in messages held for a starting service belong to their senders too.
   for (const fd of bus.activator.heldFds()) adopted.add(fd);
   closeStrays(adopted, log);

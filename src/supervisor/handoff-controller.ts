@@ -1,7 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 import { currentExecTarget, preflight, type ExecTarget } from '../handoff/exec-target.js';
-import { handoffDirectory, removeHandoffFile, writeHandoffFile } from '../handoff/handoff-file.js';
+import { createSpoolFile, handoffDirectory, removeHandoffFile, writeHandoffFile } from '../handoff/handoff-file.js';
+import { SpoolWriter } from '../transport/spooled-bytes.js';
+import { poller } from '../transport/poller.js';
+import { HANDOFF_FORMAT } from '../handoff/document.js';
 import { reexec } from '../handoff/reexec.js';
 import { RootSwitch } from '../handoff/root-switch.js';
 import { snapshot } from '../handoff/snapshot.js';
@@ -31,6 +34,8 @@ export interface HandoffArgs {
   execPath?: string;
   /** The systemd notify socket, inherited (see anchors.ts). */
   notifyFd?: number;
+  /** The old image's epoll set, inherited (format 3; the document says what it watches). */
+  pollFd?: number;
 }
 
 export function handoffArgv(a: HandoffArgs): string[] {
@@ -43,6 +48,7 @@ export function handoffArgv(a: HandoffArgs): string[] {
     `--handoff-next-unique=${a.nextUniqueId}`,
     ...(a.execPath ? [`--handoff-exec-path=${a.execPath}`] : []),
     ...(a.notifyFd !== undefined ? [`--handoff-notify-fd=${a.notifyFd}`] : []),
+    ...(a.pollFd !== undefined ? [`--handoff-poll-fd=${a.pollFd}`] : []),
   ];
 }
 
@@ -59,8 +65,12 @@ export function parseHandoffArgv(argv: readonly string[]): HandoffArgs | undefin
     nextUniqueId: Number(flag('next-unique') ?? 0),
     execPath: flag('exec-path') || undefined,
     notifyFd: flag('notify-fd') ? Number(flag('notify-fd')) : undefined,
+    pollFd: flag('poll-fd') ? Number(flag('poll-fd')) : undefined,
   };
 }
+
+/** A queue this large belongs to a client that is not reading: spooled as a handoff starts. */
+const SPOOL_FROM_BYTES = 64 * 1024;
 
 /**
  * Runs handoffs one at a time: preflight while serving, then snapshot, write
@@ -104,11 +114,13 @@ export class HandoffController {
       // Everything the exec needs is loaded now: after a root switch nothing can be loaded by path.
       loadLibc();
       if (root !== '/') rootSwitch = RootSwitch.enter(root);
-      const checked = await preflight(this.target, root);
+      const checking = preflight(this.target, root);
+      this.spoolSlowQueues();
+      const checked = await checking;
       this.log.info('handoff-preflight', 'target image accepted the handoff', {
-        root, version: checked.version, ms: Number((process.hrtime.bigint() - started) / 1_000_000n),
+        root, version: checked.version, format: checked.format, ms: Number((process.hrtime.bigint() - started) / 1_000_000n),
       });
-      this.execNow(root);
+      this.execNow(root, checked.format);
     } catch (err) {
       try {
         rootSwitch?.back();
@@ -123,8 +135,34 @@ export class HandoffController {
     }
   }
 
+  /**
+   * While the target image is checked (the bus serves meanwhile), the queues of clients that
+   * are not reading move to a spool file: the pause then writes only what is queued after
+   * this, and the new image sends the rest from the file. A failure leaves them in memory.
+   */
+  private spoolSlowQueues(): void {
+    const slow = [...this.daemon.connections.all].filter((c) => c.outbound.size >= SPOOL_FROM_BYTES);
+    if (slow.length === 0) return;
+    const started = process.hrtime.bigint();
+    let writer: SpoolWriter | undefined;
+    let bytes = 0;
+    try {
+      writer = new SpoolWriter(createSpoolFile(handoffDirectory(process.getuid!(), process.env)));
+      for (const conn of slow) bytes += conn.spoolOutbound(writer);
+      this.log.info('handoff-spooled', 'queues of clients not reading moved to a spool file', {
+        connections: slow.length, bytes, ms: Number((process.hrtime.bigint() - started) / 1_000_000n),
+      });
+    } catch (err) {
+      this.log.warning('handoff-spool-failed', 'queues stay in memory: the handoff writes them into its document', {
+        error: (err as Error).message, spooledBytes: bytes,
+      });
+    } finally {
+      writer?.file.release();
+    }
+  }
+
   /** Snapshot, write, exec: synchronous, so no I/O callback runs in between. Returns only by throwing. */
-  private execNow(root: string): never {
+  private execNow(root: string, format: number): never {
     const d = this.daemon;
     const nonce = randomBytes(16).toString('hex');
     const stoppedAtNs = process.hrtime.bigint();
@@ -141,15 +179,20 @@ export class HandoffController {
       stoppedAtNs,
       handoffCallers: this.running?.callers ?? [],
       lastHandoff: { at: new Date().toISOString(), pauseUs: 0, root },
+      complete: format !== HANDOFF_FORMAT,
     });
-    const file = writeHandoffFile(handoffDirectory(process.getuid!(), process.env), doc);
+    // The epoll set goes over as it is (format 3): the new image registers no socket again.
+    const handedPoller = format === HANDOFF_FORMAT ? poller().inheritance() : undefined;
+    if (handedPoller) doc.poller = { watched: [...handedPoller.watched], writable: [...handedPoller.writable] };
+    const { file, spoolFds } = writeHandoffFile(handoffDirectory(process.getuid!(), process.env), doc, format);
     const listenFds = doc.listeners.map((l) => l.fd);
     const { notifyFd } = anchors();
     const messageFds = [
       ...doc.connections.flatMap((c) => [...(c.inboundFds ?? []), ...(c.outboundFds ?? []).flatMap((m) => m.fds)]),
       ...activationFds(doc.activation),
     ];
-    const keep = [0, 1, 2, ...anchorFds(), ...listenFds, ...doc.connections.map((c) => c.fd), ...messageFds];
+    // Opened close-on-exec by the bus (accept4, recvmsg, node's open) or set so when restored.
+    const own = [...doc.connections.map((c) => c.fd), ...messageFds, ...spoolFds, ...(handedPoller ? [handedPoller.fd] : [])];
     try {
       reexec(this.target, handoffArgv({
         document: file,
@@ -159,7 +202,8 @@ export class HandoffController {
         nextUniqueId: d.bus.nextUniqueId,
         execPath: this.target.execPath,
         notifyFd,
-      }), keep);
+        pollFd: handedPoller?.fd,
+      }), [0, 1, 2, ...anchorFds(), ...listenFds], own);
     } catch (err) {
       removeHandoffFile(file);
       throw new FerryError('HandoffExecFailed', `exec of ${this.target.execPath} failed: ${(err as Error).message}`);

@@ -19,6 +19,7 @@ import {
   peerGroups,
   peerSecurityLabel,
   setCloexec,
+  setCloexecFrom,
   socketFd,
   socketKind,
 } from './libc.js';
@@ -368,6 +369,14 @@ describe('getCloexec / setCloexec', () => {
     accepted.write('ping');
     expect(await echoed).toBe('ping');
     await closeAll(client, accepted, server);
+  });
+
+  it('sets the flag on every fd from a number up in one call, and leaves those below alone', () => {
+    const fds = [0, 1, 2].map((i) => fs.openSync(path.join(tmp, `cloexec-range-${i}`), 'w')).sort((a, b) => a - b);
+    for (const fd of fds) setCloexec(fd, false);
+    expect(setCloexecFrom(fds[1]!)).toBe(true); // this kernel (>= 5.11) and C library (>= 2.34) have close_range
+    expect(fds.map(getCloexec)).toEqual([false, true, true]);
+    for (const fd of fds) fs.closeSync(fd);
   });
 
   it('reports EBADF for closed and invalid fds', () => {

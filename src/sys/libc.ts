@@ -110,6 +110,8 @@ interface Bindings {
   readonly listen: NativeFn;
   readonly dup2: NativeFn;
   readonly waitpid: NativeFn;
+  /** glibc 2.34 and later; undefined before. */
+  readonly closeRange: NativeFn | undefined;
   readonly io: IoBindings;
 }
 
@@ -122,6 +124,10 @@ export interface IoBindings {
   readonly epoll_ctl: NativeFn;
   readonly epoll_wait: NativeFn;
   readonly accept4: NativeFn;
+  /** getsockopt with the value and its length at integer addresses (SO_PEERCRED on every accept and restore). */
+  readonly getsockoptAt: NativeFn;
+  /** Queued bytes a handoff left in a file go to the socket from there (src/transport/spooled-bytes.ts). */
+  readonly sendfile: NativeFn;
   /** The address of a buffer's first byte (memmove(p, p, 0) returns p). */
   readonly addressOf: (buffer: Buffer) => bigint;
 }
@@ -154,10 +160,20 @@ function libc(): Bindings {
       listen: lib.func('int listen(int fd, int backlog)') as NativeFn,
       dup2: lib.func('int dup2(int oldfd, int newfd)') as NativeFn,
       waitpid: lib.func('int waitpid(int pid, _Out_ int *status, int options)') as NativeFn,
+      closeRange: optionalFunc(lib, 'int close_range(unsigned int first, unsigned int last, int flags)'),
       io: ioFunctions(lib),
     };
   }
   return bindings;
+}
+
+/** A binding to a symbol the C library may lack (koffi throws when it does). */
+function optionalFunc(lib: LibraryHandle, declaration: string): NativeFn | undefined {
+  try {
+    return lib.func(declaration) as NativeFn;
+  } catch {
+    return undefined;
+  }
 }
 
 function ioFunctions(lib: LibraryHandle): IoBindings {
@@ -168,9 +184,11 @@ function ioFunctions(lib: LibraryHandle): IoBindings {
     sendmsg: lib.func('intptr_t sendmsg(int fd, intptr_t msg, int flags)') as NativeFn,
     close: lib.func('int close(int fd)') as NativeFn,
     epoll_create1: lib.func('int epoll_create1(int flags)') as NativeFn,
-    epoll_ctl: lib.func('int epoll_ctl(int epfd, int op, int fd, void *event)') as NativeFn,
+    epoll_ctl: lib.func('int epoll_ctl(int epfd, int op, int fd, intptr_t event)') as NativeFn,
     epoll_wait: lib.func('int epoll_wait(int epfd, intptr_t events, int max, int timeout)') as NativeFn,
     accept4: lib.func('int accept4(int fd, void *addr, void *addrlen, int flags)') as NativeFn,
+    getsockoptAt: lib.func('int getsockopt(int fd, int level, int name, intptr_t value, intptr_t length)') as NativeFn,
+    sendfile: lib.func('intptr_t sendfile(int out_fd, int in_fd, _Inout_ int64_t *offset, size_t count)') as NativeFn,
     addressOf: (buffer) => BigInt(koffi.address(memmove(buffer, buffer, 0)) as bigint),
   };
 }
@@ -231,15 +249,25 @@ function getsockoptGrowing(
   return { errno: os.constants.errno.ERANGE };
 }
 
+/** Memory that never moves (off the V8 heap) and its address, for calls that take addresses as integers. */
+export function fixedMemory(bytes: number): { bytes: Buffer; address: number } {
+  const buffer = Buffer.from(new ArrayBuffer(bytes));
+  return { bytes: buffer, address: Number(libc().io.addressOf(buffer)) };
+}
+
+/** struct ucred (pid, uid, gid: 12 bytes), then its length (4): marshalled by nobody. */
+let credentialsScratch: { bytes: Buffer; address: number } | undefined;
+
 /** The credentials the kernel recorded for the peer of a connected unix socket (SO_PEERCRED). */
 export function peerCredentials(fd: number): PeerCredentials {
   checkFd('getsockopt(SO_PEERCRED)', fd);
-  // struct ucred is three 32-bit fields: pid (signed), uid, gid. Read as they are, no decoding.
-  const value = new Uint32Array(3);
-  if (libc().getsockopt(fd, SOL_SOCKET, SO_PEERCRED, value, [12]) !== 0) {
+  const scratch = (credentialsScratch ??= fixedMemory(16));
+  scratch.bytes.writeUInt32LE(12, 12);
+  if (libc().io.getsockoptAt(fd, SOL_SOCKET, SO_PEERCRED, scratch.address, scratch.address + 12) !== 0) {
     fail('getsockopt(SO_PEERCRED)');
   }
-  return { pid: value[0]! | 0, uid: value[1]!, gid: value[2]! };
+  // pid is signed, uid and gid are not: read as they are, no decoding.
+  return { pid: scratch.bytes.readInt32LE(0), uid: scratch.bytes.readUInt32LE(4), gid: scratch.bytes.readUInt32LE(8) };
 }
 
 /** The peer's supplementary group ids (SO_PEERGROUPS), as the kernel lists them (sorted). */
@@ -290,6 +318,18 @@ export function getCloexec(fd: number): boolean {
 export function setCloexec(fd: number, on: boolean): void {
   checkFd('fcntl(F_SETFD)', fd);
   if (libc().fcntl(fd, F_SETFD, 'int', on ? FD_CLOEXEC : 0) < 0) fail('fcntl(F_SETFD)');
+}
+
+const CLOSE_RANGE_CLOEXEC = 1 << 2;
+
+/**
+ * Sets FD_CLOEXEC on every fd from `first` up, in one system call (close_range(2) with
+ * CLOSE_RANGE_CLOEXEC, Linux 5.11): a new image's thousand inherited sockets, not one fcntl
+ * each. False when the kernel or the C library lacks it (the caller then sets them one by one).
+ */
+export function setCloexecFrom(first: number): boolean {
+  const closeRange = libc().closeRange;
+  return closeRange !== undefined && closeRange(first, 0xffffffff, CLOSE_RANGE_CLOEXEC) === 0;
 }
 
 /** Sets O_NONBLOCK on fd, keeping its other file status flags (an inherited socket may lack it). */

@@ -13,7 +13,7 @@
 
 import koffi from 'koffi';
 import * as os from 'node:os';
-import { ioBindings, SysError } from './libc.js';
+import { fixedMemory, ioBindings, SysError } from './libc.js';
 
 const SOL_SOCKET = 1;
 const SCM_RIGHTS = 1;
@@ -301,6 +301,27 @@ export class SendGather {
   }
 }
 
+/** Bytes handed to one sendfile: a socket takes far fewer at once, and the kernel caps a call below 2 GiB. */
+const SENDFILE_CHUNK = 1024 * 1024;
+
+/**
+ * Sends up to `length` bytes at `position` of file `fileFd` to socket `fd` (sendfile(2): page
+ * cache to socket, never through user memory). Returns how many the socket took, or -1 when
+ * it is full. The socket must be non-blocking: sendfile has no MSG_DONTWAIT.
+ */
+export function sendFileTo(fd: number, fileFd: number, position: number, length: number): number {
+  const { sendfile } = ioBindings();
+  const offset = [position];
+  let n: number;
+  do n = Number(sendfile(fd, fileFd, offset, Math.min(length, SENDFILE_CHUNK)));
+  while (n < 0 && koffi.errno() === EINTR);
+  if (n > 0) return n;
+  if (n === 0) throw new SysError('sendfile', os.constants.errno.EIO, undefined, `the file ended at ${position}, inside bytes still queued`);
+  const errno = koffi.errno();
+  if (errno === EAGAIN) return -1;
+  throw new SysError('sendfile', errno);
+}
+
 /** close(2) for an fd ferrybus owns and tracks itself (received with a message). */
 export function closeFd(fd: number): void {
   ioBindings().close(fd);
@@ -312,19 +333,29 @@ export function epollCreate(): number {
   return fd;
 }
 
-const eventScratch = Buffer.from(new ArrayBuffer(16));
+/** One struct epoll_event, at an address passed as an integer (every connect and disconnect). */
+let eventScratch: { bytes: Buffer; address: number } | undefined;
 
 /** Adds, changes or removes (events = 0) the interest in `fd`; ENOENT on removal is not an error. */
 export function epollControl(epfd: number, fd: number, events: number, op: 'add' | 'modify' | 'delete'): void {
-  eventScratch.fill(0);
-  eventScratch.writeUInt32LE(events, 0);
-  eventScratch.writeInt32LE(fd, EVENT_DATA);
+  const event = (eventScratch ??= fixedMemory(16));
+  event.bytes.writeUInt32LE(events, 0);
+  event.bytes.writeInt32LE(fd, EVENT_DATA);
   const code = op === 'add' ? EPOLL_CTL_ADD : op === 'modify' ? EPOLL_CTL_MOD : EPOLL_CTL_DEL;
-  if (ioBindings().epoll_ctl(epfd, code, fd, eventScratch) < 0) {
+  if (ioBindings().epoll_ctl(epfd, code, fd, event.address) < 0) {
     const errno = koffi.errno();
     if (op === 'delete' && (errno === os.constants.errno.ENOENT || errno === os.constants.errno.EBADF)) return;
     throw new SysError(`epoll_ctl(${op})`, errno);
   }
+}
+
+/** Is `fd` an epoll set? (epoll_wait on anything else fails with EINVAL or EBADF; level-triggered events it reports come again.) */
+export function isEpollSet(fd: number): boolean {
+  const m = shared();
+  let n: number;
+  do n = ioBindings().epoll_wait(fd, m.eventsAddress, 1, 0);
+  while (n < 0 && koffi.errno() === EINTR);
+  return n >= 0;
 }
 
 /**

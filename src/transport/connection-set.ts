@@ -2,61 +2,17 @@ import type { Bus, BusSink, QueueRefusal } from '../bus/bus.js';
 import type { PeerTraffic, TrafficSource } from '../bus/debug-stats.js';
 import type { Credentials, Peer } from '../bus/peer.js';
 import type { UidAccount } from '../bus/uid-accounts.js';
-import { peerCredentials, peerGroups, peerSecurityLabel } from '../sys/libc.js';
-import { closeFd } from '../sys/socket-io.js';
-
-/**
- * The peer's credentials: pid, uid and gid now (every connection needs them); groups
- * and security label on first use (GetConnectionCredentials, a handoff snapshot),
- * which saves two system calls per connection for the many clients that never ask.
- * A class, so the lazy reads cost no closures per connection.
- */
-class SocketCredentials implements Credentials {
-  readonly pid: number;
-  readonly uid: number;
-  readonly gid: number;
-  private cachedGroups: number[] | undefined;
-  private labelRead = false;
-  private cachedLabel: string | undefined;
-
-  constructor(private readonly fd: number) {
-    const { pid, uid, gid } = peerCredentials(fd);
-    this.pid = pid;
-    this.uid = uid;
-    this.gid = gid;
-  }
-
-  get groups(): number[] {
-    // SO_PEERGROUPS lists supplementary groups only; clients expect the primary gid too.
-    this.cachedGroups ??= [...new Set([this.gid, ...orDefault(() => peerGroups(this.fd), [])])];
-    return this.cachedGroups;
-  }
-
-  get securityLabel(): string | undefined {
-    if (!this.labelRead) {
-      this.labelRead = true;
-      this.cachedLabel = orDefault(() => peerSecurityLabel(this.fd), undefined);
-    }
-    return this.cachedLabel;
-  }
-}
-
-function definedOnly<T extends object>(values: T): Partial<T> {
-  return Object.fromEntries(Object.entries(values).filter(([, v]) => v !== undefined)) as Partial<T>;
-}
-
-function orDefault<T>(read: () => T, fallback: T): T {
-  try {
-    return read();
-  } catch {
-    return fallback; // the socket is gone: nothing more to learn
-  }
-}
 import type { UnixFds } from '../bus/unix-fds.js';
+import { closeFd } from '../sys/socket-io.js';
 import { Connection, DEFAULT_CONNECTION_LIMITS, type ConnectionHooks, type ConnectionLimits } from './connection.js';
 import { RateLimit } from '../util/rate-limit.js';
 import { poller } from './poller.js';
 import { PendingFdWatch } from './pending-fd-watch.js';
+import { SocketCredentials } from './socket-credentials.js';
+
+function definedOnly<T extends object>(values: T): Partial<T> {
+  return Object.fromEntries(Object.entries(values).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
 
 export type TransportLog = (event: string, message: string, fields?: Record<string, unknown>) => void;
 

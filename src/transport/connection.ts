@@ -1,7 +1,8 @@
 import { BUS_NAME, type Bus, type QueueRefusal } from '../bus/bus.js';
 import type { Credentials, Peer } from '../bus/peer.js';
 import { UnixFds } from '../bus/unix-fds.js';
-import { closeFd, RECEIVE_CHUNK, receiveBuffer, receiveFrom, SendGather } from '../sys/socket-io.js';
+import { setNonBlocking } from '../sys/libc.js';
+import { closeFd, RECEIVE_CHUNK, receiveBuffer, receiveFrom, SendGather, sendFileTo } from '../sys/socket-io.js';
 import { FerryError, WireError } from '../util/errors.js';
 import { Framer } from '../wire/framer.js';
 import { buildMessage, MessageFlag, MessageType, parseMessage, type Message } from '../wire/message.js';
@@ -12,6 +13,7 @@ import { validateBody } from '../wire/validate.js';
 import { InboundFds } from './inbound-fds.js';
 import { OutboundQueue, type UnsentOutbound } from './outbound-queue.js';
 import { poller, type PollHandler } from './poller.js';
+import { readParts, SpooledBytes, type QueuedPart, type SpoolWriter } from './spooled-bytes.js';
 
 /** One send is gathered at a time (single-threaded): shared by every connection. */
 const gather = new SendGather();
@@ -51,7 +53,8 @@ export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = {
 export interface AdoptedState {
   sasl: SaslState | null;
   peer: Peer | undefined;
-  outbound: Buffer;
+  /** In order: bytes in memory, or in the handoff's spool file (sent from there). */
+  outbound: readonly QueuedPart[];
   /** Where in `outbound` a message with fds starts, and its fds (inherited). */
   outboundFds?: ReadonlyArray<{ at: number; fds: readonly number[] }>;
 }
@@ -357,10 +360,11 @@ export class Connection implements PollHandler {
    * (nothing queued): this connection's bytes or fds, or the payer's. `force`: queued whatever
    * the quotas say (SASL, a handoff).
    */
-  send(pieces: Buffer | readonly Buffer[], force = false, payer = this.peer?.account, fds?: UnixFds): QueueRefusal | undefined {
+  send(pieces: Buffer | readonly Buffer[] | SpooledBytes, force = false, payer = this.peer?.account, fds?: UnixFds): QueueRefusal | undefined {
     if (this.closing) return undefined; // gone: accepted and discarded, like a closed socket
     let length = 0;
     if (Buffer.isBuffer(pieces)) length = pieces.length;
+    else if (pieces instanceof SpooledBytes) length = pieces.length;
     else for (const p of pieces) length += p.length;
     if (!force) {
       if (this.outbound.size + length > this.limits.maxOutgoingBytes) return 'bytes';
@@ -378,10 +382,15 @@ export class Connection implements PollHandler {
   flush(): void {
     if (this.closing || this.blocked) return;
     while (this.outbound.hasPending) {
-      const { fds } = this.outbound.fill(gather.reset());
+      const spooled = this.outbound.spooledHead();
       let sent: number;
       try {
-        sent = gather.sendTo(this.fd, fds);
+        if (spooled) {
+          sent = sendFileTo(this.fd, spooled.file.fd, spooled.position, spooled.length);
+        } else {
+          const { fds } = this.outbound.fill(gather.reset());
+          sent = gather.sendTo(this.fd, fds);
+        }
       } catch (err) {
         return this.close(`socket error: ${(err as Error).message}`);
       }
@@ -393,6 +402,12 @@ export class Connection implements PollHandler {
       }
       this.outbound.consume(sent);
     }
+  }
+
+  /** Moves what is queued in memory for this client (fds excepted) into a spool file; returns the bytes moved. */
+  spoolOutbound(writer: SpoolWriter): number {
+    setNonBlocking(this.fd); // sendfile has no MSG_DONTWAIT (an accepted socket is non-blocking already)
+    return this.outbound.spoolTo(writer);
   }
 
   /** Every byte accepted for this client that the kernel has not taken, in order, with its fds. */
@@ -410,14 +425,17 @@ export class Connection implements PollHandler {
     return this.inboundFds.numbers();
   }
 
-  /** Every fd this connection holds besides its socket: a handoff keeps them open. */
-  heldFds(): number[] {
-    return [...this.pendingInboundFds(), ...this.unsent().fds.flatMap((m) => m.fds)];
-  }
-
   private adoptOutbound(adopted: AdoptedState): void {
-    const bytes = adopted.outbound;
     const marks = [...(adopted.outboundFds ?? [])].sort((a, b) => a.at - b.at);
+    if (marks.length === 0) {
+      // Spooled bytes stay in their file until sent (sendfile needs a non-blocking socket,
+      // as an inherited one should be already).
+      if (adopted.outbound.some((p) => p instanceof SpooledBytes)) setNonBlocking(this.fd);
+      for (const part of adopted.outbound) this.send(part, true);
+      return;
+    }
+    // Messages with fds are cut where they start (their fds go with their first byte): in memory.
+    const bytes = readParts(adopted.outbound);
     let from = 0;
     for (const mark of marks) {
       if (mark.at > from) this.send(bytes.subarray(from, mark.at), true);

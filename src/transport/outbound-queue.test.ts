@@ -1,6 +1,10 @@
-import { describe, expect, it } from 'vitest';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
 import { UnixFds } from '../bus/unix-fds.js';
 import { OutboundQueue } from './outbound-queue.js';
+import { SpooledBytes, SpoolFile } from './spooled-bytes.js';
 
 const b = (s: string) => Buffer.from(s);
 
@@ -63,10 +67,10 @@ describe('OutboundQueue', () => {
     q.consume(5);
     const { parts, length, fds } = q.unsentParts();
     expect(parts.map(String)).toEqual(['3456789', 'cd', 'xyz']);
-    expect(parts[0]!.buffer).toBe(first.buffer);
+    expect((parts[0] as Buffer).buffer).toBe(first.buffer);
     expect(length).toBe(12);
     expect(fds).toEqual([{ at: 9, fds: [9] }]);
-    expect(Buffer.concat(parts).equals(q.unsent().bytes)).toBe(true);
+    expect(Buffer.concat(parts as Buffer[]).equals(q.unsent().bytes)).toBe(true);
   });
 
   it('starts a new send at each message with fds, so fds never go with another message', () => {
@@ -125,5 +129,83 @@ describe('OutboundQueue', () => {
       expected += `${i},`;
     }
     expect(drain(q, 100, (n) => Math.max(1, n - 7)).map((s) => s.bytes).join('')).toBe(expected);
+  });
+});
+
+describe('OutboundQueue with bytes in a spool file (after a handoff)', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferrybus-spool-'));
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  /** A spool file holding `text` after `lead` bytes of something else, as a document's section would. */
+  function spool(text: string, lead = 4096): { file: SpoolFile; bytes: SpooledBytes; fd: number } {
+    const name = path.join(dir, `spool-${Math.random()}`);
+    fs.writeFileSync(name, Buffer.concat([Buffer.alloc(lead, 0x2e), b(text)]), { mode: 0o600 });
+    const fd = fs.openSync(name, 'r+');
+    const file = new SpoolFile(fd);
+    return { file, bytes: new SpooledBytes(file, lead, text.length), fd };
+  }
+  const isOpen = (fd: number) => {
+    try {
+      fs.fstatSync(fd);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+
+  it('names the spooled bytes as the next to send, and gathers none of them with the messages around them', () => {
+    const { file, bytes, fd } = spool('spooled');
+    const q = new OutboundQueue();
+    q.push(b('before,'));
+    q.push(bytes);
+    q.push(b(',after'));
+    file.release(); // the reader's reference: the queue holds its own
+    expect(q.size).toBe(7 + 7 + 6);
+    expect(q.spooledHead()).toBeUndefined();
+    const target = Buffer.alloc(64);
+    expect(q.fill(target)).toEqual({ length: 7, fds: undefined });
+    q.consume(7);
+    const head = q.spooledHead()!;
+    expect(head.read().toString()).toBe('spooled');
+    q.consume(3); // the socket took 3 of them
+    expect(q.spooledHead()!.read().toString()).toBe('oled');
+    expect(q.unsent().bytes.toString()).toBe('oled,after');
+    expect(isOpen(fd)).toBe(true);
+    q.consume(4);
+    expect(isOpen(fd)).toBe(false);
+    expect(q.spooledHead()).toBeUndefined();
+    expect(q.fill(target)).toEqual({ length: 6, fds: undefined });
+  });
+
+  it('reports unsent spooled bytes as a range of their file, not read', () => {
+    const { file, bytes } = spool('0123456789');
+    const q = new OutboundQueue();
+    q.push(bytes);
+    q.push(b('tail'));
+    q.consume(4);
+    const { parts, length } = q.unsentParts();
+    expect(length).toBe(10);
+    expect(parts[0]).toBeInstanceOf(SpooledBytes);
+    expect(parts[0]).toMatchObject({ file, position: 4096 + 4, length: 6 });
+    expect(parts[1]!.toString()).toBe('tail');
+    q.discard();
+    file.release();
+  });
+
+  it('keeps the file open, unchanged, while another queue points into it; a discarded queue lets go too', () => {
+    const big = 'x'.repeat(256 * 1024);
+    const { file, bytes, fd } = spool(big);
+    const other = new SpooledBytes(file, 0, 4096);
+    const q = new OutboundQueue();
+    const r = new OutboundQueue();
+    q.push(bytes);
+    r.push(other);
+    file.release();
+    q.consume(big.length);
+    // Sent bytes stay in the file (a client may not have read them from its socket yet).
+    expect(bytes.read().toString()).toBe(big);
+    expect(isOpen(fd)).toBe(true); // r still points into it
+    r.discard();
+    expect(isOpen(fd)).toBe(false);
   });
 });

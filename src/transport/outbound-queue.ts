@@ -1,5 +1,6 @@
 import type { UidAccount } from '../bus/uid-accounts.js';
 import type { UnixFds } from '../bus/unix-fds.js';
+import { readParts, SpooledBytes, type QueuedPart, type SpoolWriter } from './spooled-bytes.js';
 
 /**
  * Messages accepted for one connection and not yet taken by the kernel, in order.
@@ -14,9 +15,12 @@ import type { UnixFds } from '../bus/unix-fds.js';
  * Each message's bytes are charged to a uid's account (src/bus/uid-accounts.ts) from push until
  * the kernel has all of them, or until the connection is gone; its fds are held (UnixFds), and
  * charged to the same uid, until its first byte is sent.
+ *
+ * Bytes a handoff left in a file (SpooledBytes) are an entry of their own, sent with sendfile
+ * rather than gathered: fill() stops before one, and spooledHead() tells when one is next.
  */
 interface Entry {
-  pieces: Buffer | readonly Buffer[];
+  pieces: Buffer | readonly Buffer[] | SpooledBytes;
   length: number;
   payer: UidAccount | undefined;
   /** Still to send with the first byte; undefined once sent (or for a message without fds). */
@@ -46,8 +50,8 @@ export class CopyGather implements Gather {
   }
 }
 
-function totalLength(pieces: Buffer | readonly Buffer[]): number {
-  if (Buffer.isBuffer(pieces)) return pieces.length;
+function totalLength(pieces: Buffer | readonly Buffer[] | SpooledBytes): number {
+  if (Buffer.isBuffer(pieces) || pieces instanceof SpooledBytes) return pieces.length;
   let n = 0;
   for (const p of pieces) n += p.length;
   return n;
@@ -61,6 +65,8 @@ export class OutboundQueue {
   private offset = 0;
   private bytes = 0;
   private heldFds = 0;
+  /** Entries in a spool file (non-zero only after a handoff, until they are sent). */
+  private spooled = 0;
   /** The most bytes ever queued at once (PeakOutgoingBytes). */
   peakSize = 0;
   /** The most fds ever held at once (PeakOutgoingFDs). */
@@ -85,8 +91,12 @@ export class OutboundQueue {
   }
 
   /** Queues one message (`length` = the pieces' total), charged to `payer`; takes a reference on `fds`. */
-  push(pieces: Buffer | readonly Buffer[], length = totalLength(pieces), payer?: UidAccount, fds?: UnixFds): void {
+  push(pieces: Buffer | readonly Buffer[] | SpooledBytes, length = totalLength(pieces), payer?: UidAccount, fds?: UnixFds): void {
     if (length === 0) return;
+    if (pieces instanceof SpooledBytes) {
+      pieces.file.retain();
+      this.spooled++;
+    }
     if (payer) payer.force('queuedBytes', length);
     if (fds) {
       payer?.force('fds', fds.count);
@@ -116,6 +126,7 @@ export class OutboundQueue {
       }
       let skip = i === this.head ? this.offset : 0;
       const pieces = entry.pieces;
+      if (pieces instanceof SpooledBytes) break; // sent with sendfile (spooledHead)
       if (Buffer.isBuffer(pieces)) {
         const taken = gather.add(pieces, skip);
         length += taken;
@@ -136,7 +147,34 @@ export class OutboundQueue {
     return { length, fds };
   }
 
-  /** The kernel took the first `n` bytes of the last fill(). */
+  /**
+   * Moves every message still queued in memory, fds excepted, into the spool file `writer`
+   * appends to: from now on they are sent from there (sendfile), and a handoff passes the file
+   * on instead of writing them again. Returns the bytes moved. A message partly sent moves
+   * whole (its sent part too), so where the queue stands in it stays the same.
+   */
+  spoolTo(writer: SpoolWriter): number {
+    let moved = 0;
+    for (let i = this.head; i < this.entries.length; i++) {
+      const entry = this.entries[i]!;
+      if (entry.fds || entry.pieces instanceof SpooledBytes) continue;
+      const position = writer.append(Buffer.isBuffer(entry.pieces) ? [entry.pieces] : entry.pieces);
+      entry.pieces = new SpooledBytes(writer.file, position, entry.length);
+      writer.file.retain();
+      this.spooled++;
+      moved += entry.length - (i === this.head ? this.offset : 0);
+    }
+    return moved;
+  }
+
+  /** The unsent bytes of the first entry when it lies in a spool file (to send with sendfile), else undefined. */
+  spooledHead(): SpooledBytes | undefined {
+    if (this.spooled === 0 || this.head >= this.entries.length) return undefined;
+    const pieces = this.entries[this.head]!.pieces;
+    return pieces instanceof SpooledBytes ? pieces.from(this.offset) : undefined;
+  }
+
+  /** The kernel took the first `n` bytes of the last fill() (or of spooledHead()). */
   consume(n: number): void {
     while (n > 0 && this.head < this.entries.length) {
       const entry = this.entries[this.head]!;
@@ -152,6 +190,7 @@ export class OutboundQueue {
       n -= rest;
       this.bytes -= rest;
       entry.payer?.release('queuedBytes', rest);
+      if (this.spooled > 0 && entry.pieces instanceof SpooledBytes) this.dropSpooled(entry.pieces);
       this.entries[this.head++] = undefined as unknown as Entry;
       this.offset = 0;
     }
@@ -164,6 +203,7 @@ export class OutboundQueue {
       const entry = this.entries[i]!;
       entry.payer?.release('queuedBytes', entry.length - (i === this.head ? this.offset : 0));
       if (entry.fds) this.releaseFds(entry);
+      if (entry.pieces instanceof SpooledBytes) this.dropSpooled(entry.pieces);
     }
     this.entries = [];
     this.head = 0;
@@ -171,21 +211,30 @@ export class OutboundQueue {
     this.bytes = 0;
   }
 
-  /** Every byte not yet taken by the kernel, in order, and the fds still to go with them. */
+  /** Every byte not yet taken by the kernel, in order (spooled ones read), and the fds still to go with them. */
   unsent(): UnsentOutbound {
-    const { parts, length, fds } = this.unsentParts();
-    return { bytes: Buffer.concat(parts, length), fds };
+    const { parts, fds } = this.unsentParts();
+    return { bytes: readParts(parts), fds };
   }
 
-  /** unsent(), the bytes left in the pieces they are queued as (views, no copy: a handoff writes them as they are). */
-  unsentParts(): { parts: Buffer[]; length: number; fds: UnsentOutbound['fds'] } {
-    const parts: Buffer[] = [];
+  /**
+   * unsent(), the bytes left in the pieces they are queued as (views, no copy: a handoff writes
+   * them as they are, and passes spooled ones on as ranges of their file).
+   */
+  unsentParts(): { parts: QueuedPart[]; length: number; fds: UnsentOutbound['fds'] } {
+    const parts: QueuedPart[] = [];
     const fds: UnsentOutbound['fds'] = [];
     let at = 0;
     for (let i = this.head; i < this.entries.length; i++) {
       const entry = this.entries[i]!;
       if (entry.fds) fds.push({ at, fds: entry.fds.fds });
       let skip = i === this.head ? this.offset : 0;
+      if (entry.pieces instanceof SpooledBytes) {
+        const rest = entry.pieces.from(skip);
+        parts.push(rest);
+        at += rest.length;
+        continue;
+      }
       for (const piece of Buffer.isBuffer(entry.pieces) ? [entry.pieces] : entry.pieces) {
         if (skip >= piece.length) {
           skip -= piece.length;
@@ -198,6 +247,12 @@ export class OutboundQueue {
       }
     }
     return { parts, length: at, fds };
+  }
+
+  /** Sent or dropped: the file closes with its last range. */
+  private dropSpooled(bytes: SpooledBytes): void {
+    this.spooled--;
+    bytes.file.release();
   }
 
   private releaseFds(entry: Entry): void {

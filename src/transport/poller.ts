@@ -1,6 +1,6 @@
 import {
   EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, MAX_EVENTS,
-  epollControl, epollCreate, epollWaitInto,
+  epollControl, epollCreate, epollWaitInto, isEpollSet,
 } from '../sys/socket-io.js';
 
 /** What the poller calls for a ready socket. */
@@ -42,8 +42,17 @@ const READABLE = EPOLLIN | EPOLLHUP | EPOLLERR;
  * and calls back without reading (as net's `onread` option with a user buffer does). Level-
  * triggered throughout: a socket left unread keeps the set readable, and is reported next turn.
  */
+/** An epoll set an earlier image handed over (a handoff): its fd and what it watched. */
+export interface InheritedPoller {
+  fd: number;
+  /** Fds registered in it (readable), of those handed over. */
+  watched: readonly number[];
+  /** Of those, the ones registered for writability too. */
+  writable: readonly number[];
+}
+
 export class Poller {
-  private readonly epfd: number;
+  readonly epfd: number;
   private readonly handle: StreamHandle;
   private readonly handlers = new Map<number, PollHandler>();
   /** Fds watched for writing as well. */
@@ -51,9 +60,18 @@ export class Poller {
   private readonly readyFds = new Int32Array(MAX_EVENTS);
   private readonly readyMasks = new Uint32Array(MAX_EVENTS);
   private closed = false;
+  /**
+   * Registrations an earlier image made in an inherited set and nobody here claimed yet: a
+   * handoff's thousand sockets are taken over without an epoll_ctl each.
+   */
+  private adopted: Set<number> | undefined;
 
-  constructor() {
-    this.epfd = epollCreate();
+  constructor(inherited?: InheritedPoller) {
+    this.epfd = inherited?.fd ?? epollCreate();
+    if (inherited) {
+      this.adopted = new Set(inherited.watched);
+      for (const fd of inherited.writable) if (this.adopted.has(fd)) this.writers.add(fd);
+    }
     // process.binding('pipe_wrap') is deprecated for libraries reaching into node, but is the
     // only way to give libuv an fd that is not a socket, pipe or tty (guessHandleType refuses it).
     const { Pipe, constants } = (process as unknown as { binding(name: string): PipeBinding }).binding('pipe_wrap');
@@ -69,8 +87,24 @@ export class Poller {
   /** Calls `handler` whenever `fd` is readable (or hung up), until `unwatch`. */
   watch(fd: number, handler: PollHandler): void {
     if (this.handlers.has(fd)) throw new Error(`fd ${fd} is already watched`);
-    epollControl(this.epfd, fd, EPOLLIN, 'add');
+    // Registered by the earlier image (for writing too when it is in `writers`: the first
+    // EPOLLOUT calls onWritable, which puts the registration back to readable).
+    if (!this.adopted?.delete(fd)) epollControl(this.epfd, fd, EPOLLIN, 'add');
     this.handlers.set(fd, handler);
+  }
+
+  /** What a handoff passes on with the set's fd: every registration as it stands. */
+  inheritance(): InheritedPoller {
+    return { fd: this.epfd, watched: [...this.handlers.keys()], writable: [...this.writers] };
+  }
+
+  /** Drops the inherited registrations nobody claimed (connections the new image could not take over). */
+  settleInherited(): void {
+    for (const fd of this.adopted ?? []) {
+      this.writers.delete(fd);
+      epollControl(this.epfd, fd, 0, 'delete');
+    }
+    this.adopted = undefined;
   }
 
   /**
@@ -125,6 +159,17 @@ let shared: Poller | undefined;
 export function poller(): Poller {
   shared ??= new Poller();
   return shared;
+}
+
+/**
+ * Makes an epoll set handed over by the earlier image the process's poller, before anything
+ * watches a socket. False (and a poller of its own) when `fd` is not an epoll set.
+ */
+export function inheritPoller(inherited: InheritedPoller): boolean {
+  if (shared) throw new Error('the poller exists already: inherit it before anything watches a socket');
+  if (!isEpollSet(inherited.fd)) return false;
+  shared = new Poller(inherited);
+  return true;
 }
 
 /** Closes the process's poller, if there is one (a stopping daemon lets the event loop end). */

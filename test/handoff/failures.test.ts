@@ -20,6 +20,7 @@ import { describeResult, runClient } from '../harness/run-client.js';
 import type { RunningBus } from '../harness/running-bus.js';
 import { makeTempDir, removeTempDir } from '../harness/temp-dir.js';
 import { DOCUMENT_HEADER_BYTES, DOCUMENT_MAGIC, HANDOFF_FORMAT, HANDOFF_FORMAT_JSON, MAX_DOCUMENT_BYTES } from '../../src/handoff/document.js';
+import { handoffDirectory } from '../../src/handoff/handoff-file.js';
 import { encodeMessage } from '../../src/wire/message.js';
 import { marshal } from '../../src/wire/marshal.js';
 import {
@@ -217,6 +218,8 @@ interface Adopted {
 }
 
 const NONCE = '0123456789abcdef0123456789abcdef';
+/** Where the bus (this test's uid) keeps documents and spool files. */
+const SPOOL_DIR = handoffDirectory(process.getuid!(), process.env);
 const GUID = 'fe11ba5e0000000000000000c0ffee00';
 
 /**
@@ -229,6 +232,7 @@ async function launchNewImage(
   clients: number,
   document: { text: string } | { bytes: Buffer } | { raw: string },
   nonce = NONCE,
+  spool?: string,
 ): Promise<Adopted> {
   const socketPath = path.join(dir, 'bus');
   const docPath = 'raw' in document ? document.raw : path.join(dir, 'generation-2.json');
@@ -241,6 +245,7 @@ async function launchNewImage(
     '--clients', String(clients),
     '--document', docPath,
     ...('raw' in document ? [] : ['--template', template]),
+    ...(spool ? ['--spool', spool] : []),
     '--', process.execPath, build.main, 'daemon',
     `--handoff-document=${docPath}`,
     `--handoff-nonce=${nonce}`,
@@ -348,6 +353,23 @@ describe('a new image whose document is unusable keeps serving and drops the old
     const d = await fresh('garbage');
     const a = await launchNewImage(d, 2, { text: 'this is not a handoff document {"format":1' });
     await expectServesWithoutState(a, /document is not valid JSON/);
+  });
+
+  it('not JSON, with a spool file of the old image inherited: the file is closed, its bytes not kept on /run', async () => {
+    const d = await fresh('garbage-spool');
+    mkdirSync(SPOOL_DIR, { recursive: true, mode: 0o700 });
+    const spool = path.join(SPOOL_DIR, `spool-pid-${process.pid}-test${Date.now()}`);
+    const a = await launchNewImage(d, 1, { text: 'not a document' }, NONCE, spool);
+    await expectServesWithoutState(a, /document is not valid JSON/);
+    expect(logLines(a.proc, 'handoff-spool-dropped')).toHaveLength(1);
+    const held = readdirSync(`/proc/${a.proc.pid}/fd`).map((fd) => {
+      try {
+        return readlinkSync(`/proc/${a.proc.pid}/fd/${fd}`);
+      } catch {
+        return '';
+      }
+    });
+    expect(held.filter((target) => target.startsWith(spool))).toEqual([]);
   });
 
   it('empty', async () => {

@@ -28,6 +28,8 @@ def main():
     parser.add_argument("--clients", type=int, default=0)
     parser.add_argument("--document", required=True)
     parser.add_argument("--template")
+    # A file the new image inherits as an old image's spool file would be: {spool} is its fd.
+    parser.add_argument("--spool")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     opts = parser.parse_args()
     command = opts.command[1:] if opts.command[:1] == ["--"] else opts.command
@@ -43,6 +45,14 @@ def main():
         accepted.append(conn)
 
     values = {"pid": str(os.getpid()), "listen": str(listener.fileno())}
+    inherited = []
+    if opts.spool:
+        spool = os.open(opts.spool, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.write(spool, b"queued bytes nobody will read")
+        os.unlink(opts.spool)
+        os.set_inheritable(spool, True)
+        values["spool"] = str(spool)
+        inherited.append(spool)
     for i, conn in enumerate(accepted):
         values["fd%d" % i] = str(conn.fileno())
 
