@@ -19,9 +19,11 @@
 // without --experimental-vm-modules.
 //
 // Why koffi stays external: it loads a native .node file by path relative to its own module;
-// inlined, that path would point nowhere. Copied beside the bundle, Node's resolution
-// (dist/bundle/node_modules/koffi) finds it, and koffi's own loader finds the native build at
-// node_modules/koffi/build/koffi/linux_x64/koffi.node.
+// inlined, that path would point nowhere. Copied beside the bundle, the loader dlopens the
+// native build (node_modules/koffi/build/koffi/linux_x64/koffi.node) itself when the program
+// first requires koffi: koffi's own entry point spends ~10 ms of every start and handoff
+// choosing a build, a choice made here. Its JS entry points stay as the fallback for a native
+// build of another version.
 //
 // Why the version is replaced: src/cli/version.ts reads ../../../package.json at run time,
 // relative to the compiled file; inside the bundle no package.json is there. The bundle gets
@@ -116,6 +118,13 @@ if (!programText.endsWith(programEnd)) throw new Error(`${program} does not end 
 // The loader: the file every command line names.
 /** Node's modules a starting bus loads (process.moduleLoadList), the ones that load the rest. */
 const PRELOADED_BUILTINS = ['node:net', 'node:child_process', 'node:crypto', 'node:fs/promises', 'node:os', 'node:tty', 'node:cluster', 'node:string_decoder', 'node:stream', 'node:dgram'];
+/** Where the bundle puts koffi's native build, relative to the loader. */
+const KOFFI_NATIVE = 'node_modules/koffi/build/koffi/linux_x64/koffi.node';
+/** The version of the koffi the bundle copies (its native build reports the same). */
+function koffiVersion() {
+  const koffiEntry = createRequire(path.join(repo, 'package.json')).resolve('koffi');
+  return JSON.parse(fs.readFileSync(path.join(path.dirname(koffiEntry), 'package.json'), 'utf8')).version;
+}
 const loaderBody = (extra) => `// Node's modules by process.getBuiltinModule (node >= 20.16) or require, not by import: an ES
 // module's import of a built-in reads every export (node:crypto's webcrypto, node:fs's streams, ...).
 const builtin = process.getBuiltinModule ?? (await import('node:module')).createRequire(import.meta.url);
@@ -160,8 +169,27 @@ if (!process.execArgv.some((a) => /semi-space/.test(a))) {
 if (!process.execArgv.some((a) => /^--(no-)?(opt|turbofan|maglev)(=|$)|^--max-opt(=|$)/.test(a))) {
   builtin('node:v8').setFlagsFromString('--no-opt');
 }
+/**
+ * The program's require, koffi excepted: its native build is loaded here, by the path this
+ * bundle put it at. koffi's own entry point first looks for optional platform packages and reads
+ * node's ELF header to choose a build (~10 ms of every start and handoff), a choice made when
+ * the bundle was built. A native build of another version falls back to koffi's entry point.
+ */
+function programRequire(file) {
+  const require = createRequire(file);
+  let koffi;
+  return Object.assign((id) => {
+    if (id !== 'koffi') return require(id);
+    if (koffi === undefined) {
+      const native = { exports: {} };
+      process.dlopen(native, path.join(dir, ${JSON.stringify(KOFFI_NATIVE)}));
+      koffi = native.exports.version === ${JSON.stringify(koffiVersion())} ? native.exports : require('koffi');
+    }
+    return koffi;
+  }, require);
+}
 const module = { exports: {}, filename: program, id: '.' };
-${extra}script.runInThisContext()(module.exports, createRequire(program), module, program, dir);
+${extra}script.runInThisContext()(module.exports, programRequire(program), module, program, dir);
 `;
 fs.writeFileSync(entry, [
   '#!/usr/bin/env node',
@@ -203,7 +231,7 @@ for (const rel of entryFiles) {
   if (fs.existsSync(from)) copy(from, path.join(koffiOut, rel));
   else if (!rel.endsWith('.cjs') && !rel.endsWith('.txt')) throw new Error(`koffi ${koffiPkg.version}: ${rel} is missing; update scripts/bundle.mjs`);
 }
-copy(nativeBuild(), path.join(koffiOut, 'build/koffi/linux_x64/koffi.node'));
+copy(nativeBuild(), path.join(outdir, KOFFI_NATIVE));
 // A trimmed package.json: no install script, no optional platform packages to look for.
 const { name, version, license, type, main, module: esm, exports } = koffiPkg;
 fs.writeFileSync(path.join(koffiOut, 'package.json'),
@@ -286,7 +314,7 @@ if (withCodeCache) {
 }
 
 const size = (f) => fs.statSync(f).size;
-const nativeFile = path.join(koffiOut, 'build/koffi/linux_x64/koffi.node');
+const nativeFile = path.join(outdir, KOFFI_NATIVE);
 process.stdout.write(
   `bundled ferrybus ${pkg.version}: ${path.relative(repo, program)} (${(size(program) / 1024).toFixed(0)} KiB), ${cacheNote}, ` +
   `koffi ${koffiPkg.version} (${(size(nativeFile) / 1024).toFixed(0)} KiB native)\n`,
