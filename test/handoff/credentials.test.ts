@@ -5,28 +5,18 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startOn } from '../harness/clients.js';
 import { MessageClass, NextClient } from '../harness/dbus-next-client.js';
 import { SYSTEM_PYTHON } from '../harness/fixtures.js';
-import type { RunningBus } from '../harness/running-bus.js';
 import { useCleanup } from '../harness/use-bus.js';
 import { type BuildSnapshot, snapshotBuild, startSnapshotBus } from './support/build-snapshot.js';
 import { handoffByMethod } from './support/ferrybus.js';
 
 const defer = useCleanup();
 let build: BuildSnapshot;
-let bus: RunningBus;
-let watcher: NextClient;
-
 beforeAll(async () => {
   build = await snapshotBuild();
-  bus = await startSnapshotBus(build);
-  watcher = await NextClient.connect(bus.address);
 });
-afterAll(async () => {
-  watcher?.disconnect();
-  await bus?.stop();
-  await build?.remove();
-});
+afterAll(() => build?.remove());
 
-async function credentialsOf(uniqueName: string): Promise<Record<string, unknown>> {
+async function credentialsOf(watcher: NextClient, uniqueName: string): Promise<Record<string, unknown>> {
   const reply = await watcher.bus.call(new MessageClass({
     destination: 'org.freedesktop.DBus', path: '/org/freedesktop/DBus', interface: 'org.freedesktop.DBus',
     member: 'GetConnectionCredentials', signature: 's', body: [uniqueName],
@@ -37,6 +27,10 @@ async function credentialsOf(uniqueName: string): Promise<Record<string, unknown
 
 describe('credentials across a handoff', () => {
   it('a client\'s supplementary groups, never asked for before the handoff, are right after it', async () => {
+    const bus = await startSnapshotBus(build);
+    defer(() => bus.stop());
+    const watcher = await NextClient.connect(bus.address);
+    defer(() => watcher.disconnect());
     // A python-dbus client with supplementary groups of its own, connected before the handoff.
     const client = startOn(bus, defer, 'setpriv', [
       '--groups=4242,4343', '--', SYSTEM_PYTHON, '-c',
@@ -46,13 +40,13 @@ describe('credentials across a handoff', () => {
     const uniqueName = (await client.waitFor(/^ready (\S+)/m))[1]!;
 
     expect((await handoffByMethod(watcher, '', bus)).generation).toBe(2);
-    const after = await credentialsOf(uniqueName);
+    const after = await credentialsOf(watcher, uniqueName);
     expect(after.ProcessID).toBe(client.pid);
     expect(after.UnixUserID).toBe(process.getuid!());
     expect([...(after.UnixGroupIDs as number[])].sort((a, b) => a - b)).toEqual([process.getgid!(), 4242, 4343].sort((a, b) => a - b));
 
     // Read once, they travel in the document from then on.
     expect((await handoffByMethod(watcher, '', bus)).generation).toBe(3);
-    expect(await credentialsOf(uniqueName)).toEqual(after);
+    expect(await credentialsOf(watcher, uniqueName)).toEqual(after);
   });
 });
