@@ -11,7 +11,7 @@ import { BusError } from '../bus/errors.js';
 import { SaslServer, type SaslState } from '../wire/sasl.js';
 import { validateBody } from '../wire/validate.js';
 import { InboundFds } from './inbound-fds.js';
-import { OutboundQueue, type UnsentOutbound } from './outbound-queue.js';
+import { OutboundQueue } from './outbound-queue.js';
 import { poller, type PollHandler } from './poller.js';
 import { readParts, SpooledBytes, type QueuedPart, type SpoolWriter } from './spooled-bytes.js';
 
@@ -408,11 +408,6 @@ export class Connection implements PollHandler {
   spoolOutbound(writer: SpoolWriter): number {
     setNonBlocking(this.fd); // sendfile has no MSG_DONTWAIT (an accepted socket is non-blocking already)
     return this.outbound.spoolTo(writer);
-  }
-
-  /** Every byte accepted for this client that the kernel has not taken, in order, with its fds. */
-  unsent(): UnsentOutbound {
-    return this.outbound.unsent();
   }
 
   /** unsent(), the bytes as the pieces they are queued in (a handoff writes them without gathering). */
