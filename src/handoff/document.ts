@@ -11,9 +11,10 @@ import type { QueuedPart } from '../transport/spooled-bytes.js';
  * names them as {offset, length} ranges of that section. Format 1 (read still: an older image
  * hands off to this one) is the JSON alone, bytes as base64.
  *
- * Format 3 (written now) is format 2 where queued outbound bytes may stay in an earlier
- * document's file: the bus keeps that file open across exec, `files` names it by fd, and a
- * range {file, offset, length} points into it (offset: from the file's start). A connection's
+ * Format 3 (written now) is format 2 where queued outbound bytes may stay in a file written
+ * before (a spool file written as the handoff started, or an earlier document): the bus keeps
+ * it open across exec, `files` names it by fd, and a range {file, offset, length} points into
+ * it (offset: from the file's start). A connection's
  * outbound is then a list of ranges, in order. The reader does not read outbound bytes at all:
  * the new image sends them from the file (src/transport/spooled-bytes.ts). An image whose
  * target reads no format 3 writes format 2, the spooled bytes read back into the section.

@@ -29,6 +29,15 @@ interface PipeBinding {
 const EMPTY = new Uint8Array(0);
 const READABLE = EPOLLIN | EPOLLHUP | EPOLLERR;
 
+/** An epoll set an earlier image handed over (a handoff): its fd and what it watched. */
+export interface InheritedPoller {
+  fd: number;
+  /** Fds registered in it (readable), of those handed over. */
+  watched: readonly number[];
+  /** Of those, the ones registered for writability too. */
+  writable: readonly number[];
+}
+
 /**
  * Every socket of the bus in one epoll set, and that set's fd in Node's event loop: listening
  * sockets, client sockets (readable, and writable while a slow reader holds queued bytes).
@@ -42,17 +51,8 @@ const READABLE = EPOLLIN | EPOLLHUP | EPOLLERR;
  * and calls back without reading (as net's `onread` option with a user buffer does). Level-
  * triggered throughout: a socket left unread keeps the set readable, and is reported next turn.
  */
-/** An epoll set an earlier image handed over (a handoff): its fd and what it watched. */
-export interface InheritedPoller {
-  fd: number;
-  /** Fds registered in it (readable), of those handed over. */
-  watched: readonly number[];
-  /** Of those, the ones registered for writability too. */
-  writable: readonly number[];
-}
-
 export class Poller {
-  readonly epfd: number;
+  private readonly epfd: number;
   private readonly handle: StreamHandle;
   private readonly handlers = new Map<number, PollHandler>();
   /** Fds watched for writing as well. */

@@ -2,10 +2,11 @@ import * as fs from 'node:fs';
 import { closeFd } from '../sys/socket-io.js';
 
 /**
- * Bytes a handoff left in its document file for clients that were not reading. The new image
- * does not read them: each client's queue points into the file, and the bytes go from there to
- * the socket with sendfile(2) when the client reads again. So a handoff never copies queued
- * bytes into memory, and a later handoff passes the open file on instead of writing them again.
+ * Bytes queued for clients that were not reading when a handoff started: moved to a spool file
+ * while the bus still served, or written into the handoff document. The new image does not read
+ * them: each client's queue points into the file, and the bytes go from there to the socket
+ * with sendfile(2) when the client reads again. So a handoff never copies queued bytes into
+ * memory, and a later handoff passes the open file on instead of writing them again.
  *
  * One file holds the bytes of every client that was not reading: it stays open while any queue
  * still points into it (reference counted) and its space is freed when the last range is sent.
