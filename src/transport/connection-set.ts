@@ -6,7 +6,7 @@ import type { UnixFds } from '../bus/unix-fds.js';
 import { closeFd } from '../sys/socket-io.js';
 import { Connection, DEFAULT_CONNECTION_LIMITS, type ConnectionHooks, type ConnectionLimits } from './connection.js';
 import { RateLimit } from '../util/rate-limit.js';
-import { poller } from './poller.js';
+import { atTurnEnd, poller } from './poller.js';
 import { PendingFdWatch } from './pending-fd-watch.js';
 import { SocketCredentials } from './socket-credentials.js';
 
@@ -18,8 +18,9 @@ export type TransportLog = (event: string, message: string, fields?: Record<stri
 
 /**
  * Every client connection, and the BusSink the bus core writes through.
- * Writes are coalesced: connections with bytes queued are flushed together
- * once per event-loop turn (setImmediate runs after the turn's I/O).
+ * Writes are coalesced: connections with bytes queued are flushed together once the poller has
+ * handled every socket ready in its turn, or by setImmediate when bytes were queued outside one
+ * (a timer, a child's exit, a handoff).
  */
 export class ConnectionSet implements BusSink, TrafficSource {
   private readonly byPeer = new Map<number, Connection>();
@@ -32,6 +33,7 @@ export class ConnectionSet implements BusSink, TrafficSource {
   private dirty: Connection[] = [];
   private flushing: Connection[] = [];
   private flushScheduled = false;
+  private readonly flushNow = (): void => this.flushAll();
   bus!: Bus;
   readonly hooks: ConnectionHooks;
   /** A connection flood must not become a log flood. */
@@ -150,7 +152,7 @@ export class ConnectionSet implements BusSink, TrafficSource {
     this.dirty.push(conn);
     if (this.flushScheduled) return;
     this.flushScheduled = true;
-    setImmediate(() => this.flushAll());
+    if (!atTurnEnd(this.flushNow)) setImmediate(this.flushNow);
   }
 
   /** Writes every connection's pending bytes now (also before a handoff snapshot). */

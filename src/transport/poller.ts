@@ -60,6 +60,11 @@ export class Poller {
   private readonly readyFds = new Int32Array(MAX_EVENTS);
   private readonly readyMasks = new Uint32Array(MAX_EVENTS);
   private closed = false;
+  /** True while a turn's ready sockets are being handled. */
+  private dispatching = false;
+  /** What runs once the turn's sockets are handled (see atTurnEnd). */
+  private turnEnd: (() => void)[] = [];
+  private turnEndRunning: (() => void)[] = [];
   /**
    * Registrations an earlier image made in an inherited set and nobody here claimed yet: a
    * handoff's thousand sockets are taken over without an epoll_ctl each.
@@ -140,15 +145,46 @@ export class Poller {
    */
   private dispatch(): void {
     const n = epollWaitInto(this.epfd, this.readyFds, this.readyMasks);
-    for (let i = 0; i < n; i++) {
-      const fd = this.readyFds[i]!;
-      const mask = this.readyMasks[i]!;
-      let handler = this.handlers.get(fd);
-      if (handler && (mask & READABLE) !== 0) {
-        handler.onReadable();
-        handler = this.handlers.get(fd);
+    this.dispatching = true;
+    try {
+      for (let i = 0; i < n; i++) {
+        const fd = this.readyFds[i]!;
+        const mask = this.readyMasks[i]!;
+        let handler = this.handlers.get(fd);
+        if (handler && (mask & READABLE) !== 0) {
+          handler.onReadable();
+          handler = this.handlers.get(fd);
+        }
+        if (handler && (mask & EPOLLOUT) !== 0 && this.writers.has(fd)) handler.onWritable();
       }
-      if (handler && (mask & EPOLLOUT) !== 0 && this.writers.has(fd)) handler.onWritable();
+    } finally {
+      this.dispatching = false;
+      this.runTurnEnd();
+    }
+  }
+
+  /**
+   * Runs `fn` once, after every socket ready in this turn is handled, when called during a turn
+   * (true); false otherwise. The write side coalesces a turn's messages here: in the same
+   * callback from the event loop, not in a later `setImmediate` (a second callback into
+   * JavaScript and an extra, empty epoll_wait of libuv's per routed message).
+   */
+  atTurnEnd(fn: () => void): boolean {
+    if (!this.dispatching) return false;
+    this.turnEnd.push(fn);
+    return true;
+  }
+
+  private runTurnEnd(): void {
+    if (this.turnEnd.length === 0) return;
+    // Swapped first: what a callback schedules runs in the next turn (or by setImmediate).
+    const batch = this.turnEnd;
+    this.turnEnd = this.turnEndRunning;
+    this.turnEndRunning = batch;
+    try {
+      for (let i = 0; i < batch.length; i++) batch[i]!();
+    } finally {
+      batch.length = 0;
     }
   }
 }
@@ -170,6 +206,11 @@ export function inheritPoller(inherited: InheritedPoller): boolean {
   if (!isEpollSet(inherited.fd)) return false;
   shared = new Poller(inherited);
   return true;
+}
+
+/** `Poller.atTurnEnd` of the process's poller; false when there is none (nothing is dispatching). */
+export function atTurnEnd(fn: () => void): boolean {
+  return shared?.atTurnEnd(fn) ?? false;
 }
 
 /** Closes the process's poller, if there is one (a stopping daemon lets the event loop end). */
