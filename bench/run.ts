@@ -33,7 +33,7 @@ import { printScale, SCALE_SCENARIOS, scaleResult, writeScalePlots } from './sca
 import { cpuSeconds, cpuSplit, loadAverage, memory, round, schedSeconds, systemCpu } from './proc.js';
 import { startLongRunning } from '../test/harness/long-running.js';
 import { summarizeProfile } from './profile.js';
-import { SCENARIOS as BASE_SCENARIOS, type Scenario } from './scenarios.js';
+import { SCENARIOS as BASE_SCENARIOS, type DriveResult, type Scenario } from './scenarios.js';
 import { measureStartup, printStartup } from './startup.js';
 import { writeReadme } from './report.js';
 import { measureHandoffPause, printHandoffPause } from './handoff-pause.js';
@@ -79,6 +79,8 @@ interface RunRecord {
   kernelCost?: number;
   /** The same (from schedstat) during the warm-up: a fresh bus, for ferrybus including JIT compilation. */
   warmupCost: number;
+  /** Cost in the second half of the drive / in the first (schedstat): below 1, the cost was still falling. */
+  halvesRatio?: number;
   /** routed messages/s, or connections/s */
   throughput: number;
   rssKiB: number;
@@ -95,6 +97,8 @@ interface BusSummary {
   costSched: number;
   /** Median warm-up cost (a fresh bus's first 10%). */
   coldCost: number;
+  /** Median of the runs' halvesRatio. */
+  halvesRatio?: number;
   /** Median user-space and kernel parts of `cost`. */
   userCost?: number;
   kernelCost?: number;
@@ -235,17 +239,29 @@ async function measure(s: Scenario, bus: BusName, params: Record<string, number>
       const cpu0 = split0.user + split0.kernel;
       const sched0 = schedSeconds(b.pid);
       const sys0 = systemCpu();
-      const t0 = performance.now();
-      const result = await withTimeout(prepared.drive(params.count!), DRIVE_TIMEOUT_MS, `${s.id} on ${bus}`);
-      const wallSec = (performance.now() - t0) / 1000;
-      const sys1 = systemCpu();
+      // Driven in two halves: a cost that still falls from the first half to the second is not
+      // yet steady (node's JIT still compiling), and the record says so (halvesRatio).
+      const firstCount = Math.max(1, Math.floor(params.count! / 2));
+      let t0 = performance.now();
+      const first = await withTimeout(prepared.drive(firstCount), DRIVE_TIMEOUT_MS, `${s.id} on ${bus}`);
+      let wallMs = performance.now() - t0;
       // Let the bus finish what the clients' last bytes started (e.g. the last disconnects).
       await sleep(100);
+      const schedHalf = schedSeconds(b.pid);
+      t0 = performance.now();
+      const second = await withTimeout(prepared.drive(params.count! - firstCount), DRIVE_TIMEOUT_MS, `${s.id} on ${bus}`);
+      wallMs += performance.now() - t0;
+      const wallSec = wallMs / 1000;
+      const sys1 = systemCpu();
+      await sleep(100);
+      const result: DriveResult = { units: first.units + second.units, errors: [...first.errors, ...second.errors] };
       const split1 = cpuSplit(b.pid);
       const cpuSec = split1.user + split1.kernel - cpu0;
-      const schedSec = schedSeconds(b.pid) - sched0;
+      const schedEnd = schedSeconds(b.pid);
+      const schedSec = schedEnd - sched0;
       const mem = memory(b.pid);
       const per = (x: number) => (s.unit === 'msg' ? (x / result.units) * 100_000 : (x / result.units) * 1000);
+      const halvesRatio = ((schedEnd - schedHalf) / second.units) / ((schedHalf - sched0) / first.units);
       return {
         bus,
         rep,
@@ -256,6 +272,7 @@ async function measure(s: Scenario, bus: BusName, params: Record<string, number>
         wallSec: round(wallSec, 3),
         cost: round(per(cpuSec), 4),
         warmupCost: round(per(warmCpu) * (result.units / warm.units), 4),
+        halvesRatio: round(halvesRatio, 3),
         costSched: round(per(schedSec), 4),
         userCost: round(per(split1.user - split0.user), 4),
         kernelCost: round(per(split1.kernel - split0.kernel), 4),
@@ -281,6 +298,7 @@ function summarize(runs: RunRecord[]): BusSummary {
     cost: round(median(ok.map((r) => r.cost)), 4),
     costSched: round(median(ok.map((r) => r.costSched)), 4),
     coldCost: round(median(ok.map((r) => r.warmupCost)), 4),
+    halvesRatio: round(median(ok.map((r) => r.halvesRatio ?? NaN)), 3),
     userCost: round(median(ok.map((r) => r.userCost ?? NaN)), 4),
     kernelCost: round(median(ok.map((r) => r.kernelCost ?? NaN)), 4),
     throughput: Math.round(median(ok.map((r) => r.throughput))),
@@ -368,7 +386,7 @@ async function benchmark(o: Options): Promise<void> {
         runs.get(s.id)!.push(rec);
         const unit = s.unit === 'msg' ? 's/100k' : 'ms/conn';
         console.log(
-          `  rep ${rep + 1} ${pad(s.id, 11)} ${pad(bus, 12)} cpu ${fmt(rec.cost, 3)} ${unit}  ${rec.throughput} /s  wall ${fmt(rec.wallSec)} s  ` +
+          `  rep ${rep + 1} ${pad(s.id, 11)} ${pad(bus, 12)} cpu ${fmt(rec.cost, 3)} ${unit}  ${rec.throughput} /s  wall ${fmt(rec.wallSec)} s  2nd/1st half ${fmt(rec.halvesRatio ?? NaN)}  ` +
             `machine busy ${fmt(rec.machineBusy * 100, 0)}%${rec.errors.length ? `  ERROR: ${rec.errors.join('; ')}` : ''}`,
         );
       }
@@ -420,6 +438,7 @@ async function benchmark(o: Options): Promise<void> {
       'Fresh bus per run on a private unix socket; CPU = utime+stime of the routing process from /proc/PID/stat ' +
       '(costSched: the same from schedstat, ns resolution) between the start and end of the drive (+100 ms settle), ' +
       'after a warm-up drive of 10% of the count on the same bus (warmupCost: the cost during the warm-up); ' +
+      'the count is driven in two halves (halvesRatio: schedstat cost of the second half / the first; below 1, still settling); ' +
       'medians over repetitions, the order of the buses rotated each repetition; runs with client errors are excluded. ' +
       'ratios: ferrybus divided by the reference (cpu > 1 means ferrybus uses more CPU; throughput < 1 means slower).',
     scenarios: results,

@@ -57,7 +57,7 @@ function namesScale(n: number): Scenario {
   const base = spamScenario(
     `names-scale-${n}`,
     `round trip with ${n} idle name owners`,
-    { count: 10_000, queue: 1, names: n },
+    { count: 30_000, queue: 1, names: n },
     () => undefined,
     `\`names\` idle libdbus connections (one process, bench/clients/dbus-bench-client.c) owning one well-known ` +
       `name each, plus the echo service; dbus-test-tool spam --queue=1 → dbus-test-tool echo; routed messages = 2 × count`,

@@ -149,7 +149,7 @@ function fdRoundTrip(): Scenario {
     id: 'roundtrip-fd',
     title: 'method round trip with one unix fd per call',
     unit: 'msg',
-    params: { count: 5_000 },
+    params: { count: 50_000 },
     scaled: ['count'],
     describe: 'bench/fd-caller.py (python3-dbus) → dbus-test-tool echo, one call in flight, each call carrying a pipe fd; routed messages = 2 × count',
     async prepare(bus) {
@@ -248,7 +248,7 @@ const connectStorm: Scenario = {
   id: 'connect',
   title: 'connect + Hello + call + disconnect',
   unit: 'conn',
-  params: { count: 5000, concurrency: 4 },
+  params: { count: 20_000, concurrency: 4 },
   scaled: ['count'],
   describe:
     'libdbus clients (bench/clients/dbus-bench-client.c connect-loop), `concurrency` processes in parallel, ' +
@@ -270,14 +270,14 @@ const connectStorm: Scenario = {
 };
 
 export const SCENARIOS: readonly Scenario[] = [
-  spamScenario('roundtrip', 'method round trip, 1 in flight', { count: 20_000, queue: 1 }, () => undefined,
+  spamScenario('roundtrip', 'method round trip, 1 in flight', { count: 50_000, queue: 1 }, () => undefined,
     'dbus-test-tool spam --queue=1 → dbus-test-tool echo; default payload (string "hello, world!"); routed messages = 2 × count'),
   spamScenario('pipelined', 'pipelined calls, 128 in flight', { count: 100_000, queue: 128 }, () => undefined,
     'dbus-test-tool spam --queue=128 → dbus-test-tool echo; routed messages = 2 × count'),
-  spamScenario('payload64k', '64 KiB payloads', { count: 4_000, queue: 4, bytes: 65536 }, (p) => Buffer.alloc(p.bytes!, 0x78),
+  spamScenario('payload64k', '64 KiB payloads', { count: 10_000, queue: 4, bytes: 65536 }, (p) => Buffer.alloc(p.bytes!, 0x78),
     'dbus-test-tool spam --bytes --stdin (a 64 KiB byte array) --queue=4 → echo (empty reply); routed messages = 2 × count'),
   {
-    ...spamScenario('roundtrip-policy', 'round trip under the stock system.conf policy', { count: 20_000, queue: 1 }, () => undefined,
+    ...spamScenario('roundtrip-policy', 'round trip under the stock system.conf policy', { count: 50_000, queue: 1 }, () => undefined,
       'as roundtrip, on Debian\'s stock system.conf + system.d plus a dozen bench rules (bench/system-policy.ts); ' +
       'a call the policy denies is refused before the drive; dbus-broker reads no busconfig, so it is not run here',
       'org.example.Bench.Admin'),
