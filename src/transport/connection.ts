@@ -182,7 +182,7 @@ export class Connection implements PollHandler {
     }
     const direct = room ? Math.min(r.length, room.length) : 0;
     const shared = r.length - direct;
-    this.onData(receiveBuffer().subarray(0, shared), true, r.fds, direct);
+    this.onData(receiveBuffer(), true, r.fds, direct, shared);
     this.notePendingFds();
     // The kernel ends a read after bytes that carried fds: more may be queued behind them.
     // A read that filled every buffer it was given may have left bytes behind too.
@@ -223,15 +223,16 @@ export class Connection implements PollHandler {
   }
 
   /**
-   * Bytes from the client: `direct` bytes received into the framer's room, then `view`.
-   * `transient`: `view` is the shared receive buffer, valid only during this call.
+   * Bytes from the client: `direct` bytes received into the framer's room, then the first
+   * `length` bytes of `view`. `transient`: `view` is the shared receive buffer, valid only
+   * during this call (given whole with a length: no view of it is made per read).
    */
-  private onData(view: Buffer, transient: boolean, fds: readonly number[] | undefined, direct = 0): void {
+  private onData(view: Buffer, transient: boolean, fds: readonly number[] | undefined, direct = 0, length = view.length): void {
     if (this.closing) return;
     try {
       if (this.sasl) {
         // SASL keeps what it has not parsed yet: it gets bytes of its own.
-        const chunk = transient ? Buffer.from(view) : view;
+        const chunk = transient ? Buffer.from(view.subarray(0, length)) : view.subarray(0, length);
         const step = this.sasl.feed(chunk);
         if (step.state === 'failed') {
           if (fds) for (const fd of fds) closeFd(fd);
@@ -259,9 +260,10 @@ export class Connection implements PollHandler {
           this.authTimer.unref();
         }
         view = step.rest;
+        length = view.length;
         transient = false;
       }
-      const received = direct + view.length;
+      const received = direct + length;
       if (fds) {
         if (received === 0) return void this.dropWithFds(fds, 'sent unix fds during authentication');
         // The kernel ends a read right after the bytes that carried fds: they came with the
@@ -275,8 +277,9 @@ export class Connection implements PollHandler {
       if (held > this.peakIncomingBytes) this.peakIncomingBytes = held;
       const finished = direct > 0 ? this.framer.filled(direct) : undefined;
       if (finished && !this.route(finished)) return;
-      const messages = transient ? this.framer.pushCopy(view) : this.framer.push(view);
-      for (const bytes of messages) if (!this.route(bytes)) return;
+      const messages = transient ? this.framer.pushCopy(view, length) : this.framer.push(view.subarray(0, length));
+      // Indexed: a for-of here made an iterator and a result object per message read.
+      for (let i = 0; i < messages.length; i++) if (!this.route(messages[i]!)) return;
       // Messages before bad framing in the same chunk were routed; now the error counts.
       this.framer.throwIfFailed();
     } catch (err) {

@@ -58,7 +58,12 @@ function totalLength(pieces: Buffer | readonly Buffer[] | SpooledBytes): number 
 }
 
 export class OutboundQueue {
+  /**
+   * entries[head, end) are queued. Slots past `end` are reused: a queue that empties after every
+   * message (a round trip) would otherwise grow a fresh array per message.
+   */
   private entries: Entry[] = [];
+  private end = 0;
   /** Index of the first entry not fully sent. */
   private head = 0;
   /** Bytes of entries[head] already sent. */
@@ -78,7 +83,7 @@ export class OutboundQueue {
 
   /** Messages not yet fully taken by the kernel (Debug.Stats' OutgoingMessages). */
   get messages(): number {
-    return this.entries.length - this.head;
+    return this.end - this.head;
   }
 
   /** Fds held for messages whose first byte is not sent yet. */
@@ -104,7 +109,7 @@ export class OutboundQueue {
       this.heldFds += fds.count;
       if (this.heldFds > this.peakFds) this.peakFds = this.heldFds;
     }
-    this.entries.push({ pieces, length, payer, fds });
+    this.entries[this.end++] = { pieces, length, payer, fds };
     this.bytes += length;
     if (this.bytes > this.peakSize) this.peakSize = this.bytes;
   }
@@ -118,7 +123,7 @@ export class OutboundQueue {
     const gather = Buffer.isBuffer(target) ? new CopyGather(target) : target;
     let length = 0;
     let fds: readonly number[] | undefined;
-    for (let i = this.head; i < this.entries.length; i++) {
+    for (let i = this.head; i < this.end; i++) {
       const entry = this.entries[i]!;
       if (entry.fds) {
         if (i !== this.head) break;
@@ -155,7 +160,7 @@ export class OutboundQueue {
    */
   spoolTo(writer: SpoolWriter): number {
     let moved = 0;
-    for (let i = this.head; i < this.entries.length; i++) {
+    for (let i = this.head; i < this.end; i++) {
       const entry = this.entries[i]!;
       if (entry.fds || entry.pieces instanceof SpooledBytes) continue;
       const position = writer.append(Buffer.isBuffer(entry.pieces) ? [entry.pieces] : entry.pieces);
@@ -169,14 +174,14 @@ export class OutboundQueue {
 
   /** The unsent bytes of the first entry when it lies in a spool file (to send with sendfile), else undefined. */
   spooledHead(): SpooledBytes | undefined {
-    if (this.spooled === 0 || this.head >= this.entries.length) return undefined;
+    if (this.spooled === 0 || this.head >= this.end) return undefined;
     const pieces = this.entries[this.head]!.pieces;
     return pieces instanceof SpooledBytes ? pieces.from(this.offset) : undefined;
   }
 
   /** The kernel took the first `n` bytes of the last fill() (or of spooledHead()). */
   consume(n: number): void {
-    while (n > 0 && this.head < this.entries.length) {
+    while (n > 0 && this.head < this.end) {
       const entry = this.entries[this.head]!;
       if (entry.fds) this.releaseFds(entry); // they went with the first byte
       const rest = entry.length - this.offset;
@@ -199,14 +204,14 @@ export class OutboundQueue {
 
   /** The connection is gone: nothing queued will be written, nobody pays for it, its fds close. */
   discard(): void {
-    for (let i = this.head; i < this.entries.length; i++) {
+    for (let i = this.head; i < this.end; i++) {
       const entry = this.entries[i]!;
       entry.payer?.release('queuedBytes', entry.length - (i === this.head ? this.offset : 0));
       if (entry.fds) this.releaseFds(entry);
       if (entry.pieces instanceof SpooledBytes) this.dropSpooled(entry.pieces);
     }
     this.entries = [];
-    this.head = 0;
+    this.head = this.end = 0;
     this.offset = 0;
     this.bytes = 0;
   }
@@ -225,7 +230,7 @@ export class OutboundQueue {
     const parts: QueuedPart[] = [];
     const fds: UnsentOutbound['fds'] = [];
     let at = 0;
-    for (let i = this.head; i < this.entries.length; i++) {
+    for (let i = this.head; i < this.end; i++) {
       const entry = this.entries[i]!;
       if (entry.fds) fds.push({ at, fds: entry.fds.fds });
       let skip = i === this.head ? this.offset : 0;
@@ -263,11 +268,13 @@ export class OutboundQueue {
   }
 
   private compact(): void {
-    if (this.head === this.entries.length) {
-      this.entries = [];
-      this.head = 0;
-    } else if (this.head > 1024 && this.head * 2 > this.entries.length) {
-      this.entries = this.entries.slice(this.head);
+    if (this.head === this.end) {
+      // Emptied: a small array is kept for the next messages, a large one (a burst) let go.
+      if (this.entries.length > 64) this.entries = [];
+      this.head = this.end = 0;
+    } else if (this.head > 1024 && this.head * 2 > this.end) {
+      this.entries = this.entries.slice(this.head, this.end);
+      this.end -= this.head;
       this.head = 0;
     }
   }

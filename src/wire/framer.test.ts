@@ -275,11 +275,12 @@ describe('Framer reading from a shared buffer (pushCopy, room, filled)', () => {
   /**
    * Reads `stream` as the connection does: the rest of a large message straight into its room,
    * what follows through one shared buffer that is scribbled over after every read, so a
-   * message still pointing into it would come out corrupted.
+   * message still pointing into it would come out corrupted. The framer gets the whole shared
+   * buffer and the read's length, as from the connection: a byte read past the length is garbage.
    */
   function readLikeTheConnection(stream: Buffer, sizes: number[]): { out: Buffer[]; pendingSeen: Buffer[] } {
     const framer = new Framer();
-    const shared = Buffer.alloc(80_000);
+    const shared = Buffer.alloc(80_000, 0xee);
     const out: Buffer[] = [];
     const pendingSeen: Buffer[] = [];
     let offset = 0;
@@ -296,7 +297,7 @@ describe('Framer reading from a shared buffer (pushCopy, room, filled)', () => {
         const done = framer.filled(direct);
         if (done) out.push(done);
       }
-      out.push(...framer.pushCopy(shared.subarray(0, rest)));
+      out.push(...framer.pushCopy(shared, rest));
       shared.fill(0xee, 0, rest);
       pendingSeen.push(Buffer.from(framer.pending()));
     }

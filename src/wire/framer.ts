@@ -1,5 +1,5 @@
 import { WireError } from '../util/errors.js';
-import { FIXED_HEADER_SIZE, MAX_MESSAGE_SIZE, readFixedHeader } from './message.js';
+import { FIXED_HEADER_SIZE, MAX_MESSAGE_SIZE, messageSize } from './message.js';
 
 /**
  * A message at least this large that is only partly here gets a buffer of its own, and the
@@ -54,11 +54,13 @@ export class Framer {
   }
 
   /**
-   * As push(), for bytes that are only valid during the call (the shared receive buffer):
-   * what the framer keeps is copied — once.
+   * As push(), for bytes that are only valid during the call (the first `length` bytes of the
+   * shared receive buffer): what the framer keeps is copied — once.
    */
-  pushCopy(view: Buffer): Buffer[] {
+  pushCopy(view: Buffer, length = view.length): Buffer[] {
     this.throwIfFailed();
+    if (!this.own && this.chunks.length === 0) return this.copyComplete(view, length, undefined);
+    view = view.subarray(0, length);
     const out: Buffer[] = [];
     if (this.own) view = view.subarray(this.fillOwn(view, out));
     if (view.length === 0) return out;
@@ -67,15 +69,24 @@ export class Framer {
       for (const m of this.push(Buffer.from(view))) out.push(m);
       return out;
     }
+    return this.copyComplete(view, view.length, out);
+  }
+
+  /**
+   * pushCopy with nothing buffered before `view`. The common read — one whole message — costs
+   * one copy and a one-element array: a message is read once per routing, so every object
+   * made here is made per message.
+   */
+  private copyComplete(view: Buffer, length: number, out: Buffer[] | undefined): Buffer[] {
     // Find the end of the last complete message, copy them in one piece, slice them out.
     let end = 0;
     let size = -1;
     let count = 0;
     let failure: unknown;
     try {
-      while (view.length - end >= FIXED_HEADER_SIZE) {
+      while (length - end >= FIXED_HEADER_SIZE) {
         size = this.sizeAt(view, end);
-        if (end + size > view.length) break;
+        if (end + size > length) break;
         sizes[count++] = size;
         end += size;
         size = -1;
@@ -84,19 +95,26 @@ export class Framer {
       failure = err;
     }
     if (end > 0) {
-      const whole = Buffer.from(view.subarray(0, end));
-      for (let i = 0, at = 0; i < count; i++) {
-        out.push(whole.subarray(at, at + sizes[i]!));
-        at += sizes[i]!;
+      const whole = Buffer.allocUnsafe(end);
+      view.copy(whole, 0, 0, end);
+      if (count === 1 && out === undefined) {
+        out = [whole];
+      } else {
+        out ??= [];
+        for (let i = 0, at = 0; i < count; i++) {
+          out.push(whole.subarray(at, at + sizes[i]!));
+          at += sizes[i]!;
+        }
       }
     }
+    out ??= [];
     if (failure !== undefined) {
       if (out.length === 0) throw failure;
       this.failure = failure;
       return out;
     }
-    const tail = view.subarray(end);
-    if (tail.length === 0) return out;
+    if (end === length) return out;
+    const tail = view.subarray(end, length);
     this.buffered = tail.length;
     this.nextSize = size;
     if (size >= OWN_BUFFER_SIZE) {
@@ -175,7 +193,7 @@ export class Framer {
 
   /** The total size the fixed header at `at` announces, checked against max_message_size. */
   private sizeAt(bytes: Buffer, at: number): number {
-    const size = readFixedHeader(bytes, at).totalSize;
+    const size = messageSize(bytes, at);
     if (size > this.maxMessageSize) {
       throw new WireError('InvalidMessage', `a message of ${size} bytes exceeds max_message_size (${this.maxMessageSize})`);
     }

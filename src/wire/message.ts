@@ -94,6 +94,15 @@ const align8 = (n: number) => (n + 7) & ~7;
  * buffering it. Throws on a bad endian mark, protocol version or size.
  */
 export function readFixedHeader(buf: Buffer, offset = 0): { littleEndian: boolean; totalSize: number } {
+  const totalSize = messageSize(buf, offset);
+  return { littleEndian: buf[offset] === 0x6c, totalSize };
+}
+
+/**
+ * readFixedHeader's total size alone: called for every message framed and parsed, so it
+ * returns a number rather than an object.
+ */
+export function messageSize(buf: Buffer, offset = 0): number {
   if (buf.length - offset < FIXED_HEADER_SIZE) invalid(`message shorter than its ${FIXED_HEADER_SIZE}-byte fixed header`);
   const endian = buf[offset];
   if (endian !== 0x6c && endian !== 0x42) invalid(`bad endianness mark 0x${(endian ?? 0).toString(16)}`);
@@ -105,7 +114,7 @@ export function readFixedHeader(buf: Buffer, offset = 0): { littleEndian: boolea
   if (fieldsLength > MAX_MESSAGE_SIZE) invalid(`header fields of ${fieldsLength} bytes exceed the 128 MiB limit`);
   const totalSize = align8(FIXED_HEADER_SIZE + fieldsLength) + bodyLength;
   if (totalSize > MAX_MESSAGE_SIZE) invalid(`message of ${totalSize} bytes exceeds the 128 MiB limit`);
-  return { littleEndian, totalSize };
+  return totalSize;
 }
 
 /**
@@ -113,7 +122,8 @@ export function readFixedHeader(buf: Buffer, offset = 0): { littleEndian: boolea
  * parsed: the bus forwards it as bytes.
  */
 export function parseMessage(bytes: Buffer): Message {
-  const { littleEndian, totalSize } = readFixedHeader(bytes);
+  const totalSize = messageSize(bytes);
+  const littleEndian = bytes[0] === 0x6c;
   if (totalSize !== bytes.length) invalid(`message is ${bytes.length} bytes, header announces ${totalSize}`);
   const type = bytes[1]!;
   const flags = bytes[2]!;
@@ -349,8 +359,8 @@ const SMALL_BODY = 4096;
  */
 export function stitchSenderPieces(msg: Message, sender: string): Buffer[] {
   const { header, bytes } = msg;
-  const body = bytes.subarray(header.bodyOffset);
-  const inline = body.length <= SMALL_BODY;
+  const bodyLength = bytes.length - header.bodyOffset;
+  const inline = bodyLength <= SMALL_BODY;
   if (header.sender === undefined && !header.hasUnknownFields) {
     // Fast path: append one field to the end of the header array (fields start 8-aligned).
     const fieldsLength = (header.littleEndian ? bytes.readUInt32LE(12) : bytes.readUInt32BE(12));
@@ -358,19 +368,21 @@ export function stitchSenderPieces(msg: Message, sender: string): Buffer[] {
     const oldEnd = header.bodyOffset; // fields padded to 8
     const newFieldsLength = (oldEnd - FIXED_HEADER_SIZE) + field.length;
     const newBodyOffset = align8(FIXED_HEADER_SIZE + newFieldsLength);
-    const out = Buffer.allocUnsafe(newBodyOffset + (inline ? body.length : 0));
+    const out = Buffer.allocUnsafe(newBodyOffset + (inline ? bodyLength : 0));
     bytes.copy(out, 0, 0, FIXED_HEADER_SIZE + fieldsLength);
     zero(out, FIXED_HEADER_SIZE + fieldsLength, oldEnd);
     if (header.littleEndian) out.writeUInt32LE(newFieldsLength, 12);
     else out.writeUInt32BE(newFieldsLength, 12);
     field.copy(out, oldEnd);
     zero(out, oldEnd + field.length, newBodyOffset);
+    // A small body is copied from the message as it is (no view of it made: one per message).
     if (inline) {
-      body.copy(out, newBodyOffset);
+      bytes.copy(out, newBodyOffset, header.bodyOffset);
       return [out];
     }
-    return [out, body];
+    return [out, bytes.subarray(header.bodyOffset)];
   }
+  const body = bytes.subarray(header.bodyOffset);
   const w = encodeHeader(header.littleEndian, header.type, header.flags, header.serial, header.bodyLength, {
     ...header,
     sender,
