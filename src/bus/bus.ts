@@ -1,4 +1,4 @@
-import { buildMessage, MessageFlag, MessageType, readBody, type Message, type NewMessage } from '../wire/message.js';
+import { buildMessage, forgetSender, MessageFlag, MessageType, readBody, type Message, type NewMessage } from '../wire/message.js';
 import { marshal } from '../wire/marshal.js';
 import type { DBusValue } from '../wire/values.js';
 import { Driver, type DriverMethod } from './driver.js';
@@ -320,6 +320,7 @@ export class Bus {
     }
     const unique = peer.uniqueName;
     if (unique === undefined) return;
+    forgetSender(unique);
     this.applyNameChanges(this.names.releaseAll(peer), peer);
     if (!peer.isMonitor) {
       this.byUniqueName.delete(unique);

@@ -324,6 +324,10 @@ export function encodeMessage(m: NewMessage): Buffer {
   return Buffer.concat([w.finish(), body]);
 }
 
+/**
+ * Each sender's encoded SENDER field, made once per name and endianness. A name leaves with its
+ * connection (forgetSender): a bus that sees many short-lived clients must not keep them all.
+ */
 const senderFieldLE = new Map<string, Buffer>();
 const senderFieldBE = new Map<string, Buffer>();
 
@@ -336,11 +340,21 @@ function senderField(sender: string, littleEndian: boolean): Buffer {
     w.u8(Field.Sender);
     w.signature('s');
     w.string(sender);
-    hit = Buffer.from(w.finish());
+    const field = w.finish();
+    // A memory of its own: a slice of Node's shared 8 KiB pool would keep the whole slab alive
+    // for as long as the sender is connected.
+    hit = Buffer.allocUnsafeSlow(field.length);
+    field.copy(hit);
     if (cache.size > 65536) cache.clear();
     cache.set(sender, hit);
   }
   return hit;
+}
+
+/** Drops what was cached for `sender` (a unique name whose connection is gone). */
+export function forgetSender(sender: string): void {
+  senderFieldLE.delete(sender);
+  senderFieldBE.delete(sender);
 }
 
 /** Zeroes padding (at most 7 bytes): a loop is cheaper than Buffer#fill's checks. */
