@@ -9,6 +9,8 @@
  *   npm run bench -- --profile --profiler=perf [--perf-js-names]   # Linux perf: on-CPU, user + kernel,
  *                                           # by category (GC, kernel, memcpy, JIT code, …)
  *   npm run bench -- --syscalls             # syscalls and context switches per message (perf stat)
+ *   npm run bench -- --curve=roundtrip-fd [--curve-steps=10,10,80] [--count=N]   # cost per chunk
+ *                                           # as a fresh bus warms up (bench/curve.ts)
  *   npm run bench -- --ferrybus-node-flags="--max-semi-space-size=32"   # node flags for ferrybus (appended)
  *   npm run bench -- --ferrybus-from=dist   # dist/src/cli/main.js instead of the bundle as deployed
  *   npm run bench -- --only=fanout-scale-1000,names-scale-1000,memory   # scale scenarios, memory section
@@ -37,6 +39,7 @@ import { SCENARIOS as BASE_SCENARIOS, type DriveResult, type Scenario } from './
 import { measureStartup, printStartup } from './startup.js';
 import { writeReadme } from './report.js';
 import { measureHandoffPause, printHandoffPause } from './handoff-pause.js';
+import { DEFAULT_CURVE_STEPS, measureCurve } from './curve.js';
 
 const SCENARIOS: readonly Scenario[] = [...BASE_SCENARIOS, ...SCALE_SCENARIOS];
 
@@ -59,6 +62,11 @@ interface Options {
   /** The handoff-pause section's cells (`1000x16M,…`) and handoffs per cell; default: its grid. */
   handoffCells: string | undefined;
   handoffReps: number | undefined;
+  /** --curve: the scenario to drive in chunks on fresh buses (bench/curve.ts). */
+  curve: string | undefined;
+  curveSteps: number[];
+  /** --count: the scenario count for --curve. */
+  count: number | undefined;
 }
 
 interface RunRecord {
@@ -138,6 +146,9 @@ function parseArgs(argv: string[]): Options {
     ferrybusFrom: undefined,
     handoffCells: undefined,
     handoffReps: undefined,
+    curve: undefined,
+    curveSteps: DEFAULT_CURVE_STEPS,
+    count: undefined,
   };
   let outGiven = false;
   for (const arg of argv) {
@@ -187,6 +198,17 @@ function parseArgs(argv: string[]): Options {
         break;
       case '--handoff-reps':
         o.handoffReps = Number(value);
+        break;
+      case '--curve':
+        o.curve = value;
+        break;
+      case '--curve-steps':
+        o.curveSteps = value!.split(',').map(Number);
+        if (o.curveSteps.some((x) => !(x > 0))) throw new Error('--curve-steps takes positive percentages, e.g. 10,10,80');
+        break;
+      case '--count':
+        o.count = Number(value);
+        if (!(o.count >= 1)) throw new Error('--count takes a positive number');
         break;
       case '--help':
       case '-h':
@@ -691,6 +713,10 @@ async function syscalls(o: Options): Promise<void> {
   console.log(`\nresults in ${path.relative(process.cwd(), out)}`);
 }
 
+function argvHasReps(argv: readonly string[]): boolean {
+  return argv.some((a) => a.startsWith('--reps'));
+}
+
 async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
   // Ctrl-C: exit normally so the harness's exit hook kills every process it started, by PID.
@@ -699,7 +725,11 @@ async function main(): Promise<void> {
   // As deployed (the bundle, the unit's node flags) unless asked; the profiles name src/ files from dist/.
   setFerrybusFrom(o.ferrybusFrom ?? (o.profile ? 'dist' : 'bundle'));
   if (o.profile) await profile(o);
-  else if (o.syscalls) await syscalls(o);
+  else if (o.curve) {
+    const scenario = SCENARIOS.find((x) => x.id === o.curve);
+    if (!scenario) throw new Error(`no scenario ${o.curve}; one of ${SCENARIOS.map((x) => x.id).join(', ')}`);
+    await measureCurve({ scenario, buses: o.buses, reps: argvHasReps(process.argv) ? o.reps : 1, steps: o.curveSteps, count: o.count, nodeFlags: o.nodeFlags });
+  } else if (o.syscalls) await syscalls(o);
   else await benchmark(o);
 }
 
