@@ -167,7 +167,7 @@ export class Poller {
    * Runs `fn` once, after every socket ready in this turn is handled, when called during a turn
    * (true); false otherwise. The write side coalesces a turn's messages here: in the same
    * callback from the event loop, not in a later `setImmediate` (a second callback into
-   * JavaScript and an extra, empty epoll_wait of libuv's per routed message).
+   * JavaScript per routed message when messages come one at a time).
    */
   atTurnEnd(fn: () => void): boolean {
     if (!this.dispatching) return false;

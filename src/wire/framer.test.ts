@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { WireError } from '../util/errors.js';
 import { Framer, OWN_BUFFER_SIZE } from './framer.js';
 import { marshal } from './marshal.js';
-import { MAX_MESSAGE_SIZE, MessageType, encodeMessage, readFixedHeader } from './message.js';
+import { MAX_MESSAGE_SIZE, MessageType, encodeMessage, messageSize } from './message.js';
 import { Variant, type DBusValue } from './values.js';
 
 const hex = (s: string) => Buffer.from(s.replace(/\s+/g, ''), 'hex');
@@ -240,7 +240,7 @@ describe('Framer', () => {
             while (offset < stream.length) {
               const size = sizes[i++ % sizes.length]!;
               for (const m of framer.push(stream.subarray(offset, offset + size))) {
-                expect(readFixedHeader(m).totalSize).toBe(m.length);
+                expect(messageSize(m)).toBe(m.length);
               }
               offset += size;
             }

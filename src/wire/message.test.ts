@@ -10,7 +10,7 @@ import {
   encodeMessage,
   parseMessage,
   readBody,
-  readFixedHeader,
+  messageSize,
   stitchSender,
   type Header,
   type NewMessage,
@@ -451,7 +451,7 @@ describe('parseMessage: framing and padding', () => {
   });
 });
 
-describe('readFixedHeader', () => {
+describe('messageSize', () => {
   const fixed = (le: boolean, bodyLength: number, fieldsLength: number) => {
     const b = Buffer.alloc(16);
     b[0] = le ? 0x6c : 0x42;
@@ -468,34 +468,34 @@ describe('readFixedHeader', () => {
   };
 
   it('computes the total size: fields padded to 8, plus the body', () => {
-    expect(readFixedHeader(fixed(true, 7, 15))).toEqual({ littleEndian: true, totalSize: 16 + 16 + 7 });
-    expect(readFixedHeader(fixed(false, 7, 15))).toEqual({ littleEndian: false, totalSize: 39 });
-    expect(readFixedHeader(fixed(true, 0, 0))).toEqual({ littleEndian: true, totalSize: 16 });
-    expect(readFixedHeader(BE_RETURN).totalSize).toBe(BE_RETURN.length);
+    expect(messageSize(fixed(true, 7, 15))).toBe(16 + 16 + 7);
+    expect(messageSize(fixed(false, 7, 15))).toBe(39);
+    expect(messageSize(fixed(true, 0, 0))).toBe(16);
+    expect(messageSize(BE_RETURN)).toBe(BE_RETURN.length);
   });
 
   it('reads at an offset', () => {
     const buf = Buffer.concat([Buffer.alloc(5, 0xff), fixed(false, 8, 8)]);
-    expect(readFixedHeader(buf, 5)).toEqual({ littleEndian: false, totalSize: 32 });
+    expect(messageSize(buf, 5)).toBe(32);
   });
 
   it('accepts a message of exactly 128 MiB', () => {
-    expect(readFixedHeader(fixed(true, MAX_MESSAGE_SIZE - 24, 8)).totalSize).toBe(MAX_MESSAGE_SIZE);
+    expect(messageSize(fixed(true, MAX_MESSAGE_SIZE - 24, 8))).toBe(MAX_MESSAGE_SIZE);
   });
 
   it('rejects more than 128 MiB from the body length, the fields length, or both', () => {
     for (const le of [true, false]) {
-      expect(() => readFixedHeader(fixed(le, MAX_MESSAGE_SIZE - 23, 8))).toThrow(/128 MiB/);
-      expect(() => readFixedHeader(fixed(le, 0xffffffff, 0))).toThrow(/128 MiB/);
-      expect(() => readFixedHeader(fixed(le, 0, 0xffffffff))).toThrow(/128 MiB/);
-      expect(() => readFixedHeader(fixed(le, 0, 0xfffffff8))).toThrow(/128 MiB/);
-      expect(() => readFixedHeader(fixed(le, 0x80000000, 0x80000000))).toThrow(/128 MiB/);
+      expect(() => messageSize(fixed(le, MAX_MESSAGE_SIZE - 23, 8))).toThrow(/128 MiB/);
+      expect(() => messageSize(fixed(le, 0xffffffff, 0))).toThrow(/128 MiB/);
+      expect(() => messageSize(fixed(le, 0, 0xffffffff))).toThrow(/128 MiB/);
+      expect(() => messageSize(fixed(le, 0, 0xfffffff8))).toThrow(/128 MiB/);
+      expect(() => messageSize(fixed(le, 0x80000000, 0x80000000))).toThrow(/128 MiB/);
     }
   });
 
   it('rejects fewer than 16 bytes', () => {
-    expect(wireError(() => readFixedHeader(fixed(true, 0, 0).subarray(0, 15))).code).toBe('InvalidMessage');
-    expect(() => readFixedHeader(fixed(true, 0, 0), 1)).toThrow(WireError);
+    expect(wireError(() => messageSize(fixed(true, 0, 0).subarray(0, 15))).code).toBe('InvalidMessage');
+    expect(() => messageSize(fixed(true, 0, 0), 1)).toThrow(WireError);
   });
 });
 

@@ -90,17 +90,9 @@ function invalid(why: string): never {
 const align8 = (n: number) => (n + 7) & ~7;
 
 /**
- * Reads the 16 fixed bytes: what a framer needs to know a message's total size before
- * buffering it. Throws on a bad endian mark, protocol version or size.
- */
-export function readFixedHeader(buf: Buffer, offset = 0): { littleEndian: boolean; totalSize: number } {
-  const totalSize = messageSize(buf, offset);
-  return { littleEndian: buf[offset] === 0x6c, totalSize };
-}
-
-/**
- * readFixedHeader's total size alone: called for every message framed and parsed, so it
- * returns a number rather than an object.
+ * The total size the 16 fixed bytes announce: what a framer needs to know before buffering a
+ * message (a number, not an object: it runs for every message). Throws on a bad endian mark,
+ * protocol version or size.
  */
 export function messageSize(buf: Buffer, offset = 0): number {
   if (buf.length - offset < FIXED_HEADER_SIZE) invalid(`message shorter than its ${FIXED_HEADER_SIZE}-byte fixed header`);
