@@ -68,6 +68,22 @@ function versionConstant() {
   };
 }
 
+/**
+ * `import * as fs from 'node:fs'` becomes `fs = __toESM(require("node:fs"), 1)` in a CommonJS
+ * bundle: a new object with one getter per export, made in every module that imports it (25
+ * copies of node:fs's ~100 exports, ~6 ms of every start and handoff), and every `fs.x` after
+ * that calls a getter. A built-in's module object already is what the namespace reads; the
+ * bundle uses it as is. Only where the namespace is never asked for `default` (which only the
+ * copy has): the build fails if one is.
+ */
+function withPlainBuiltins(text) {
+  const wrapped = /(\w+) = __toESM\(require\("(node:[\w/]+)"\), 1\)/g;
+  for (const [, name, id] of text.matchAll(wrapped)) {
+    if (new RegExp(`\\b${name}\\.default\\b`).test(text)) throw new Error(`the bundle reads ${name}.default of ${id}: scripts/bundle.mjs cannot unwrap it`);
+  }
+  return text.replace(wrapped, (_, name, id) => `${name} = require("${id}")`);
+}
+
 fs.rmSync(outdir, { recursive: true, force: true });
 fs.mkdirSync(outdir, { recursive: true });
 
@@ -110,14 +126,14 @@ await build({
 // The loader reads it as latin1 (a one-byte string at once, no UTF-8 decoding; a string with one
 // character beyond latin1 would take twice the memory): it must be ASCII. esbuild escapes every
 // other character in code (charset: 'ascii'); what is left is in comments, where '?' does as well.
-const programText = fs.readFileSync(program, 'utf8').replace(/^#!/, '//').replace(/[^\x00-\x7f]/g, '?');
+const programText = withPlainBuiltins(fs.readFileSync(program, 'utf8').replace(/^#!/, '//').replace(/[^\x00-\x7f]/g, '?'));
 fs.writeFileSync(program, programText);
 const programEnd = `//# ferrybus-build=${buildId}\n})\n`;
 if (!programText.endsWith(programEnd)) throw new Error(`${program} does not end with its build id: update scripts/bundle.mjs`);
 
 // The loader: the file every command line names.
 /** Node's modules a starting bus loads (process.moduleLoadList), the ones that load the rest. */
-const PRELOADED_BUILTINS = ['node:net', 'node:child_process', 'node:crypto', 'node:fs/promises', 'node:os', 'node:tty', 'node:cluster', 'node:string_decoder', 'node:stream', 'node:dgram'];
+const PRELOADED_BUILTINS = ['node:net', 'node:child_process', 'node:fs/promises', 'node:os', 'node:tty', 'node:cluster', 'node:string_decoder', 'node:stream', 'node:dgram'];
 /** Where the bundle puts koffi's native build, relative to the loader. */
 const KOFFI_NATIVE = 'node_modules/koffi/build/koffi/linux_x64/koffi.node';
 /** The version of the koffi the bundle copies (its native build reports the same). */
@@ -128,12 +144,12 @@ function koffiVersion() {
 const loaderBody = (extra) => `// Node's modules by process.getBuiltinModule (node >= 20.16) or require, not by import: an ES
 // module's import of a built-in reads every export (node:crypto's webcrypto, node:fs's streams, ...).
 const builtin = process.getBuiltinModule ?? (await import('node:module')).createRequire(import.meta.url);
-const { createHash } = builtin('node:crypto');
 const fs = builtin('node:fs');
 const { createRequire } = builtin('node:module');
 const path = builtin('node:path');
 const { fileURLToPath } = builtin('node:url');
 const vm = builtin('node:vm');
+const v8 = builtin('node:v8');
 
 const BUILD = ${JSON.stringify(buildId)};
 const dir = path.dirname(fileURLToPath(import.meta.url));
@@ -143,19 +159,19 @@ let source = fs.readFileSync(program, 'latin1');
 let cachedData;
 if (source.endsWith(${JSON.stringify(programEnd)})) {
   try {
-    // The build id, the payload's SHA-256, the payload: V8 checks no checksum (a flipped bit
-    // could crash it), only the source length, its version and the flags.
+    // The build id, then V8's cache. V8 checks its version, the flags and the source length.
     const cache = fs.readFileSync(cacheFile);
-    const payload = cache.subarray(BUILD.length + 32);
-    if (cache.toString('latin1', 0, BUILD.length) === BUILD
-      && createHash('sha256').update(payload).digest().equals(cache.subarray(BUILD.length, BUILD.length + 32))) {
-      cachedData = payload;
-    }
+    if (cache.toString('latin1', 0, BUILD.length) === BUILD) cachedData = cache.subarray(BUILD.length);
   } catch {
     // no cache: compiled as without one
   }
 }
+// V8 verifies the cache's checksum only under this flag (a flipped bit could crash it, at every
+// start): on while compiling, as when the cache was written, and off again, since node's own
+// modules' code cache is taken only under the flags node was built with.
+v8.setFlagsFromString('--verify-snapshot-checksum');
 const script = new vm.Script(source, { filename: program, cachedData });
+v8.setFlagsFromString('--no-verify-snapshot-checksum');
 // V8 holds the source now; the cache's bytes are not needed once compiled.
 source = cachedData = undefined;
 // The young generation stays at its first size (see src/util/young-generation.ts), from before
@@ -163,11 +179,11 @@ source = cachedData = undefined;
 // modules only under the flags node was built with: the modules the bus needs are loaded first.
 if (!process.execArgv.some((a) => /semi-space/.test(a))) {
   for (const m of ${JSON.stringify(PRELOADED_BUILTINS)}) builtin(m);
-  builtin('node:v8').setFlagsFromString('--semi-space-growth-factor=1');
+  v8.setFlagsFromString('--semi-space-growth-factor=1');
 }
 // No optimizing compiler until the bus serves (src/util/start-up-compiler.ts turns it back on).
 if (!process.execArgv.some((a) => /^--(no-)?(opt|turbofan|maglev)(=|$)|^--max-opt(=|$)/.test(a))) {
-  builtin('node:v8').setFlagsFromString('--no-opt');
+  v8.setFlagsFromString('--no-opt');
 }
 /**
  * The program's require, koffi excepted: its native build is loaded here, by the path this
@@ -261,9 +277,11 @@ async function writeCodeCache() {
     "process.once('exit', () => {\n" +
     // The bus changes one V8 flag once it serves (src/util/young-generation.ts), and V8 stamps
     // a cache with the flags of the moment: back to V8's default, as at the next start.
-    (flags.some((f) => /semi-space/.test(f)) ? '' : "  builtin('node:v8').setFlagsFromString('--semi-space-growth-factor=2');\n") +
+    (flags.some((f) => /semi-space/.test(f)) ? '' : "  v8.setFlagsFromString('--semi-space-growth-factor=2');\n") +
+    // With its checksum, which the loader has V8 verify.
+    "  v8.setFlagsFromString('--verify-snapshot-checksum');\n" +
     '  const data = script.createCachedData();\n' +
-    "  fs.writeFileSync(cacheFile, Buffer.concat([Buffer.from(BUILD, 'latin1'), createHash('sha256').update(data).digest(), data]));\n" +
+    "  fs.writeFileSync(cacheFile, Buffer.concat([Buffer.from(BUILD, 'latin1'), data]));\n" +
     '});\n'));
   try {
     const child = spawn(process.execPath, [...flags, writer, 'daemon', '--nofork', '--print-address=1', `--address=unix:path=${path.join(tmp, 'bus')}`], {
@@ -287,7 +305,8 @@ async function writeCodeCache() {
     // V8 must take it under the unit's flags (it says so only by compiling with it).
     const check = [
       "const fs = require('node:fs'); const vm = require('node:vm');",
-      `const cache = fs.readFileSync(${JSON.stringify(cacheFile)}).subarray(${buildId.length + 32});`,
+      "require('node:v8').setFlagsFromString('--verify-snapshot-checksum');",
+      `const cache = fs.readFileSync(${JSON.stringify(cacheFile)}).subarray(${buildId.length});`,
       `const s = new vm.Script(fs.readFileSync(${JSON.stringify(program)}, 'latin1'), { filename: ${JSON.stringify(program)}, cachedData: cache });`,
       'process.exit(s.cachedDataRejected ? 1 : 0);',
     ].join('\n');

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes } from '../sys/libc.js';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { encodeDocument, writePieces } from './binary-document.js';

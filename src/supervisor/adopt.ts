@@ -127,10 +127,12 @@ export function adoptDaemon(args: HandoffArgs, log: Logger, extraMethods: readon
   const cloexecDone = setCloexecFrom(3);
   let doc: HandoffDocument | undefined;
   let spools: SpoolFile[] = [];
+  let documentWarnings = 0;
   try {
     const read = readHandoffFile(args.document, { nonce: args.nonce, pid: process.pid });
     doc = read.doc;
     spools = read.spools;
+    documentWarnings = read.warnings.length;
     for (const w of read.warnings) log.warning('handoff-document-warning', w);
   } catch (err) {
     log.error('handoff-document-unusable', 'handoff document unusable: every client connection is dropped, the bus keeps listening', {
@@ -192,7 +194,10 @@ export function adoptDaemon(args: HandoffArgs, log: Logger, extraMethods: readon
   const adopted = new Set<number>([...report.keptFds, ...openSpools]);
   // Fds in messages held for a starting service belong to their senders too.
   for (const fd of bus.activator.heldFds()) adopted.add(fd);
-  closeStrays(adopted, log);
+  // The old image left everything but what the document names close-on-exec: with every record
+  // taken as written, nothing else came across, and the search (a readdir of /proc/self/fd and
+  // an fstat of each unknown fd) is skipped.
+  if (report.dropped.length > 0 || documentWarnings > 0) closeStrays(adopted, log);
   // Programs an earlier image started are this process's children: still watched, and reaped
   // when they end — those still being activated, and those that took their name long ago.
   services.launcher.adopt([...bus.activator.runningPids(), ...(doc?.activation?.children ?? [])]);

@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 import { currentExecTarget, preflight, type ExecTarget } from '../handoff/exec-target.js';
 import { createSpoolFile, handoffDirectory, removeHandoffFile, writeHandoffFile } from '../handoff/handoff-file.js';
@@ -9,7 +8,7 @@ import { reexec } from '../handoff/reexec.js';
 import { RootSwitch } from '../handoff/root-switch.js';
 import { snapshot } from '../handoff/snapshot.js';
 import { activationFds } from '../handoff/activation-state.js';
-import { loadLibc } from '../sys/libc.js';
+import { loadLibc, randomBytes } from '../sys/libc.js';
 import { FerryError } from '../util/errors.js';
 import type { Daemon } from './daemon.js';
 import type { Logger } from './logger.js';

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes } from '../sys/libc.js';
 import * as fs from 'node:fs';
 
 /** A fresh bus GUID: 128 random bits as 32 hex digits (the GUID format of the specification). */

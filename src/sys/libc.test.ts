@@ -18,6 +18,7 @@ import {
   peerCredentials,
   peerGroups,
   peerSecurityLabel,
+  randomBytes,
   setCloexec,
   setCloexecFrom,
   socketFd,
@@ -431,6 +432,31 @@ describe('execve failures (in process: they return)', () => {
     expect(getCloexec(fd)).toBe(false);
     setCloexec(fd, true);
     await closeAll(client, accepted, server);
+  });
+
+  it('leaves SIGPROF handled as it was after a failure (it is ignored only for the exec)', () => {
+    const before = ignoredSignals();
+    expectSysError(() => execve(path.join(tmp, 'missing'), ['x'], []), 'ENOENT');
+    expect(ignoredSignals()).toBe(before);
+    expect(before & SIGPROF_BIT).toBe(0n);
+  });
+});
+
+const SIGPROF_BIT = 1n << 26n;
+/** This process's ignored signals, as the kernel reports them (bit n-1 for signal n). */
+function ignoredSignals(): bigint {
+  return BigInt(`0x${/^SigIgn:\s*([0-9a-f]+)$/m.exec(fs.readFileSync('/proc/self/status', 'utf8'))![1]}`);
+}
+
+describe('randomBytes', () => {
+  it('returns as many bytes as asked, different each time', () => {
+    expect(randomBytes(0)).toHaveLength(0);
+    const a = randomBytes(16);
+    const b = randomBytes(16);
+    expect(a).toHaveLength(16);
+    expect(a.equals(b)).toBe(false);
+    // 4 KiB of zeros from a working source: never.
+    expect(randomBytes(4096).some((byte) => byte !== 0)).toBe(true);
   });
 });
 

@@ -96,6 +96,10 @@ type NativeFn = (...args: unknown[]) => number;
 interface Bindings {
   readonly getsockopt: NativeFn;
   readonly fcntl: NativeFn;
+  /** fcntl with its third argument declared: koffi builds a variadic call anew each time (see setCloexec). */
+  readonly fcntlInt: NativeFn;
+  readonly getrandom: NativeFn;
+  readonly sigaction: NativeFn;
   readonly execve: NativeFn;
   readonly chroot: NativeFn;
   readonly chdir: NativeFn;
@@ -144,6 +148,10 @@ function libc(): Bindings {
       ) as NativeFn,
       // fcntl is variadic in C: the optional third argument is passed as ('int', value).
       fcntl: lib.func('int fcntl(int fd, int cmd, ...)') as NativeFn,
+      // The x86-64 and AArch64 Linux calling conventions pass a variadic int where a fixed one goes.
+      fcntlInt: lib.func('int fcntl(int fd, int cmd, int arg)') as NativeFn,
+      getrandom: lib.func('intptr_t getrandom(void *buf, size_t length, unsigned int flags)') as NativeFn,
+      sigaction: lib.func('int sigaction(int sig, const void *act, void *oldact)') as NativeFn,
       execve: lib.func(
         'int execve(const char *path, const char **argv, const char **envp)',
       ) as NativeFn,
@@ -313,11 +321,32 @@ export function getCloexec(fd: number): boolean {
 
 /**
  * Sets or clears FD_CLOEXEC on fd. It is the only fd flag Linux defines, so nothing else needs
- * reading first: one system call (a handoff makes this call for every fd it keeps, twice).
+ * reading first: one system call (a handoff makes this call for every fd it keeps, twice,
+ * inside its pause: a variadic koffi call took ~3 µs of it, a fixed one ~1).
  */
 export function setCloexec(fd: number, on: boolean): void {
   checkFd('fcntl(F_SETFD)', fd);
-  if (libc().fcntl(fd, F_SETFD, 'int', on ? FD_CLOEXEC : 0) < 0) fail('fcntl(F_SETFD)');
+  if (libc().fcntlInt(fd, F_SETFD, on ? FD_CLOEXEC : 0) < 0) fail('fcntl(F_SETFD)');
+}
+
+const EINTR = 4;
+
+/**
+ * `length` bytes from the kernel's random source (getrandom(2), blocking only until it is
+ * seeded at boot). The bus needs a few for GUIDs, nonces and file names: node:crypto would
+ * cost every start and handoff ~3 ms to load for them.
+ */
+export function randomBytes(length: number): Buffer {
+  const bytes = Buffer.alloc(length);
+  for (let got = 0; got < length; ) {
+    const n = libc().getrandom(got === 0 ? bytes : bytes.subarray(got), length - got, 0);
+    if (n < 0) {
+      if (koffi.errno() === EINTR) continue;
+      fail('getrandom');
+    }
+    got += n;
+  }
+  return bytes;
 }
 
 const CLOSE_RANGE_CLOEXEC = 1 << 2;
@@ -351,9 +380,31 @@ export function execve(path: string, argv: readonly string[], envp: readonly str
   checkString('execve', path, 'path');
   for (const arg of argv) checkString('execve', arg, 'an argument');
   for (const entry of envp) checkString('execve', entry, 'an environment entry');
+  const profilerSignal = ignoreSignal(SIGPROF);
   libc().execve(path, [...argv, null], [...envp, null]);
   // execve only returns on failure.
-  fail('execve', path);
+  const errno = koffi.errno();
+  profilerSignal.restore();
+  throw new SysError('execve', errno, path);
+}
+
+const SIGPROF = 27;
+const SIG_IGN = 1;
+/** struct sigaction of glibc on x86-64 and AArch64: handler, 1024-bit mask, flags, restorer. */
+const SIGACTION_BYTES = 152;
+
+/**
+ * V8's sampling profiler (node --cpu-prof) interrupts the main thread with SIGPROF. One that is
+ * pending at exec, or sent by the profiler's thread until then, would reach the new image before
+ * it has a handler, and SIGPROF's default action ends the process: the bus, handoff and all.
+ * Ignoring it discards those (node sets it back to the default in the new image).
+ */
+function ignoreSignal(signal: number): { restore(): void } {
+  const previous = Buffer.alloc(SIGACTION_BYTES);
+  const ignore = Buffer.alloc(SIGACTION_BYTES);
+  ignore.writeBigUInt64LE(BigInt(SIG_IGN), 0);
+  const changed = libc().sigaction(signal, ignore, previous) === 0;
+  return { restore: () => void (changed && libc().sigaction(signal, previous, null)) };
 }
 
 /** chroot(2). Requires CAP_SYS_CHROOT. Does not change the working directory: chdir after. */

@@ -12,7 +12,7 @@
 // Pure: no sockets, no files. `listenAddressFor` only decides which path to bind; creating
 // directories and binding is the listener's job.
 
-import { randomBytes } from 'node:crypto';
+import { randomBytes } from '../sys/libc.js';
 import * as path from 'node:path';
 
 export type AddressErrorCode =

@@ -40,11 +40,15 @@ export async function snapshotBuild(): Promise<BuildSnapshot> {
   throw new Error(`no consistent build in ${REPO_ROOT}dist (is a build running, or did it fail?)\n${lastError}`);
 }
 
-/** startBus('ferrybus') of the harness, from a build snapshot; `extraArgs` go to `ferrybus daemon`. */
-export async function startSnapshotBus(build: BuildSnapshot, extraArgs: readonly string[] = []): Promise<RunningBus> {
+/**
+ * startBus('ferrybus') of the harness, from a build snapshot; `extraArgs` go to `ferrybus daemon`,
+ * `nodeFlags` to node (a handoff passes them on to every image).
+ */
+export async function startSnapshotBus(build: BuildSnapshot, extraArgs: readonly string[] = [], nodeFlags: readonly string[] = []): Promise<RunningBus> {
   const dir = await makeTempDir('ferrybus-handoff-test');
   const socketPath = path.join(dir, 'bus');
   const proc = startLongRunning(process.execPath, [
+    ...nodeFlags,
     build.main, 'daemon', '--nofork', '--print-address=1', `--address=${unixPathAddress(socketPath)}`, ...extraArgs,
   ]);
   let address: string;
