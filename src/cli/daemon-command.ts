@@ -4,7 +4,9 @@ import { FerryError } from '../util/errors.js';
 import { holdOptimizingCompiler, releaseOptimizingCompiler } from '../util/start-up-compiler.js';
 import { capYoungGeneration } from '../util/young-generation.js';
 import { fdOf } from './daemon-flags.js';
-import { dup2 } from '../sys/libc.js';
+import { dup2, releaseFreeMemory } from '../sys/libc.js';
+import { poller } from '../transport/poller.js';
+import { IdleTrim } from '../supervisor/idle-trim.js';
 import { adoptDaemon } from '../supervisor/adopt.js';
 import { Daemon, printToFd, type DaemonSettings } from '../supervisor/daemon.js';
 import { HandoffController, type HandoffArgs } from '../supervisor/handoff-controller.js';
@@ -132,10 +134,12 @@ export async function runDaemonCommand(args: DaemonArgs): Promise<void> {
 async function supervise(daemon: Daemon, log: Logger): Promise<void> {
   daemon.bus.reloadConfig = () => reloadConfig(daemon, 'ReloadConfig', log);
   const watchers = [watchConfig(daemon, log), daemon.services.watch()];
+  const idleTrim = new IdleTrim({ turns: () => poller().turns, rss: () => process.memoryUsage.rss(), trim: releaseFreeMemory });
   // A quarter-second sweep: cheap when nothing is due.
   setInterval(() => {
     daemon.bus.expireCalls();
     if (daemon.bus.activator.pending.size > 0) daemon.bus.activator.expire();
+    idleTrim.sweep();
   }, 250).unref();
   // A watch that never gets ready (a hung file system) must not hold the bus back.
   const ready = Promise.all(watchers.map((w) => (w ? new Promise<void>((resolve) => w.once('ready', () => resolve())) : undefined)));

@@ -100,6 +100,8 @@ interface Bindings {
   readonly fcntlInt: NativeFn;
   readonly getrandom: NativeFn;
   readonly sigaction: NativeFn;
+  /** glibc's; undefined in a C library without it. */
+  readonly mallocTrim: NativeFn | undefined;
   readonly execve: NativeFn;
   readonly chroot: NativeFn;
   readonly chdir: NativeFn;
@@ -152,6 +154,7 @@ function libc(): Bindings {
       fcntlInt: lib.func('int fcntl(int fd, int cmd, int arg)') as NativeFn,
       getrandom: lib.func('intptr_t getrandom(void *buf, size_t length, unsigned int flags)') as NativeFn,
       sigaction: lib.func('int sigaction(int sig, const void *act, void *oldact)') as NativeFn,
+      mallocTrim: optionalFunc(lib, 'int malloc_trim(size_t pad)'),
       execve: lib.func(
         'int execve(const char *path, const char **argv, const char **envp)',
       ) as NativeFn,
@@ -327,6 +330,15 @@ export function getCloexec(fd: number): boolean {
 export function setCloexec(fd: number, on: boolean): void {
   checkFd('fcntl(F_SETFD)', fd);
   if (libc().fcntlInt(fd, F_SETFD, on ? FD_CLOEXEC : 0) < 0) fail('fcntl(F_SETFD)');
+}
+
+/**
+ * Gives the C library's free memory back to the system (malloc_trim(0)): the pages of free
+ * chunks in every arena. True when some was released; false too where the call is missing.
+ */
+export function releaseFreeMemory(): boolean {
+  const trim = libc().mallocTrim;
+  return trim !== undefined && trim(0) === 1;
 }
 
 const EINTR = 4;

@@ -62,6 +62,8 @@ export class Poller {
   private closed = false;
   /** True while a turn's ready sockets are being handled. */
   private dispatching = false;
+  /** Turns so far: unchanged between two looks means nothing happened on any socket meanwhile. */
+  turns = 0;
   /** What runs once the turn's sockets are handled (see atTurnEnd). */
   private turnEnd: (() => void)[] = [];
   private turnEndRunning: (() => void)[] = [];
@@ -145,6 +147,7 @@ export class Poller {
    */
   private dispatch(): void {
     const n = epollWaitInto(this.epfd, this.readyFds, this.readyMasks);
+    this.turns++;
     this.dispatching = true;
     try {
       for (let i = 0; i < n; i++) {
