@@ -17,6 +17,24 @@ function fakeBus(rss: number) {
 }
 
 describe('IdleTrim', () => {
+  it('does not trim, nor fail, while the resident set cannot be read (a root without procfs)', () => {
+    const bus = { turns: 0, readable: false, trims: 0 };
+    const trim = new IdleTrim({
+      turns: () => bus.turns,
+      rss: () => (bus.readable ? 80 << 20 : undefined),
+      trim: () => Boolean(++bus.trims),
+    });
+    bus.turns++;
+    trim.sweep();
+    expect(trim.sweep()).toBe(false);
+    // Readable again: growth is counted from the first reading, not from nothing.
+    bus.readable = true;
+    bus.turns++;
+    trim.sweep();
+    expect(trim.sweep()).toBe(false);
+    expect(bus.trims).toBe(0);
+  });
+
   it('trims once, at the first quiet sweep after a burst that grew the resident set', () => {
     const { bus, trim } = fakeBus(50 << 20);
     bus.turns += 40;

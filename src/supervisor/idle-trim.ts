@@ -14,8 +14,8 @@ export const TRIM_AFTER_GROWTH = 1024 * 1024;
 export interface IdleTrimProbes {
   /** The poller's turn counter. */
   turns(): number;
-  /** Resident set size, bytes. */
-  rss(): number;
+  /** Resident set size, bytes; undefined when it cannot be read (a root without procfs). */
+  rss(): number | undefined;
   /** Releases free memory; true when some was released. */
   trim(): boolean;
 }
@@ -23,7 +23,7 @@ export interface IdleTrimProbes {
 export class IdleTrim {
   private lastTurns: number;
   private activeSinceLook = false;
-  private rssAfterTrim: number;
+  private rssAfterTrim: number | undefined;
   /** How many trims ran. */
   trims = 0;
 
@@ -43,7 +43,13 @@ export class IdleTrim {
     }
     if (!this.activeSinceLook) return false;
     this.activeSinceLook = false;
-    if (this.probes.rss() < this.rssAfterTrim + TRIM_AFTER_GROWTH) return false;
+    // Without a reading (now or at the last trim) the growth is unknown: no trim.
+    const rss = this.probes.rss();
+    if (rss === undefined || this.rssAfterTrim === undefined) {
+      this.rssAfterTrim ??= rss;
+      return false;
+    }
+    if (rss < this.rssAfterTrim + TRIM_AFTER_GROWTH) return false;
     this.probes.trim();
     this.trims++;
     this.rssAfterTrim = this.probes.rss();
