@@ -35,13 +35,21 @@ function comeAndGo(bus: Bus, sink: MemorySink, service: Peer, n: number): void {
 describe('clients that have left', () => {
   // A system bus sees a client come and go for every busctl or dbus-send run: nothing of theirs
   // may stay behind (an encoded SENDER field per name once kept ~8 KiB each alive).
-  it('leave no memory behind: 20 000 short-lived clients that each sent a message', () => {
+  it('leave no memory behind: 20 000 short-lived clients that each sent a message, three times over', () => {
     const { bus, sink } = newBus();
     const service = connect(bus, sink);
     comeAndGo(bus, sink, service, 2000);
-    const before = retained();
-    comeAndGo(bus, sink, service, 20_000);
-    const grown = retained() - before;
-    expect(grown, `${(grown / 1024).toFixed(0)} KiB more after 20 000 clients`).toBeLessThan(1024 * 1024);
+    // What a client leaves behind grows in every round; what the runtime adds once (compiler
+    // metadata, a larger hash table) grows in some. So the smallest of three rounds must stay small:
+    // 1 MiB over 20 000 clients is ~52 bytes each.
+    const grownPerRound: number[] = [];
+    for (let round = 0; round < 3; round++) {
+      const before = retained();
+      comeAndGo(bus, sink, service, 20_000);
+      grownPerRound.push(retained() - before);
+    }
+    const grown = Math.min(...grownPerRound);
+    const kib = grownPerRound.map((g) => (g / 1024).toFixed(0)).join(', ');
+    expect(grown, `${kib} KiB more after each round of 20 000 clients`).toBeLessThan(1024 * 1024);
   });
 });
