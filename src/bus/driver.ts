@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { WireError } from '../util/errors.js';
 import { readBody, type Message } from '../wire/message.js';
 import { isValidBusName, isValidUniqueName, isValidWellKnownName } from '../wire/names.js';

@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { isValidBusName, isValidInterfaceName, isValidMemberName, isValidObjectPath } from '../wire/names.js';
 import { BusError, DBusErrorName } from './errors.js';
 

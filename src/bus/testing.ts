@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 /**
  * Test support for the bus core: an in-memory BusSink that records what each
  * peer was sent, and helpers that speak to a Bus the way a client would. No sockets.

@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import * as net from 'node:net';
 import { AddressError, listenAddressFor, parseAddress, type AddressEntry } from '../transport/address.js';
 import { FerryError } from '../util/errors.js';

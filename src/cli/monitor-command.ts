@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { MessageType, readBody, type Message } from '../wire/message.js';
 import { Variant, type DBusValue } from '../wire/values.js';
 import { BusCallError, BusClient } from './bus-client.js';

@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import * as fs from 'node:fs';
 import type { ActivationVia, HeldMessage, PendingActivation, ServiceEntry } from '../bus/activation.js';
 import type { Bus } from '../bus/bus.js';

@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import type { QueuedPart } from '../transport/spooled-bytes.js';
 
 /**

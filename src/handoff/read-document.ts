@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import * as fs from 'node:fs';
 import { setCloexec } from '../sys/libc.js';
 import { partsLength, SpooledBytes, SpoolFile, type QueuedPart } from '../transport/spooled-bytes.js';

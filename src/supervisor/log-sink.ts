@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import * as fs from 'node:fs';
 
 /** Errors that mean nobody reads stderr any more (journald stopped at shutdown). */

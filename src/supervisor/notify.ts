@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { sendDatagram } from '../sys/libc.js';
 import { anchors, dropNotifySocket } from './anchors.js';
 import type { Logger } from './logger.js';

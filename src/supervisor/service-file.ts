@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 // D-Bus service files (`[D-BUS Service]`, Name=, Exec=, User=, SystemdService=), read as
 // dbus-daemon reads them (bus/desktop-file.c, bus/activation.c): a desktop-entry-like file of
 // sections and Key=Value lines, `#` comments, values unescaped (\s \t \n \r \\). A file that

@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 // Bytes of a configuration file to text, the way dbus-daemon has expat read them: UTF-8 whatever
 // the <?xml encoding="..."?> says (dbus-daemon creates its parser with "UTF-8"), UTF-16 only
 // with a byte order mark. Invalid UTF-8 (overlong forms, surrogates, stray bytes) is an error

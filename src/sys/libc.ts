@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 // Thin, typed koffi bindings to the few libc calls ferrybus needs and Node does not offer:
 // peer credentials of a unix socket, close-on-exec control, chroot/chdir and execve, the
 // local name of an inherited socket, dup2.

@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 // D-Bus server addresses (D-Bus specification, "Server Addresses"):
 //
 //   address  = entry *( ";" entry )        e.g. unix:path=/run/x,guid=0123…;unix:abstract=y

@@ -7,6 +7,7 @@ import { closeFd } from '../sys/socket-io.js';
 import { Connection, DEFAULT_CONNECTION_LIMITS, type ConnectionHooks, type ConnectionLimits } from './connection.js';
 import { RateLimit } from '../util/rate-limit.js';
 import { atTurnEnd, poller } from './poller.js';
+import { emptyArray } from '../util/empty-array.js';
 import { PendingFdWatch } from './pending-fd-watch.js';
 import { SocketCredentials } from './socket-credentials.js';
 
@@ -163,7 +164,7 @@ export class ConnectionSet implements BusSink, TrafficSource {
     this.dirty = this.flushing;
     this.flushing = batch;
     for (let i = 0; i < batch.length; i++) batch[i]!.flush();
-    batch.length = 0;
+    emptyArray(batch);
   }
 
   closeAll(reason: string): void {

@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import type { UidAccount } from '../bus/uid-accounts.js';
 import type { UnixFds } from '../bus/unix-fds.js';
 import { readParts, SpooledBytes, type QueuedPart, type SpoolWriter } from './spooled-bytes.js';

@@ -2,6 +2,7 @@ import {
   EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, MAX_EVENTS,
   epollControl, epollCreate, epollWaitInto, isEpollSet,
 } from '../sys/socket-io.js';
+import { emptyArray } from '../util/empty-array.js';
 
 /** What the poller calls for a ready socket. */
 export interface PollHandler {
@@ -187,7 +188,7 @@ export class Poller {
     try {
       for (let i = 0; i < batch.length; i++) batch[i]!();
     } finally {
-      batch.length = 0;
+      emptyArray(batch);
     }
   }
 }

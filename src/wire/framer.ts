@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { WireError } from '../util/errors.js';
 import { FIXED_HEADER_SIZE, MAX_MESSAGE_SIZE, messageSize } from './message.js';
 

@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { WireError } from '../util/errors.js';
 import { isValidObjectPath } from './names.js';
 import { alignmentOf, isValidSignature, parseSignature, parseSingleType, type TypeNode } from './signature.js';

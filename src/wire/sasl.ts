@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 /**
  * The server side of D-Bus authentication (SASL, "Authentication Protocol" in the
  * specification) as a pure state machine: bytes in, bytes out. It never sees a

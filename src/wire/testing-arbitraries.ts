@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 /**
  * Test support: fast-check arbitraries for D-Bus signatures and matching values,
  * shared by the wire layer's property tests.
