@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 // Raw I/O on unix stream sockets, for what Node cannot do: read and write with SCM_RIGHTS fds
 // (recvmsg/sendmsg), accept without a net.Socket per client (accept4), and learn which sockets
 // are ready from one epoll set (src/transport/poller.ts).
@@ -50,6 +51,8 @@ const P = 8; // sizeof(size_t) and of a pointer: 64-bit Linux only (checked belo
 // x86-64 packs struct epoll_event (12 bytes); every other architecture aligns it (16 bytes).
 const EVENT_SIZE = process.arch === 'x64' ? 12 : 16;
 const EVENT_DATA = process.arch === 'x64' ? 4 : 8;
+const EVENT_WORDS = EVENT_SIZE / 4;
+const DATA_WORD = EVENT_DATA / 4;
 const CMSG_HEADER = P + 8; // cmsg_len (size_t), cmsg_level (int), cmsg_type (int)
 const CONTROL_BYTES = CMSG_HEADER + align(MAX_FDS_PER_SEND * 4);
 const MSGHDR_BYTES = 7 * P;
@@ -61,6 +64,20 @@ const SEND_IOV_BYTES = MAX_SEND_IOV * IOVEC_BYTES;
 function align(n: number): number {
   return (n + P - 1) & ~(P - 1);
 }
+
+/**
+ * A 32-bit word view of `bytes` (4-byte aligned). Native byte order, which is little-endian on
+ * the 64-bit Linux targets this module supports (x86-64, AArch64): a 64-bit field is its low
+ * word, then its high word.
+ */
+function words(bytes: Buffer): Uint32Array {
+  return new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.length >>> 2);
+}
+
+/** struct msghdr fields, as word indexes: msg_iovlen, msg_controllen (low halves), msg_flags. */
+const IOVLEN_WORD = (3 * P) / 4;
+const CONTROLLEN_WORD = (5 * P) / 4;
+const FLAGS_WORD = (6 * P) / 4;
 
 interface Region {
   readonly bytes: Buffer;
@@ -84,6 +101,16 @@ interface Memory {
   readonly sendControl: Buffer;
   readonly events: Buffer;
   readonly sendControlAddress: bigint;
+  /**
+   * The same memory as 32-bit words, in the machine's byte order (as the kernel reads and
+   * writes it): the per-message fields are set and read through these. Buffer's read and write
+   * methods each validate their offset, and would run several times for every message.
+   */
+  readonly eventWords: Uint32Array;
+  readonly receiveHeaderWords: Uint32Array;
+  readonly sendHeaderWords: Uint32Array;
+  readonly receiveIovWords: Uint32Array;
+  readonly sendIovWords: Uint32Array;
 }
 
 let memory: Memory | undefined;
@@ -91,8 +118,8 @@ let memory: Memory | undefined;
 /** Lays out the shared buffers once and points each msghdr at its iovec and control buffer. */
 function shared(): Memory {
   if (memory) return memory;
-  if (koffi.sizeof('size_t') !== P || koffi.sizeof('void *') !== P) {
-    throw new SysError('socket-io', os.constants.errno.ENOTSUP, undefined, 'raw socket I/O supports 64-bit Linux only');
+  if (koffi.sizeof('size_t') !== P || koffi.sizeof('void *') !== P || os.endianness() !== 'LE') {
+    throw new SysError('socket-io', os.constants.errno.ENOTSUP, undefined, 'raw socket I/O supports 64-bit little-endian Linux only');
   }
   const sizes = [RECEIVE_CHUNK, SEND_CHUNK, MSGHDR_BYTES, MSGHDR_BYTES, RECEIVE_IOV_BYTES, SEND_IOV_BYTES, CONTROL_BYTES, CONTROL_BYTES, MAX_EVENTS * EVENT_SIZE];
   const total = sizes.reduce((sum, n) => sum + align(n), 0);
@@ -106,7 +133,7 @@ function shared(): Memory {
     return region;
   });
   const [receive, send, receiveHeader, sendHeader, receiveIov, sendIov, receiveControl, sendControl, events] = regions as [Region, Region, Region, Region, Region, Region, Region, Region, Region];
-  writeIovec(receiveIov.bytes, 0, Number(receive.address), RECEIVE_CHUNK);
+  writeIovec(words(receiveIov.bytes), 0, Number(receive.address), RECEIVE_CHUNK);
   for (const [header, iov] of [[receiveHeader, receiveIov], [sendHeader, sendIov]] as const) {
     header.bytes.fill(0);
     header.bytes.writeBigUInt64LE(iov.address, 2 * P); // msg_iov
@@ -129,6 +156,11 @@ function shared(): Memory {
     sendControl: sendControl.bytes,
     events: events.bytes,
     sendControlAddress: sendControl.address,
+    eventWords: words(events.bytes),
+    receiveHeaderWords: words(receiveHeader.bytes),
+    sendHeaderWords: words(sendHeader.bytes),
+    receiveIovWords: words(receiveIov.bytes),
+    sendIovWords: words(sendIov.bytes),
   };
   return memory;
 }
@@ -156,26 +188,27 @@ export function receiveBuffer(): Buffer {
 export function receiveFrom(fd: number, room?: Buffer): ReceiveResult {
   const m = shared();
   const { recvmsg, addressOf } = ioBindings();
-  m.receiveHeader.writeUInt32LE(CONTROL_BYTES, 5 * P); // msg_controllen, overwritten by the kernel
+  const header = m.receiveHeaderWords;
+  header[CONTROLLEN_WORD] = CONTROL_BYTES; // overwritten by the kernel
   if (room) {
-    writeIovec(m.receiveIov, 0, Number(addressOf(room)), room.length);
-    writeIovec(m.receiveIov, 1, m.receiveAddress, RECEIVE_CHUNK);
-    m.receiveHeader.writeUInt32LE(2, 3 * P); // msg_iovlen
+    writeIovec(m.receiveIovWords, 0, Number(addressOf(room)), room.length);
+    writeIovec(m.receiveIovWords, 1, m.receiveAddress, RECEIVE_CHUNK);
+    header[IOVLEN_WORD] = 2;
   }
   let n: number;
   do n = Number(recvmsg(fd, m.receiveHeaderAddress, MSG_DONTWAIT | MSG_CMSG_CLOEXEC));
   while (n < 0 && koffi.errno() === EINTR);
   if (room) {
-    writeIovec(m.receiveIov, 0, m.receiveAddress, RECEIVE_CHUNK);
-    m.receiveHeader.writeUInt32LE(1, 3 * P);
+    writeIovec(m.receiveIovWords, 0, m.receiveAddress, RECEIVE_CHUNK);
+    header[IOVLEN_WORD] = 1;
   }
   if (n < 0) {
     const errno = koffi.errno();
     return errno === EAGAIN ? { kind: 'again' } : { kind: 'error', error: new SysError('recvmsg', errno) };
   }
   if (n === 0) return { kind: 'eof' };
-  const controlLength = m.receiveHeader.readUInt32LE(5 * P);
-  const truncated = (m.receiveHeader.readInt32LE(6 * P) & MSG_CTRUNC) !== 0;
+  const controlLength = header[CONTROLLEN_WORD]!;
+  const truncated = (header[FLAGS_WORD]! & MSG_CTRUNC) !== 0;
   return { kind: 'data', length: n, fds: controlLength > 0 ? parseRights(m.receiveControl, controlLength) : undefined, truncated };
 }
 
@@ -185,12 +218,12 @@ const TWO_32 = 2 ** 32;
  * One struct iovec. Addresses are plain numbers: user-space addresses on 64-bit Linux stay below
  * 2^57, so a double holds them exactly, and no BigInt is made per send.
  */
-function writeIovec(iov: Buffer, index: number, address: number, length: number): void {
-  const at = index * IOVEC_BYTES;
-  iov.writeUInt32LE(address % TWO_32, at);
-  iov.writeUInt32LE(Math.floor(address / TWO_32), at + 4);
-  iov.writeUInt32LE(length, at + P);
-  iov.writeUInt32LE(0, at + P + 4);
+function writeIovec(iov: Uint32Array, index: number, address: number, length: number): void {
+  const at = index * (IOVEC_BYTES / 4);
+  iov[at] = address % TWO_32; // iov_base, low and high half (little-endian: see words())
+  iov[at + 1] = Math.floor(address / TWO_32);
+  iov[at + 2] = length; // iov_len
+  iov[at + 3] = 0;
 }
 
 function parseRights(control: Buffer, length: number): number[] | undefined {
@@ -244,7 +277,7 @@ export class SendGather {
     if (want >= SEND_IN_PLACE) {
       this.closeRun();
       if (this.iovs === MAX_SEND_IOV) return 0;
-      writeIovec(m.sendIov, this.iovs++, Number(ioBindings().addressOf(piece)) + from, want);
+      writeIovec(m.sendIovWords, this.iovs++, Number(ioBindings().addressOf(piece)) + from, want);
       this.total += want;
       return want;
     }
@@ -263,7 +296,7 @@ export class SendGather {
   private closeRun(): void {
     if (this.runStart < 0) return;
     const m = shared();
-    writeIovec(m.sendIov, this.iovs - 1, m.sendAddress + this.runStart, this.copied - this.runStart);
+    writeIovec(m.sendIovWords, this.iovs - 1, m.sendAddress + this.runStart, this.copied - this.runStart);
     this.runStart = -1;
   }
 
@@ -275,7 +308,7 @@ export class SendGather {
   sendTo(fd: number, fds?: readonly number[]): number {
     this.closeRun();
     const m = shared();
-    m.sendHeader.writeUInt32LE(this.iovs, 3 * P); // msg_iovlen
+    m.sendHeaderWords[IOVLEN_WORD] = this.iovs;
     if (fds && fds.length > 0) {
       const control = m.sendControl;
       control.writeUInt32LE(CMSG_HEADER + fds.length * 4, 0);
@@ -369,10 +402,11 @@ export function epollWaitInto(epfd: number, fds: Int32Array, masks: Uint32Array)
   do n = ioBindings().epoll_wait(epfd, m.eventsAddress, max, 0);
   while (n < 0 && koffi.errno() === EINTR);
   if (n < 0) throw new SysError('epoll_wait', koffi.errno());
-  const events = m.events;
-  for (let i = 0; i < n; i++) {
-    masks[i] = events.readUInt32LE(i * EVENT_SIZE);
-    fds[i] = events.readInt32LE(i * EVENT_SIZE + EVENT_DATA);
+  // Every field of an epoll_event is 4-byte aligned, also where the struct is packed (x86-64).
+  const words = m.eventWords;
+  for (let i = 0, at = 0; i < n; i++, at += EVENT_WORDS) {
+    masks[i] = words[at]!;
+    fds[i] = words[at + DATA_WORD]! | 0;
   }
   return n;
 }
