@@ -1,4 +1,6 @@
+import { Buffer } from 'node:buffer';
 import { WireError } from '../util/errors.js';
+import { readU32 } from './bytes.js';
 import { marshal, Writer } from './marshal.js';
 import {
   isValidBusName,
@@ -100,8 +102,8 @@ export function messageSize(buf: Buffer, offset = 0): number {
   if (endian !== 0x6c && endian !== 0x42) invalid(`bad endianness mark 0x${(endian ?? 0).toString(16)}`);
   const littleEndian = endian === 0x6c;
   if (buf[offset + 3] !== 1) invalid(`unsupported protocol version ${buf[offset + 3]}`);
-  const bodyLength = littleEndian ? buf.readUInt32LE(offset + 4) : buf.readUInt32BE(offset + 4);
-  const fieldsLength = littleEndian ? buf.readUInt32LE(offset + 12) : buf.readUInt32BE(offset + 12);
+  const bodyLength = readU32(buf, offset + 4, littleEndian);
+  const fieldsLength = readU32(buf, offset + 12, littleEndian);
   // Checked first: align8 works on 32-bit ints and would wrap for a length near 4 GiB.
   if (fieldsLength > MAX_MESSAGE_SIZE) invalid(`header fields of ${fieldsLength} bytes exceed the 128 MiB limit`);
   const totalSize = align8(FIXED_HEADER_SIZE + fieldsLength) + bodyLength;
@@ -119,12 +121,12 @@ export function parseMessage(bytes: Buffer): Message {
   if (totalSize !== bytes.length) invalid(`message is ${bytes.length} bytes, header announces ${totalSize}`);
   const type = bytes[1]!;
   const flags = bytes[2]!;
-  const bodyLength = littleEndian ? bytes.readUInt32LE(4) : bytes.readUInt32BE(4);
-  const serial = littleEndian ? bytes.readUInt32LE(8) : bytes.readUInt32BE(8);
+  const bodyLength = readU32(bytes, 4, littleEndian);
+  const serial = readU32(bytes, 8, littleEndian);
   if (type === 0) invalid('message type 0 is invalid');
   if (serial === 0) invalid('serial 0 is invalid');
 
-  const fieldsLength = littleEndian ? bytes.readUInt32LE(12) : bytes.readUInt32BE(12);
+  const fieldsLength = readU32(bytes, 12, littleEndian);
   const fieldsEnd = FIXED_HEADER_SIZE + fieldsLength;
   // Every field present from the start: one object shape for every header (faster property access).
   const header: Header = {
@@ -369,7 +371,7 @@ export function stitchSenderPieces(msg: Message, sender: string): Buffer[] {
   const inline = bodyLength <= SMALL_BODY;
   if (header.sender === undefined && !header.hasUnknownFields) {
     // Fast path: append one field to the end of the header array (fields start 8-aligned).
-    const fieldsLength = (header.littleEndian ? bytes.readUInt32LE(12) : bytes.readUInt32BE(12));
+    const fieldsLength = readU32(bytes, 12, header.littleEndian);
     const field = senderField(sender, header.littleEndian);
     const oldEnd = header.bodyOffset; // fields padded to 8
     const newFieldsLength = (oldEnd - FIXED_HEADER_SIZE) + field.length;

@@ -223,3 +223,20 @@ describe('unmarshal: nesting depth', () => {
     expect(rejection('a{sv}', tooDeep).message).toMatch(/too deeply/);
   });
 });
+
+describe('unmarshal: short ASCII strings (decoded once, then reused while recent)', () => {
+  it('gives each string its own value when thousands of them share a few hundred slots', () => {
+    // Same lengths and alphabets throughout, so many strings land in the same slot.
+    const names = Array.from({ length: 5000 }, (_, i) => `n${(i * 7919).toString(36).padStart(6, '0')}`);
+    for (let round = 0; round < 2; round++) {
+      for (const name of names) expect(unmarshal('s', marshal('s', [name])).values).toEqual([name]);
+    }
+  });
+
+  it('tells apart strings that differ in one byte, and in length only', () => {
+    const cases = ['org.example.Aa', 'org.example.Ab', 'org.example.A', 'org.example.Aaa', '', 'a'];
+    for (let round = 0; round < 3; round++) {
+      for (const s of cases) expect(unmarshal('as', marshal('as', [[s, s]])).values).toEqual([[s, s]]);
+    }
+  });
+});

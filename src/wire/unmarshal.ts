@@ -1,5 +1,6 @@
-import { isUtf8 } from 'node:buffer';
+import { Buffer, isUtf8 } from 'node:buffer';
 import { WireError } from '../util/errors.js';
+import { readU32 } from './bytes.js';
 import { MAX_ARRAY_BYTES } from './marshal.js';
 import { isValidObjectPath } from './names.js';
 import { alignmentOf, parseSignature, parseSingleType, type TypeNode } from './signature.js';
@@ -14,6 +15,28 @@ export const MAX_TOTAL_DEPTH = 64;
 
 /** Strings up to this many bytes are first tried as plain ASCII (a loop beats three native calls). */
 const SHORT_TEXT = 128;
+
+/**
+ * The short ASCII strings decoded last, by a hash of their bytes. A bus reads the same few
+ * names in every message (destination, path, interface, member, signature); comparing bytes
+ * here costs less than making each string anew, and the routing tables then see strings
+ * whose hash V8 has already computed. Content decides a hit, so a collision only costs a miss.
+ */
+const RECENT_SLOTS = 512;
+const recentStrings: string[] = new Array<string>(RECENT_SLOTS).fill('');
+
+function recentAscii(buf: Buffer, start: number, len: number, hash: number): string {
+  const slot = hash & (RECENT_SLOTS - 1);
+  const cached = recentStrings[slot]!;
+  if (cached.length === len) {
+    let i = 0;
+    while (i < len && cached.charCodeAt(i) === buf[start + i]) i++;
+    if (i === len) return cached;
+  }
+  const decoded = buf.toString('latin1', start, start + len);
+  recentStrings[slot] = decoded;
+  return decoded;
+}
 
 function fail(why: string): never {
   throw new WireError('InvalidMessage', why);
@@ -69,7 +92,7 @@ export class Reader {
   u32(): number {
     this.align(4);
     this.need(4);
-    const v = this.littleEndian ? this.buf.readUInt32LE(this.pos) : this.buf.readUInt32BE(this.pos);
+    const v = readU32(this.buf, this.pos, this.littleEndian);
     this.pos += 4;
     return v;
   }
@@ -123,16 +146,18 @@ export class Reader {
     const buf = this.buf;
     if (buf[end] !== 0) fail('string is not NUL-terminated');
     if (len <= SHORT_TEXT) {
-      // Header names and most strings: plain ASCII, checked and decoded in one pass.
+      // Header names and most strings: plain ASCII, checked and hashed in one pass.
       let i = start;
+      let hash = len;
       while (i < end) {
         const c = buf[i]!;
         if (c === 0 || c > 0x7f) break;
+        hash = (Math.imul(hash, 31) + c) | 0;
         i++;
       }
       if (i === end) {
         this.pos = end + 1;
-        return buf.toString('latin1', start, end);
+        return recentAscii(buf, start, len, hash);
       }
     }
     if (buf.indexOf(0, start) !== end) fail('string contains NUL');
