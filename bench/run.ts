@@ -566,7 +566,10 @@ const PERF_CATEGORIES: [string, RegExp][] = [
   ['memcpy/memmove in user space', /memmove|memcpy/],
   ['malloc/free', /malloc|_int_free|\bfree\b|unlink_chunk|cfree/],
   ['JIT-compiled JavaScript', /\[JIT\]|perf-\d+\.map|\[unknown\]|JS:/],
-  ['V8 builtins, ICs and runtime', /Builtins_|v8::|node::|uv_|Runtime_/],
+  // In a guest, the return from each system call lands on the wrapper's next instruction.
+  ['C library system-call wrappers', /libc\.so\.6\s+\[\.\]\s+(__libc_|__GI___)?(epoll_\w+|sendmsg|recvmsg|accept4|close|getsockopt|sendfile|pthread_\w*asynccancel)\b/],
+  ['node and libuv (event loop, calls into JavaScript, N-API)', /node::|uv_|uv__|v8impl|napi_/],
+  ['V8 builtins, ICs and runtime', /Builtins_|v8::|Runtime_/],
   ['koffi (FFI)', /koffi/],
 ];
 
