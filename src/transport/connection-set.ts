@@ -105,6 +105,9 @@ export class ConnectionSet implements BusSink, TrafficSource {
       return;
     }
     this.all.add(conn);
+    // A client writes its first bytes (the nul byte, AUTH) right after connect(), usually before
+    // the bus gets to accept it: read them in this turn rather than after one more wake-up.
+    conn.onReadable();
   }
 
   /** Takes a connection rebuilt from a handoff document. */
