@@ -89,21 +89,17 @@ interface Memory {
   readonly receiveAddress: number;
   readonly send: Buffer;
   readonly sendAddress: number;
-  readonly receiveHeader: Buffer;
   readonly sendHeader: Buffer;
   /** Where the msghdrs and the event list are, for the system calls (plain numbers: see writeIovec). */
   readonly receiveHeaderAddress: number;
   readonly sendHeaderAddress: number;
   readonly eventsAddress: number;
-  readonly receiveIov: Buffer;
-  readonly sendIov: Buffer;
   readonly receiveControl: Buffer;
   readonly sendControl: Buffer;
-  readonly events: Buffer;
   readonly sendControlAddress: bigint;
   /**
-   * The same memory as 32-bit words, in the machine's byte order (as the kernel reads and
-   * writes it): the per-message fields are set and read through these. Buffer's read and write
+   * The msghdrs, iovecs and event list as 32-bit words, in the machine's byte order (as the
+   * kernel reads and writes them): the per-message fields are set and read through these. Buffer's read and write
    * methods each validate their offset, and would run several times for every message.
    */
   readonly eventWords: Uint32Array;
@@ -145,16 +141,12 @@ function shared(): Memory {
     receiveAddress: Number(receive.address),
     send: send.bytes,
     sendAddress: Number(send.address),
-    receiveHeader: receiveHeader.bytes,
     sendHeader: sendHeader.bytes,
     receiveHeaderAddress: Number(receiveHeader.address),
     sendHeaderAddress: Number(sendHeader.address),
     eventsAddress: Number(events.address),
-    receiveIov: receiveIov.bytes,
-    sendIov: sendIov.bytes,
     receiveControl: receiveControl.bytes,
     sendControl: sendControl.bytes,
-    events: events.bytes,
     sendControlAddress: sendControl.address,
     eventWords: words(events.bytes),
     receiveHeaderWords: words(receiveHeader.bytes),
