@@ -146,6 +146,26 @@ describe('send and own under a default-deny policy', () => {
     expect(bob.canOwn('a.b')).toBe(true); // default only
     expect(policy.forPeer({ ...BOB, groups: [10] }).canOwn('a.b')).toBe(false); // wheel's deny
   });
+
+  it('asks for a peer\'s groups only when a <policy group=…> could change its rules', () => {
+    let reads = 0;
+    const counting = (who: Credentials): Credentials => ({
+      uid: who.uid, gid: who.gid, pid: who.pid,
+      get groups() { reads++; return who.groups; },
+    });
+    const userOnly = compile(`
+      <policy context="default"><allow own="a.b"/></policy>
+      <policy user="alice"><deny own="a.b"/></policy>`);
+    expect(userOnly.forPeer(counting(ALICE)).canOwn('a.b')).toBe(false);
+    expect(userOnly.forPeer(counting(BOB)).canOwn('a.b')).toBe(true);
+    expect(reads).toBe(0);
+    const withGroup = compile(`
+      <policy context="default"><allow own="a.b"/></policy>
+      <policy group="wheel"><deny own="a.b"/></policy>`);
+    expect(withGroup.forPeer(counting(ALICE)).canOwn('a.b')).toBe(false); // alice is in wheel
+    expect(withGroup.forPeer(counting(BOB)).canOwn('a.b')).toBe(true);
+    expect(reads).toBe(2);
+  });
 });
 
 describe('receive rules', () => {

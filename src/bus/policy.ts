@@ -392,6 +392,8 @@ export class BusPolicy {
   private readonly atConsoleFalse = emptyList();
   /** Snapshots shared by connections with the same uid and groups (most of a system bus). */
   private readonly cache = new Map<string, PeerPolicy>();
+  /** The same by uid alone, for a policy without group rules. */
+  private readonly cacheByUid = new Map<number, PeerPolicy>();
 
   private constructor(
     /** The uid the bus runs as: it may connect unless a rule says otherwise. */
@@ -457,29 +459,46 @@ export class BusPolicy {
     return allowed;
   }
 
-  /** A connection's snapshot: default, its groups, its user, at_console, mandatory. */
+  /**
+   * A connection's snapshot: default, its groups, its user, at_console, mandatory. Without any
+   * <policy group=…> a peer's groups cannot change it, so they are not asked for (reading them
+   * is a system call per connection).
+   */
   forPeer(subject: PolicySubject): PeerPolicy {
+    if (this.byGid.size === 0) {
+      const cached = this.cacheByUid.get(subject.uid);
+      if (cached) return cached;
+      const snapshot = this.snapshot(subject.uid, NO_GROUPS);
+      this.cacheByUid.set(subject.uid, snapshot);
+      return snapshot;
+    }
     const groups = [...new Set(subject.groups)].sort((a, b) => a - b);
     const key = `${subject.uid}:${groups.join(',')}`;
     const cached = this.cache.get(key);
     if (cached) return cached;
+    const snapshot = this.snapshot(subject.uid, groups);
+    this.cache.set(key, snapshot);
+    return snapshot;
+  }
+
+  private snapshot(uid: number, groups: readonly number[]): PeerPolicy {
     const parts: RuleList[] = [this.defaults];
     for (const gid of groups) {
       const list = this.byGid.get(gid);
       if (list) parts.push(list);
     }
-    const own = this.byUid.get(subject.uid);
+    const own = this.byUid.get(uid);
     if (own) parts.push(own);
     parts.push(this.atConsoleFalse, this.mandatory);
-    const snapshot = new PeerPolicy(
+    return new PeerPolicy(
       fromLastCatchAll(parts.flatMap((p) => p.send), decidesAllSends),
       fromLastCatchAll(parts.flatMap((p) => p.receive), decidesAllReceives),
       fromLastCatchAll(parts.flatMap((p) => p.own), (rule) => rule.name === undefined),
     );
-    this.cache.set(key, snapshot);
-    return snapshot;
   }
 }
+
+const NO_GROUPS: readonly number[] = [];
 
 function listFor(map: Map<number, RuleList>, id: number): RuleList {
   let list = map.get(id);
