@@ -330,9 +330,9 @@ const METHODS: DriverMethod[] = [
  * rule are checked here, before any handler runs; handlers only decide.
  */
 export class Driver {
-  private readonly byKey = new Map<string, DriverMethod>();
+  /** Methods by interface, then member: no "interface.member" string made per call. */
+  private readonly byInterface = new Map<string, Map<string, DriverMethod>>();
   private readonly byMember = new Map<string, DriverMethod>();
-  private readonly interfaces = new Set<string>();
   private readonly introspection: string;
   readonly stats: DebugStats;
 
@@ -341,9 +341,10 @@ export class Driver {
     extra: readonly DriverMethod[],
   ) {
     for (const m of [...METHODS, ...extra]) {
-      this.byKey.set(`${m.interface}.${m.member}`, m);
+      let members = this.byInterface.get(m.interface);
+      if (!members) this.byInterface.set(m.interface, (members = new Map()));
+      members.set(m.member, m);
       if (!this.byMember.has(m.member)) this.byMember.set(m.member, m);
-      this.interfaces.add(m.interface);
     }
     this.introspection = driverIntrospection(extra);
     this.stats = new DebugStats(bus);
@@ -353,14 +354,12 @@ export class Driver {
     const h = message.header;
     const member = h.member!;
     const hidden = h.path === DBUS_PATH ? NO_INTERFACES : CANONICAL_PATH_INTERFACES;
-    this.run(caller, message, () => {
-      const method = h.interface === undefined ? this.byMember.get(member) : this.byKey.get(`${h.interface}.${member}`);
-      if (method && !hidden.has(method.interface)) return method;
-      if (h.interface !== undefined && (!this.interfaces.has(h.interface) || hidden.has(h.interface))) {
-        throw new BusError(DBusErrorName.UnknownInterface, `org.freedesktop.DBus does not understand message ${member}`);
-      }
-      throw new BusError(DBusErrorName.UnknownMethod, `org.freedesktop.DBus does not understand message ${member}`);
-    });
+    const method = h.interface === undefined ? this.byMember.get(member) : this.byInterface.get(h.interface)?.get(member);
+    if (method && !hidden.has(method.interface)) return this.run(caller, message, method);
+    if (h.interface !== undefined && (!this.byInterface.has(h.interface) || hidden.has(h.interface))) {
+      return this.run(caller, message, new BusError(DBusErrorName.UnknownInterface, `org.freedesktop.DBus does not understand message ${member}`));
+    }
+    this.run(caller, message, new BusError(DBusErrorName.UnknownMethod, `org.freedesktop.DBus does not understand message ${member}`));
   }
 
   /**
@@ -369,21 +368,19 @@ export class Driver {
    */
   dispatchPeer(caller: Peer, message: Message): void {
     const h = message.header;
-    this.run(caller, message, () => {
-      const method = h.interface === undefined || h.interface === PEER ? this.byKey.get(`${PEER}.${h.member}`) : undefined;
-      if (method) return method;
-      throw new BusError(DBusErrorName.UnknownMethod,
-        `Method "${h.member}" with signature "${h.signature}" on interface "${h.interface ?? '(null)'}" doesn't exist`);
-    });
+    const method = h.interface === undefined || h.interface === PEER ? this.byInterface.get(PEER)?.get(h.member!) : undefined;
+    this.run(caller, message, method ?? new BusError(DBusErrorName.UnknownMethod,
+      `Method "${h.member}" with signature "${h.signature}" on interface "${h.interface ?? '(null)'}" doesn't exist`));
   }
 
-  /** Finds the method, checks its signature, runs it and replies; BusErrors become error replies. */
-  private run(caller: Peer, message: Message, find: () => DriverMethod): void {
+  /** Checks the method's signature, runs it and replies; BusErrors (`found` one too) become error replies. */
+  private run(caller: Peer, message: Message, found: DriverMethod | BusError): void {
     const h = message.header;
     const member = h.member!;
-    const after: Array<() => void> = [];
+    let after: Array<() => void> | undefined;
     try {
-      const method = find();
+      if (found instanceof BusError) throw found;
+      const method = found;
       if (method.canonicalPathOnly && h.path !== DBUS_PATH) {
         throw new BusError(DBusErrorName.AccessDenied, `Method '${member}' is only available at the canonical object path '${DBUS_PATH}'`);
       }
@@ -391,7 +388,9 @@ export class Driver {
         throw new BusError(DBusErrorName.InvalidArgs, `Call to ${member} has wrong args (${h.signature}, expected ${method.in})`);
       }
       const args = method.in === '' ? [] : readBody(message);
-      const out = method.handler({ bus: this.bus, caller, message, args, afterReply: (fn) => after.push(fn), introspection: this.introspection, stats: this.stats });
+      const out = method.handler({
+        bus: this.bus, caller, message, args, afterReply: (fn) => (after ??= []).push(fn), introspection: this.introspection, stats: this.stats,
+      });
       if (out !== null) this.bus.replyTo(caller, message, method.out, out);
     } catch (err) {
       if (err instanceof BusError) {
@@ -403,7 +402,7 @@ export class Driver {
         this.replyError(caller, message, DBusErrorName.Failed, `Internal error in ${member}`);
       }
     }
-    for (const fn of after) fn();
+    if (after) for (const fn of after) fn();
     this.stats.observe(caller);
   }
 

@@ -193,6 +193,27 @@ describe('Writer', () => {
       expect(w.finish().toString('hex')).toBe(le ? '0403020109' : '0102030409');
     }
   });
+
+  it('writes a string as length, UTF-8 bytes and nul whether it is ASCII, short or long, or neither', () => {
+    const strings = [
+      '', 'a', ':1.42', 'x'.repeat(63), 'x'.repeat(64), 'x'.repeat(65), 'x'.repeat(300),
+      'é', 'abcé', 'x'.repeat(63) + 'é', 'é'.repeat(64), '\u{1F600}', 'a\u{1F600}b', '\u007f\u0080',
+    ];
+    for (const le of [true, false]) {
+      for (const s of strings) {
+        // A byte first: the length is 4-aligned after padding; a tiny initial size: the writer grows.
+        const w = new Writer(2, 0, le);
+        w.u8(7);
+        w.string(s);
+        w.u8(9);
+        const utf8 = Buffer.from(s, 'utf8');
+        const len = Buffer.alloc(4);
+        if (le) len.writeUInt32LE(utf8.length);
+        else len.writeUInt32BE(utf8.length);
+        expect(w.finish().toString('hex'), JSON.stringify(s)).toBe(`07000000${len.toString('hex')}${utf8.toString('hex')}0009`);
+      }
+    }
+  });
 });
 
 // ---------------------------------------------------------------------------

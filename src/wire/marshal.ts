@@ -5,6 +5,8 @@ import { alignmentOf, isValidSignature, parseSignature, parseSingleType, type Ty
 import { Variant, type DBusValue } from './values.js';
 
 export const MAX_ARRAY_BYTES = 64 * 1024 * 1024;
+/** Strings up to this many UTF-16 units are tried as ASCII first (Writer.string). */
+const SHORT_STRING = 64;
 
 /**
  * Growable little-endian writer. Offsets (and so alignment) count from `base`,
@@ -107,6 +109,27 @@ export class Writer {
     else this.buf.writeUInt32BE(v, offset);
   }
   string(s: string): void {
+    const n = s.length;
+    if (n <= SHORT_STRING) {
+      // Names and paths are short and ASCII: copied here, without two calls into node's
+      // UTF-8 code. The first unit that is not ASCII sends the string the general way.
+      this.u32(n);
+      this.reserve(n + 1);
+      const buf = this.buf;
+      const at = this.length;
+      let i = 0;
+      for (; i < n; i++) {
+        const unit = s.charCodeAt(i);
+        if (unit >= 0x80) break;
+        buf[at + i] = unit;
+      }
+      if (i === n) {
+        buf[at + n] = 0;
+        this.length = at + n + 1;
+        return;
+      }
+      this.length = at - 4;
+    }
     const len = Buffer.byteLength(s);
     this.u32(len);
     this.reserve(len + 1);

@@ -230,33 +230,63 @@ export function readBody(msg: Message): DBusValue[] {
   }).values;
 }
 
-function writeFields(w: Writer, f: HeaderFields): void {
-  const field = (code: number, sig: string, write: () => void) => {
-    w.align(8);
-    w.u8(code);
-    w.signature(sig);
-    write();
-  };
-  if (f.path !== undefined) field(Field.Path, 'o', () => w.string(f.path!));
-  if (f.interface !== undefined) field(Field.Interface, 's', () => w.string(f.interface!));
-  if (f.member !== undefined) field(Field.Member, 's', () => w.string(f.member!));
-  if (f.errorName !== undefined) field(Field.ErrorName, 's', () => w.string(f.errorName!));
-  if (f.replySerial !== undefined) field(Field.ReplySerial, 'u', () => w.u32(f.replySerial!));
-  if (f.destination !== undefined) field(Field.Destination, 's', () => w.string(f.destination!));
-  if (f.sender !== undefined) field(Field.Sender, 's', () => w.string(f.sender!));
-  if (f.signature !== '') field(Field.Signature, 'g', () => w.signature(f.signature));
-  if (f.unixFds !== undefined) field(Field.UnixFds, 'u', () => w.u32(f.unixFds!));
+/** A header field's code and variant signature (one type code): 4 bytes at an 8-aligned offset. */
+function fieldHead(w: Writer, code: number, type: number): void {
+  w.align(8);
+  w.u8(code);
+  w.u8(1);
+  w.u8(type);
+  w.u8(0);
 }
 
+const TYPE_OBJECT_PATH = 0x6f; // 'o'
+const TYPE_STRING = 0x73; // 's'
+const TYPE_UINT32 = 0x75; // 'u'
+const TYPE_SIGNATURE = 0x67; // 'g'
+
+// Written out field by field, without a closure per field: every bus reply and signal is built here.
+function writeFields(w: Writer, f: Partial<HeaderFields>): void {
+  if (f.path !== undefined) { fieldHead(w, Field.Path, TYPE_OBJECT_PATH); w.string(f.path); }
+  if (f.interface !== undefined) { fieldHead(w, Field.Interface, TYPE_STRING); w.string(f.interface); }
+  if (f.member !== undefined) { fieldHead(w, Field.Member, TYPE_STRING); w.string(f.member); }
+  if (f.errorName !== undefined) { fieldHead(w, Field.ErrorName, TYPE_STRING); w.string(f.errorName); }
+  if (f.replySerial !== undefined) { fieldHead(w, Field.ReplySerial, TYPE_UINT32); w.u32(f.replySerial); }
+  if (f.destination !== undefined) { fieldHead(w, Field.Destination, TYPE_STRING); w.string(f.destination); }
+  if (f.sender !== undefined) { fieldHead(w, Field.Sender, TYPE_STRING); w.string(f.sender); }
+  if (f.signature) { fieldHead(w, Field.Signature, TYPE_SIGNATURE); w.signature(f.signature); }
+  if (f.unixFds !== undefined) { fieldHead(w, Field.UnixFds, TYPE_UINT32); w.u32(f.unixFds); }
+}
+
+/**
+ * Room for a header's fields and the padding after them (the writer grows past it if ever
+ * needed): each field at most 7 bytes of padding and 4 of code and type, then its value — a
+ * string 4 + up to 3 bytes per UTF-16 unit + 1, a u32 4, a signature 1 + length + 1.
+ */
+function fieldsRoom(f: Partial<HeaderFields>): number {
+  let room = 7 + 2 * 15 + (f.signature === undefined ? 0 : 13 + f.signature.length);
+  if (f.path !== undefined) room += 16 + 3 * f.path.length;
+  if (f.interface !== undefined) room += 16 + 3 * f.interface.length;
+  if (f.member !== undefined) room += 16 + 3 * f.member.length;
+  if (f.errorName !== undefined) room += 16 + 3 * f.errorName.length;
+  if (f.destination !== undefined) room += 16 + 3 * f.destination.length;
+  if (f.sender !== undefined) room += 16 + 3 * f.sender.length;
+  return room;
+}
+
+/**
+ * Fixed header and fields into `w` (empty, at offset 0), padded to the body's 8-aligned
+ * start; `extra`: what the writer should have room for after them (a body written next).
+ */
 function encodeHeader(
   littleEndian: boolean,
   type: number,
   flags: number,
   serial: number,
   bodyLength: number,
-  fields: HeaderFields,
+  fields: Partial<HeaderFields>,
+  extra = 0,
 ): Writer {
-  const w = new Writer(128, 0, littleEndian);
+  const w = new Writer(FIXED_HEADER_SIZE + fieldsRoom(fields) + extra, 0, littleEndian);
   w.u8(littleEndian ? 0x6c : 0x42);
   w.u8(type);
   w.u8(flags);
@@ -309,13 +339,16 @@ export function buildMessage(m: NewMessage): Message {
   return { bytes, header };
 }
 
-/** Builds a new little-endian message (the bus driver's own messages). */
+/**
+ * Builds a new little-endian message (the bus driver's own messages): header and body written
+ * into one buffer sized for them, which is the message.
+ */
 export function encodeMessage(m: NewMessage): Buffer {
-  const body = m.body ?? Buffer.alloc(0);
-  const fields: HeaderFields = { ...m, signature: m.signature ?? '' };
-  const w = encodeHeader(true, m.type, m.flags ?? 0, m.serial, body.length, fields);
-  if (body.length === 0) return Buffer.from(w.finish());
-  return Buffer.concat([w.finish(), body]);
+  const body = m.body;
+  const bodyLength = body === undefined ? 0 : body.length;
+  const w = encodeHeader(true, m.type, m.flags ?? 0, m.serial, bodyLength, m, bodyLength);
+  if (body !== undefined) w.bytes(body);
+  return w.finish();
 }
 
 /**
@@ -394,8 +427,10 @@ export function stitchSenderPieces(msg: Message, sender: string): Buffer[] {
   const w = encodeHeader(header.littleEndian, header.type, header.flags, header.serial, header.bodyLength, {
     ...header,
     sender,
-  });
-  return inline ? [Buffer.concat([w.finish(), body])] : [Buffer.from(w.finish()), body];
+  }, inline ? body.length : 0);
+  if (!inline) return [w.finish(), body];
+  w.bytes(body);
+  return [w.finish()];
 }
 
 /** stitchSenderPieces as one buffer. */
