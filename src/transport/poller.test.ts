@@ -1,10 +1,11 @@
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { socketFd } from '../sys/libc.js';
-import { receiveFrom } from '../sys/socket-io.js';
+import { receiveFrom, SendGather } from '../sys/socket-io.js';
 import { Poller } from './poller.js';
 
 /** A connected unix socket pair; Node never reads the receiving end (the poller does). */
@@ -78,5 +79,70 @@ describe('Poller turn end', () => {
     let ran = false;
     expect(poller.atTurnEnd(() => (ran = true))).toBe(false);
     expect(ran).toBe(false);
+  });
+});
+
+describe('Poller while a client keeps it busy', () => {
+  it('runs promise jobs between turns, and lets timers, immediates and signals in while the traffic lasts', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'ferrybus-poller-'));
+    const server = net.createServer({ pauseOnConnect: true });
+    const socketPath = path.join(dir, 'busy');
+    await new Promise<void>((resolve) => server.listen(socketPath, resolve));
+    const accepted = new Promise<net.Socket>((resolve) => server.once('connection', resolve));
+    // Another process, so that nothing of the traffic goes through this process's event loop.
+    const ROUND_TRIPS = 20_000;
+    const peer = spawn('python3', ['-c', [
+      'import socket, sys',
+      's = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)',
+      's.connect(sys.argv[1])',
+      `for _ in range(${ROUND_TRIPS}):`,
+      '    s.sendall(b"x")',
+      '    assert s.recv(1) == b"x"',
+    ].join('\n'), socketPath], { stdio: ['ignore', 'inherit', 'inherit'] });
+    const exited = new Promise<number | null>((resolve) => peer.once('exit', resolve));
+    const socket = await accepted;
+    const fd = socketFd(socket);
+    const poller = new Poller();
+    const gather = new SendGather();
+    const answer = Buffer.from('x');
+    let served = 0;
+    const jobsLate: number[] = [];
+    const seen: Record<string, number> = {};
+    const onSignal = () => (seen.signal ??= served);
+    process.on('SIGUSR2', onSignal);
+    try {
+      poller.watch(fd, {
+        onReadable() {
+          const r = receiveFrom(fd);
+          if (r.kind !== 'data') return;
+          const turn = ++served;
+          // A promise job queued in this turn runs before the next read, as after any callback.
+          void Promise.resolve().then(() => { if (served !== turn) jobsLate.push(turn); });
+          gather.reset().add(answer, 0);
+          gather.sendTo(fd);
+          if (turn === 100) {
+            setTimeout(() => (seen.timer ??= served), 10);
+            setImmediate(() => (seen.immediate ??= served));
+            process.kill(process.pid, 'SIGUSR2');
+          }
+        },
+        onWritable() {},
+      });
+      expect(await exited).toBe(0);
+      expect(served).toBe(ROUND_TRIPS);
+      expect(jobsLate).toEqual([]);
+      // Each ran while the client was still being served, not once the traffic stopped.
+      for (const what of ['timer', 'immediate', 'signal']) {
+        expect(seen[what], what).toBeGreaterThanOrEqual(100);
+        expect(seen[what], what).toBeLessThan(ROUND_TRIPS);
+      }
+    } finally {
+      process.off('SIGUSR2', onSignal);
+      poller.unwatch(fd);
+      poller.close();
+      socket.destroy();
+      server.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
