@@ -2,7 +2,8 @@
  * Neutral clients: bench/clients/dbus-bench-client.c, a small libdbus program (the library every
  * C D-Bus client links), compiled on first use into bench/.build/. The signal and connection
  * scenarios drive every bus with it, so no bus is measured against clients written on its own
- * wire code. See the C file's header for its modes.
+ * wire code. See the C file's header for its modes. bench/clients/sdbus-caller.c makes calls
+ * with sd-bus, systemd's library, for the round trip as systemd's services make it.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, renameSync, statSync } from 'node:fs';
@@ -11,11 +12,9 @@ import { startLongRunning, type LongRunning } from '../test/harness/long-running
 import { REPO_ROOT } from './buses.js';
 import type { BenchBus } from './buses.js';
 
-const SOURCE = path.join(REPO_ROOT, 'bench', 'clients', 'dbus-bench-client.c');
 const BUILD_DIR = path.join(REPO_ROOT, 'bench', '.build');
-const BINARY = path.join(BUILD_DIR, 'dbus-bench-client');
 
-let built: string | undefined;
+const built = new Map<string, string>();
 
 function tool(cmd: string, args: string[]): string | undefined {
   try {
@@ -25,31 +24,52 @@ function tool(cmd: string, args: string[]): string | undefined {
   }
 }
 
-/** Path of the compiled client; compiles it when missing or older than its source. */
-export function benchClientPath(): string {
-  if (built) return built;
-  if (existsSync(BINARY) && statSync(BINARY).mtimeMs >= statSync(SOURCE).mtimeMs) return (built = BINARY);
-  if (tool('gcc', ['--version']) === undefined) {
-    throw new Error('the bench compiles its libdbus client (bench/clients/dbus-bench-client.c) with gcc, which is missing: apt-get install gcc');
+/**
+ * Path of a client compiled from bench/clients/NAME.c against the pkg-config package `pkg`;
+ * compiles it when missing or older than its source. `devPackage`: the Debian package with the
+ * headers, named in the error when they are missing.
+ */
+function compiledClient(name: string, pkg: string, devPackage: string): string {
+  const known = built.get(name);
+  if (known) return known;
+  const source = path.join(REPO_ROOT, 'bench', 'clients', `${name}.c`);
+  const binary = path.join(BUILD_DIR, name);
+  if (existsSync(binary) && statSync(binary).mtimeMs >= statSync(source).mtimeMs) {
+    built.set(name, binary);
+    return binary;
   }
-  const flags = tool('pkg-config', ['--cflags', '--libs', 'dbus-1']);
+  if (tool('gcc', ['--version']) === undefined) {
+    throw new Error(`the bench compiles its client bench/clients/${name}.c with gcc, which is missing: apt-get install gcc`);
+  }
+  const flags = tool('pkg-config', ['--cflags', '--libs', pkg]);
   if (flags === undefined) {
     throw new Error(
-      'the bench compiles its libdbus client (bench/clients/dbus-bench-client.c) against libdbus, whose headers are missing ' +
-        '(pkg-config dbus-1 failed): apt-get install libdbus-1-dev pkg-config',
+      `the bench compiles its client bench/clients/${name}.c against ${pkg}, whose headers are missing ` +
+        `(pkg-config ${pkg} failed): apt-get install ${devPackage} pkg-config`,
     );
   }
   mkdirSync(BUILD_DIR, { recursive: true });
-  const tmp = `${BINARY}.${process.pid}.tmp`;
+  const tmp = `${binary}.${process.pid}.tmp`;
   try {
-    execFileSync('gcc', ['-O2', '-Wall', '-o', tmp, SOURCE, ...flags.split(/\s+/).filter(Boolean)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    execFileSync('gcc', ['-O2', '-Wall', '-o', tmp, source, ...flags.split(/\s+/).filter(Boolean)], { stdio: ['ignore', 'pipe', 'pipe'] });
   } catch (err) {
     const e = err as { stderr?: Buffer };
-    throw new Error(`compiling ${path.relative(REPO_ROOT, SOURCE)} failed:\n${e.stderr?.toString() ?? String(err)}`);
+    throw new Error(`compiling ${path.relative(REPO_ROOT, source)} failed:\n${e.stderr?.toString() ?? String(err)}`);
   }
-  renameSync(tmp, BINARY);
-  console.log(`compiled ${path.relative(process.cwd(), SOURCE)} → ${path.relative(process.cwd(), BINARY)}`);
-  return (built = BINARY);
+  renameSync(tmp, binary);
+  console.log(`compiled ${path.relative(process.cwd(), source)} → ${path.relative(process.cwd(), binary)}`);
+  built.set(name, binary);
+  return binary;
+}
+
+/** Path of the libdbus client (bench/clients/dbus-bench-client.c), compiled when needed. */
+export function benchClientPath(): string {
+  return compiledClient('dbus-bench-client', 'dbus-1', 'libdbus-1-dev');
+}
+
+/** Path of the sd-bus caller (bench/clients/sdbus-caller.c), compiled when needed. */
+export function sdbusCallerPath(): string {
+  return compiledClient('sdbus-caller', 'libsystemd', 'libsystemd-dev');
 }
 
 export interface PeersOptions {

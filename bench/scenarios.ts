@@ -4,7 +4,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startLongRunning, type LongRunning } from '../test/harness/long-running.js';
 import type { BenchBus, BusName } from './buses.js';
-import { connectLoop, emitSignals, Peers } from './clients.js';
+import { connectLoop, emitSignals, Peers, sdbusCallerPath } from './clients.js';
 import { systemPolicyConfig } from './system-policy.js';
 import { waitForName } from './raw-client.js';
 
@@ -170,6 +170,34 @@ function fdRoundTrip(): Scenario {
   };
 }
 
+/** sd-bus calls (bench/clients/sdbus-caller.c) → dbus-test-tool echo: the round trip with systemd's client library. */
+function sdbusRoundTrip(): Scenario {
+  return {
+    id: 'roundtrip-sdbus',
+    title: 'method round trip from an sd-bus client',
+    unit: 'msg',
+    params: { count: 50_000 },
+    scaled: ['count'],
+    describe: 'bench/clients/sdbus-caller.c (sd-bus, unix fds negotiated) → dbus-test-tool echo, one call in flight, ' +
+      'a string argument; routed messages = 2 × count',
+    async prepare(bus) {
+      const caller = sdbusCallerPath();
+      const echo = await startEcho(bus);
+      return {
+        async drive(count) {
+          const r = await runToEnd(caller, [bus.address, ECHO_NAME, String(count)], {}, undefined, 300_000);
+          const errors: string[] = [];
+          if (r.code !== 0 || !r.stdout.includes(`done ${count}`)) errors.push(`sdbus-caller exited with ${r.code}: ${r.stderr.trim().split('\n').pop()}`);
+          return { units: 2 * count, errors };
+        },
+        async cleanup() {
+          await echo.stop();
+        },
+      };
+    },
+  };
+}
+
 /** The shape of a signal fan-out run: who subscribes, what else is connected. */
 export interface FanOutShape {
   /** Subscriber processes, one connection each, each with one rule matching the bench signal. */
@@ -285,6 +313,7 @@ export const SCENARIOS: readonly Scenario[] = [
     buses: ['ferrybus', 'dbus-daemon'],
   },
   fdRoundTrip(),
+  sdbusRoundTrip(),
   fanOut,
   connectStorm,
 ];
