@@ -143,23 +143,28 @@ export function spamScenario(
   };
 }
 
-/** python3-dbus calls carrying one fd each → dbus-test-tool echo (which negotiated fds too). */
-function fdRoundTrip(): Scenario {
+/**
+ * A caller program → dbus-test-tool echo, one call in flight: `caller()` names the program and
+ * its arguments before the address, the echo's name and the count; it prints "done COUNT".
+ */
+function callerRoundTrip(id: string, title: string, describe: string, caller: () => [file: string, ...args: string[]]): Scenario {
   return {
-    id: 'roundtrip-fd',
-    title: 'method round trip with one unix fd per call',
+    id,
+    title,
     unit: 'msg',
     params: { count: 50_000 },
     scaled: ['count'],
-    describe: 'bench/fd-caller.py (python3-dbus) → dbus-test-tool echo, one call in flight, each call carrying a pipe fd; routed messages = 2 × count',
+    describe,
     async prepare(bus) {
+      const [file, ...args] = caller();
       const echo = await startEcho(bus);
-      const script = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench', 'fd-caller.py');
       return {
         async drive(count) {
-          const r = await runToEnd('/usr/bin/python3', [script, bus.address, ECHO_NAME, String(count)], {}, undefined, 300_000);
+          const r = await runToEnd(file, [...args, bus.address, ECHO_NAME, String(count)], {}, undefined, 300_000);
           const errors: string[] = [];
-          if (r.code !== 0 || !r.stdout.includes(`done ${count}`)) errors.push(`fd-caller exited with ${r.code}: ${r.stderr.trim().split('\n').pop()}`);
+          if (r.code !== 0 || !r.stdout.includes(`done ${count}`)) {
+            errors.push(`${path.basename(args[0] ?? file)} exited with ${r.code}: ${r.stderr.trim().split('\n').pop()}`);
+          }
           return { units: 2 * count, errors };
         },
         async cleanup() {
@@ -170,33 +175,16 @@ function fdRoundTrip(): Scenario {
   };
 }
 
+/** python3-dbus calls carrying one fd each → dbus-test-tool echo (which negotiated fds too). */
+const fdRoundTrip = callerRoundTrip('roundtrip-fd', 'method round trip with one unix fd per call',
+  'bench/fd-caller.py (python3-dbus) → dbus-test-tool echo, one call in flight, each call carrying a pipe fd; routed messages = 2 × count',
+  () => ['/usr/bin/python3', path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench', 'fd-caller.py')]);
+
 /** sd-bus calls (bench/clients/sdbus-caller.c) → dbus-test-tool echo: the round trip with systemd's client library. */
-function sdbusRoundTrip(): Scenario {
-  return {
-    id: 'roundtrip-sdbus',
-    title: 'method round trip from an sd-bus client',
-    unit: 'msg',
-    params: { count: 50_000 },
-    scaled: ['count'],
-    describe: 'bench/clients/sdbus-caller.c (sd-bus, unix fds negotiated) → dbus-test-tool echo, one call in flight, ' +
-      'a string argument; routed messages = 2 × count',
-    async prepare(bus) {
-      const caller = sdbusCallerPath();
-      const echo = await startEcho(bus);
-      return {
-        async drive(count) {
-          const r = await runToEnd(caller, [bus.address, ECHO_NAME, String(count)], {}, undefined, 300_000);
-          const errors: string[] = [];
-          if (r.code !== 0 || !r.stdout.includes(`done ${count}`)) errors.push(`sdbus-caller exited with ${r.code}: ${r.stderr.trim().split('\n').pop()}`);
-          return { units: 2 * count, errors };
-        },
-        async cleanup() {
-          await echo.stop();
-        },
-      };
-    },
-  };
-}
+const sdbusRoundTrip = callerRoundTrip('roundtrip-sdbus', 'method round trip from an sd-bus client',
+  'bench/clients/sdbus-caller.c (sd-bus, unix fds negotiated) → dbus-test-tool echo, one call in flight, ' +
+    'a string argument; routed messages = 2 × count',
+  () => [sdbusCallerPath()]);
 
 /** The shape of a signal fan-out run: who subscribes, what else is connected. */
 export interface FanOutShape {
@@ -312,8 +300,8 @@ export const SCENARIOS: readonly Scenario[] = [
     config: (listen: string) => systemPolicyConfig(listen, ECHO_NAME),
     buses: ['ferrybus', 'dbus-daemon'],
   },
-  fdRoundTrip(),
-  sdbusRoundTrip(),
+  fdRoundTrip,
+  sdbusRoundTrip,
   fanOut,
   connectStorm,
 ];
