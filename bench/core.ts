@@ -17,15 +17,11 @@ import { Buffer } from 'node:buffer';
 import { Bus, type BusSink } from '../src/bus/bus.js';
 import type { Credentials } from '../src/bus/peer.js';
 import { encodeMessage, encodeWithArgs, MessageType, parseMessage } from '../src/wire/message.js';
+import { median } from './stats.js';
 
 const SELF: Credentials = { uid: 1000, gid: 1000, pid: 1, groups: [1000] };
 const CLIENT: Credentials = { uid: 1000, gid: 1000, pid: 4242, groups: [1000] };
 const OPS_PER_ROUND = 200_000;
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-}
 
 function nsPerOp(rounds: number, opsPerRound: number, round: () => void): number {
   const times: number[] = [];

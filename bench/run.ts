@@ -40,6 +40,7 @@ import { measureStartup, printStartup } from './startup.js';
 import { writeReadme } from './report.js';
 import { measureHandoffPause, printHandoffPause } from './handoff-pause.js';
 import { DEFAULT_CURVE_STEPS, measureCurve } from './curve.js';
+import { median } from './stats.js';
 
 const SCENARIOS: readonly Scenario[] = [...BASE_SCENARIOS, ...SCALE_SCENARIOS];
 
@@ -235,13 +236,6 @@ function scaledParams(s: Scenario, scale: number): Record<string, number> {
   for (const k of s.scaled) p[k] = Math.max(1, Math.round(p[k]! * scale));
   return p;
 }
-
-const median = (xs: number[]): number => {
-  if (xs.length === 0) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 
 /** One measured run of one scenario on a fresh bus. */
 async function measure(s: Scenario, bus: BusName, params: Record<string, number>, rep: number, position: number, nodeFlags: string[]): Promise<RunRecord> {

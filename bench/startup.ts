@@ -10,6 +10,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { REPO_ROOT } from './buses.js';
+import { median } from './stats.js';
 
 export type Starter = 'node -e 0' | 'ferrybus (bundle)' | 'ferrybus (dist)' | 'dbus-daemon';
 export const STARTERS: readonly Starter[] = ['node -e 0', 'ferrybus (bundle)', 'ferrybus (dist)', 'dbus-daemon'];
@@ -58,12 +59,6 @@ function timeOne(file: string, args: string[], untilExit: boolean): Promise<numb
     });
   });
 }
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 
 const round1 = (x: number) => Math.round(x * 10) / 10;
 

@@ -24,6 +24,7 @@
  */
 import { spawn } from 'node:child_process';
 import koffi from 'koffi';
+import { median } from './stats.js';
 
 interface Libc {
   socketpair(domain: number, type: number, protocol: number, fds: number[]): number;
@@ -160,11 +161,6 @@ function run(c: Libc, u: Uv, mode: Mode, count: number): Promise<{ user: number;
     };
     handle.readStart();
   });
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
 }
 
 function option(name: string, fallback: number): number {
