@@ -32,6 +32,7 @@ import { writePlot } from './plot.js';
 import { memory, round } from './proc.js';
 import { BUS_NAME, BUS_PATH, RawClient, batchOf, templateMessage } from './raw-client.js';
 import { measureStartup, type StartupResult } from './startup.js';
+import { median } from './stats.js';
 
 const MiB = 1024 * 1024;
 const SUPERVISOR = 'org.ferrybus.Supervisor1';
@@ -86,6 +87,8 @@ export interface HandoffSample {
   queuedBefore: number;
   queuedAfter: number;
   rssKiBAfter: number;
+  /** Where the pause went, as the new image reports it (Status.LastHandoffPhases): [phase, ms]. */
+  phasesMs: Array<[string, number]>;
   /** Anything that did not survive the handoff; empty when nothing was lost. */
   errors: string[];
 }
@@ -107,6 +110,8 @@ export interface HandoffCellResult extends HandoffCell {
   pause: Stats;
   gap: Stats;
   call: Stats;
+  /** Median ms per phase of the pause over the cell's clean handoffs, in the order the phases run. */
+  phasesMs: Array<[string, number]>;
   samples: HandoffSample[];
   errors: string[];
 }
@@ -193,6 +198,8 @@ interface BusStatus {
   generation: number;
   connections: number;
   queuedBytes: number;
+  /** LastHandoffPhases in ms (empty before the first handoff). */
+  phasesMs: Array<[string, number]>;
 }
 
 async function busStatus(control: RawClient): Promise<BusStatus> {
@@ -202,7 +209,11 @@ async function busStatus(control: RawClient): Promise<BusStatus> {
     if (!(v instanceof Variant)) throw new Error(`Status has no ${key}`);
     return Number(v.value as number | bigint);
   };
-  return { generation: get('Generation'), connections: get('Connections'), queuedBytes: get('QueuedBytes') };
+  const phases = (m as Map<DBusValue, DBusValue>).get('LastHandoffPhases');
+  const phasesMs = phases instanceof Variant && Array.isArray(phases.value)
+    ? (phases.value as DBusValue[][]).map(([name, us]) => [String(name), round(Number(us as bigint) / 1000, 2)] as [string, number])
+    : [];
+  return { generation: get('Generation'), connections: get('Connections'), queuedBytes: get('QueuedBytes'), phasesMs };
 }
 
 /** Back-to-back GetId round trips on one connection; the time of every reply. */
@@ -368,6 +379,7 @@ async function runCell(cell: HandoffCell, log: (s: string) => void): Promise<Han
         queuedBefore: before.queuedBytes,
         queuedAfter: status.queuedBytes,
         rssKiBAfter: memory(bus.pid).rssKiB,
+        phasesMs: status.phasesMs,
         errors: sampleErrors,
       };
       samples.push(sample);
@@ -394,9 +406,19 @@ async function runCell(cell: HandoffCell, log: (s: string) => void): Promise<Han
     pause: stats(ok.map((s) => s.pauseMs)),
     gap: stats(ok.map((s) => s.gapMs)),
     call: stats(ok.map((s) => s.callMs)),
+    phasesMs: medianPhases(ok),
     samples,
     errors,
   };
+}
+
+/** Per phase, the median over the samples that report it, in the order of the first sample. */
+function medianPhases(samples: readonly HandoffSample[]): Array<[string, number]> {
+  const names = samples[0]?.phasesMs.map(([name]) => name) ?? [];
+  return names.map((name) => {
+    const values = samples.flatMap((s) => s.phasesMs.filter(([n]) => n === name).map(([, ms]) => ms));
+    return [name, round(median(values), 2)];
+  });
 }
 
 export async function measureHandoffPause(o: HandoffOptions, log: (s: string) => void = console.log): Promise<HandoffPauseResult> {
@@ -511,6 +533,17 @@ function verdictLine(r: HandoffPauseResult): string {
     `${v.note ? `; ${v.note}` : ''}`;
 }
 
+/** Where the pause went: one row per phase, one column per cell that reports phases (median ms). */
+function phaseTable(r: HandoffPauseResult): string[][] | undefined {
+  const cells = r.cells.filter((c) => c.phasesMs.length > 0);
+  if (cells.length === 0) return undefined;
+  const names = cells[0]!.phasesMs.map(([name]) => name);
+  const head = ['phase', ...cells.map((c) => `${c.connections} × ${formatBytes(c.queuedBytes)}`)];
+  const body = names.map((name) => [name, ...cells.map((c) => f1(c.phasesMs.find(([n]) => n === name)?.[1] ?? NaN))]);
+  const total = ['sum of medians', ...cells.map((c) => f1(c.phasesMs.reduce((a, [, ms]) => a + ms, 0)))];
+  return [head, ...body, total];
+}
+
 /** Prints the table and the verdict; false when a cell failed or a handoff lost something. */
 export function printHandoffPause(r: HandoffPauseResult): boolean {
   const table = [HEAD, ...rows(r)];
@@ -518,6 +551,12 @@ export function printHandoffPause(r: HandoffPauseResult): boolean {
   console.log('\n(handoff) pause against connections and queued bytes — ms; pause = pause_us the new image reports, probe gap = longest gap between back-to-back GetId replies');
   for (const row of table) console.log('  ' + row.map((x, i) => (i < 2 ? x.padEnd(widths[i]!) : x.padStart(widths[i]!))).join('  '));
   console.log(`  ${verdictLine(r)}`);
+  const phases = phaseTable(r);
+  if (phases) {
+    console.log('  where the pause went (median ms per phase, Status.LastHandoffPhases):');
+    const w = phases[0]!.map((_, i) => Math.max(...phases.map((row) => row[i]!.length)));
+    for (const row of phases) console.log('    ' + row.map((x, i) => (i === 0 ? x.padEnd(w[i]!) : x.padStart(w[i]!))).join('  '));
+  }
   for (const p of r.plots) console.log(`  plot: ${path.relative(process.cwd(), p)}`);
   for (const e of r.plotErrors) console.log(`  no plot: ${e}`);
   const failed = r.cells.filter((c) => c.errors.length > 0).length;
@@ -536,5 +575,16 @@ export function handoffPauseMarkdown(r: HandoffPauseResult): string {
     '',
     `ms. ${verdictLine(r)}.`,
   ];
+  const phases = phaseTable(r);
+  if (phases) {
+    lines.push(
+      '',
+      'Where the pause went, per cell (median ms per phase, as the new image reports it in `Status.LastHandoffPhases`):',
+      '',
+      `| ${phases[0]!.join(' | ')} |`,
+      `|${phases[0]!.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`,
+      ...phases.slice(1).map((row) => `| ${row.join(' | ')} |`),
+    );
+  }
   return lines.join('\n') + '\n';
 }

@@ -41,6 +41,7 @@ import { writeReadme } from './report.js';
 import { measureHandoffPause, printHandoffPause } from './handoff-pause.js';
 import { DEFAULT_CURVE_STEPS, measureCurve } from './curve.js';
 import { median } from './stats.js';
+import { useDeployedEnvironment } from './deployed-env.js';
 
 const SCENARIOS: readonly Scenario[] = [...BASE_SCENARIOS, ...SCALE_SCENARIOS];
 
@@ -450,6 +451,7 @@ async function benchmark(o: Options): Promise<void> {
     machine: machine(),
     versions: versions(),
     load: { before: loadBefore, after: loadAverage() },
+    environmentRemoved: removedEnvironment,
     method:
       'Fresh bus per run on a private unix socket; CPU = utime+stime of the routing process from /proc/PID/stat ' +
       '(costSched: the same from schedstat, ns resolution) between the start and end of the drive (+100 ms settle), ' +
@@ -714,8 +716,13 @@ function argvHasReps(argv: readonly string[]): boolean {
   return argv.some((a) => a.startsWith('--reps'));
 }
 
+/** Node's variables this run removed from every process it starts (see deployed-env.ts). */
+let removedEnvironment: string[] = [];
+
 async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
+  removedEnvironment = useDeployedEnvironment();
+  if (removedEnvironment.length > 0) console.log(`environment as deployed: ${removedEnvironment.join(', ')} removed for every process this run starts`);
   // Ctrl-C: exit normally so the harness's exit hook kills every process it started, by PID.
   process.on('SIGINT', () => process.exit(130));
   process.on('SIGTERM', () => process.exit(143));

@@ -141,7 +141,9 @@ function koffiVersion() {
   const koffiEntry = createRequire(path.join(repo, 'package.json')).resolve('koffi');
   return JSON.parse(fs.readFileSync(path.join(path.dirname(koffiEntry), 'package.json'), 'utf8')).version;
 }
-const loaderBody = (extra) => `// Node's modules by process.getBuiltinModule (node >= 20.16) or require, not by import: an ES
+const loaderBody = (extra) => `// When node handed over to this file: the first mark of a handoff's phase report (src/util/start-marks.ts).
+globalThis[Symbol.for('ferrybus.loaderStartedNs')] = process.hrtime.bigint();
+// Node's modules by process.getBuiltinModule (node >= 20.16) or require, not by import: an ES
 // module's import of a built-in reads every export (node:crypto's webcrypto, node:fs's streams, ...).
 const builtin = process.getBuiltinModule ?? (await import('node:module')).createRequire(import.meta.url);
 const fs = builtin('node:fs');

@@ -9,6 +9,8 @@
  */
 // First import: it must run before anything else is loaded (see signal-guard.ts).
 import './signal-guard.js';
+// Second: when the program started, for the handoff's phase report.
+import '../util/start-marks.js';
 import { parseHandoffArgv } from '../supervisor/handoff-controller.js';
 import { quickDaemonFlags, runDaemonFlags } from './daemon-flags.js';
 

@@ -1,4 +1,5 @@
 import { processRoot } from './proc-info.js';
+import { formatHandoffPhases } from '../supervisor/handoff-phases.js';
 import { fetchStatus, withBus, type BusArgs } from './supervisor-client.js';
 import { formatBytes, formatDuration, formatFields, printJson } from './table.js';
 
@@ -21,7 +22,12 @@ export async function runStatusCommand(args: StatusArgs): Promise<void> {
       root: root.root,
       rootError: root.error ?? null,
       lastHandoff: status.lastHandoff
-        ? { at: status.lastHandoff.at, pauseMs: status.lastHandoff.pauseUs / 1000, root: status.lastHandoff.root }
+        ? {
+          at: status.lastHandoff.at,
+          pauseMs: status.lastHandoff.pauseUs / 1000,
+          root: status.lastHandoff.root,
+          phasesMs: Object.fromEntries(status.lastHandoff.phases.map(([name, us]) => [name, us / 1000])),
+        }
         : null,
     });
     return;
@@ -59,5 +65,6 @@ export async function runStatusCommand(args: StatusArgs): Promise<void> {
     last ? `${last.at} (pause ${(last.pauseUs / 1000).toFixed(1)} ms, into ${last.root || '/'})`
       : status.generation <= 1 ? 'none' : 'not recorded',
   ]);
+  if (last && last.phases.length > 0) fields.push(['pause, ms', formatHandoffPhases(last.phases)]);
   process.stdout.write(formatFields(fields));
 }

@@ -43,7 +43,8 @@ export interface DaemonStatus {
   maxOutgoingBytes?: number;
   guid?: string;
   kind?: string;
-  lastHandoff: { at: string; pauseUs: number; root: string } | null;
+  /** phases: where the pause went, [name, µs] in order (empty from a daemon that does not report them). */
+  lastHandoff: { at: string; pauseUs: number; root: string; phases: Array<[string, number]> } | null;
 }
 
 export interface ConnectionInfo {
@@ -170,6 +171,12 @@ const str = (v: DBusValue | undefined): string => (typeof v === 'string' ? v : '
 const optNum = (m: Map<DBusValue, DBusValue>, k: string): number | undefined => (m.has(k) ? num(unwrap(m.get(k))) : undefined);
 const optStr = (m: Map<DBusValue, DBusValue>, k: string): string | undefined => (m.has(k) ? str(unwrap(m.get(k))) : undefined);
 
+/** LastHandoffPhases a(st): anything else (an older daemon, another shape) is no phases. */
+function phasesOf(v: DBusValue | undefined): Array<[string, number]> {
+  if (!Array.isArray(v)) return [];
+  return v.flatMap((row) => (Array.isArray(row) && typeof row[0] === 'string' ? [[row[0], num(row[1])] as [string, number]] : []));
+}
+
 export async function fetchStatus(client: BusClient): Promise<DaemonStatus> {
   const [raw] = await callSupervisor(client, 'Status');
   const m = raw as Map<DBusValue, DBusValue>;
@@ -193,7 +200,12 @@ export async function fetchStatus(client: BusClient): Promise<DaemonStatus> {
     maxOutgoingBytes: optNum(m, 'MaxOutgoingBytes'),
     guid: optStr(m, 'Guid'),
     kind: optStr(m, 'Kind'),
-    lastHandoff: at === undefined ? null : { at, pauseUs: optNum(m, 'LastHandoffPauseUs') ?? 0, root: optStr(m, 'LastHandoffRoot') ?? '' },
+    lastHandoff: at === undefined ? null : {
+      at,
+      pauseUs: optNum(m, 'LastHandoffPauseUs') ?? 0,
+      root: optStr(m, 'LastHandoffRoot') ?? '',
+      phases: phasesOf(get('LastHandoffPhases')),
+    },
   };
 }
 

@@ -15,6 +15,8 @@ import { newBusGuid, readMachineId } from './identity.js';
 import type { Logger } from './logger.js';
 import { anchorFds } from './anchors.js';
 import { rereadSettings } from './settings.js';
+import { formatHandoffPhases, handoffPhases } from './handoff-phases.js';
+import { startMarks } from '../util/start-marks.js';
 import type { ServiceDirConfig } from './config-types.js';
 
 function adoptListener(fd: number, onClient: (fd: number) => void, log: Logger): Listener | string {
@@ -122,6 +124,7 @@ function takeOverPoller(fd: number, doc: HandoffDocument | undefined, log: Logge
  * still leaves a serving bus: the listeners come from the command line.
  */
 export function adoptDaemon(args: HandoffArgs, log: Logger, extraMethods: readonly DriverMethod[]): Daemon {
+  const adoptNs = process.hrtime.bigint();
   // The old image cleared close-on-exec on everything it handed over; no program this image
   // starts may inherit a client's socket. One call for all of them where the kernel can.
   const cloexecDone = setCloexecFrom(3);
@@ -147,6 +150,7 @@ export function adoptDaemon(args: HandoffArgs, log: Logger, extraMethods: readon
     }
   }
 
+  const documentNs = process.hrtime.bigint();
   if (args.pollFd !== undefined) takeOverPoller(args.pollFd, doc, log);
   const settings = rereadSettings(settingsOf(doc), log);
   const machine = doc?.bus.machineId ? { id: doc.bus.machineId } : readMachineId();
@@ -180,6 +184,7 @@ export function adoptDaemon(args: HandoffArgs, log: Logger, extraMethods: readon
     closeStrays(new Set(args.listenFds), log);
     return daemon;
   }
+  const coreNs = process.hrtime.bigint();
   const report = restore(doc, bus, connections, cloexecDone);
   poller().settleInherited();
   // The queues hold what they still need of the spool files; the rest closes now.
@@ -201,11 +206,15 @@ export function adoptDaemon(args: HandoffArgs, log: Logger, extraMethods: readon
   // Programs an earlier image started are this process's children: still watched, and reaped
   // when they end — those still being activated, and those that took their name long ago.
   services.launcher.adopt([...bus.activator.runningPids(), ...(doc?.activation?.children ?? [])]);
-  const pauseUs = Number((process.hrtime.bigint() - BigInt(doc.stoppedAtNs)) / 1000n);
-  daemon.lastHandoff = { at: new Date().toISOString(), pauseUs, root: doc.lastHandoff?.root ?? '/' };
+  const doneNs = process.hrtime.bigint();
+  const stoppedNs = BigInt(doc.stoppedAtNs);
+  const pauseUs = Number((doneNs - stoppedNs) / 1000n);
+  const phases = handoffPhases({ stoppedNs, execNs: args.execNs, ...startMarks(), adoptNs, documentNs, coreNs, doneNs });
+  daemon.lastHandoff = { at: new Date().toISOString(), pauseUs, root: doc.lastHandoff?.root ?? '/', phases };
   log.notice('handoff-complete', 'handoff complete: serving as the new generation', {
     generation: daemon.generation,
     pauseMs: (pauseUs / 1000).toFixed(1),
+    phasesMs: formatHandoffPhases(phases),
     connections: report.connections,
     names: report.names,
     matches: report.matches,

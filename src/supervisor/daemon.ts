@@ -15,6 +15,7 @@ import type { Logger } from './logger.js';
 import type { ServiceDirConfig } from './config-types.js';
 import type { SettingsSource } from './settings.js';
 import { Services } from './services.js';
+import type { HandoffPhase } from './handoff-phases.js';
 
 export interface DaemonSettings {
   /** Addresses to listen on, in order; each may be a `;`-separated list (first usable entry wins). */
@@ -79,7 +80,7 @@ export interface BusIdentity {
  */
 export class Daemon {
   generation = 1;
-  lastHandoff: { at: string; pauseUs: number; root: string } | undefined;
+  lastHandoff: { at: string; pauseUs: number; root: string; phases: HandoffPhase[] } | undefined;
   private stopped = false;
 
   constructor(

@@ -35,6 +35,8 @@ export interface HandoffArgs {
   notifyFd?: number;
   /** The old image's epoll set, inherited (format 3; the document says what it watches). */
   pollFd?: number;
+  /** When the old image called execve (CLOCK_MONOTONIC ns): where the pause's first phase ends. */
+  execNs?: bigint;
 }
 
 export function handoffArgv(a: HandoffArgs): string[] {
@@ -48,6 +50,7 @@ export function handoffArgv(a: HandoffArgs): string[] {
     ...(a.execPath ? [`--handoff-exec-path=${a.execPath}`] : []),
     ...(a.notifyFd !== undefined ? [`--handoff-notify-fd=${a.notifyFd}`] : []),
     ...(a.pollFd !== undefined ? [`--handoff-poll-fd=${a.pollFd}`] : []),
+    ...(a.execNs !== undefined ? [`--handoff-exec-ns=${a.execNs}`] : []),
   ];
 }
 
@@ -65,6 +68,7 @@ export function parseHandoffArgv(argv: readonly string[]): HandoffArgs | undefin
     execPath: flag('exec-path') || undefined,
     notifyFd: flag('notify-fd') ? Number(flag('notify-fd')) : undefined,
     pollFd: flag('poll-fd') ? Number(flag('poll-fd')) : undefined,
+    execNs: /^[0-9]{1,20}$/.test(flag('exec-ns') ?? '') ? BigInt(flag('exec-ns')!) : undefined,
   };
 }
 
@@ -202,6 +206,7 @@ export class HandoffController {
         execPath: this.target.execPath,
         notifyFd,
         pollFd: handedPoller?.fd,
+        execNs: process.hrtime.bigint(),
       }), [0, 1, 2, ...anchorFds(), ...listenFds], own);
     } catch (err) {
       removeHandoffFile(file);

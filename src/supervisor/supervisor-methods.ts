@@ -42,6 +42,7 @@ function status(daemon: Daemon): Map<DBusValue, DBusValue> {
     s.set('LastHandoffAt', new Variant('s', daemon.lastHandoff.at));
     s.set('LastHandoffPauseUs', new Variant('t', BigInt(daemon.lastHandoff.pauseUs)));
     s.set('LastHandoffRoot', new Variant('s', daemon.lastHandoff.root));
+    s.set('LastHandoffPhases', new Variant('a(st)', daemon.lastHandoff.phases.map(([name, us]) => [name, BigInt(us)])));
   }
   return s;
 }
@@ -56,7 +57,8 @@ function status(daemon: Daemon): Map<DBusValue, DBusValue> {
  *                          PendingCalls u, MaxOutgoingBytes t, Guid s, Kind s,
  *                          ActivatableServices u, Activating u (services being started),
  *                          HeldMessages u (messages and start requests waiting for them); after a handoff
- *                          also LastHandoffAt s, LastHandoffPauseUs t, LastHandoffRoot s
+ *                          also LastHandoffAt s, LastHandoffPauseUs t, LastHandoffRoot s,
+ *                          LastHandoffPhases a(st) (where the pause went: phase name, µs; see handoff-phases.ts)
  *   ListConnections() → a(usuuuasasuttub)   see connectionRows in bus-report.ts
  *   ListNameOwners() → a(sa(suu))           see nameRows
  *   ListPendingCalls() → a(sus)             see pendingCallRows

@@ -19,7 +19,7 @@ interface StatusJson {
   queuedBytes: number;
   pendingCalls: number;
   guid: string;
-  lastHandoff: { at: string; pauseMs: number; root: string } | null;
+  lastHandoff: { at: string; pauseMs: number; root: string; phasesMs: Record<string, number> } | null;
 }
 
 describe('ferrybus status', () => {
@@ -84,9 +84,20 @@ describe('ferrybus status', () => {
     expect(s.lastHandoff!.root).toBe('/');
     expect(Math.abs(Date.now() - Date.parse(s.lastHandoff!.at))).toBeLessThan(60_000);
     expect(s.lastHandoff!.pauseMs).toBeGreaterThan(0);
+    // Where the pause went: the old image's part, then the new image's, in order. Run from dist/
+    // (no bundle loader) node's start and the program's loading are one phase.
+    const phases = s.lastHandoff!.phasesMs;
+    expect(Object.keys(phases)).toEqual([
+      'old image', 'node start-up + program loaded', 'program started', 'document read', 'core built', 'connections restored',
+    ]);
+    for (const [name, value] of Object.entries(phases)) expect(value, name).toBeGreaterThanOrEqual(0);
+    const sum = Object.values(phases).reduce((a, b) => a + b, 0);
+    expect(sum).toBeLessThanOrEqual(s.lastHandoff!.pauseMs + 0.01);
+    expect(sum).toBeGreaterThan(s.lastHandoff!.pauseMs - 0.01 * Object.keys(phases).length);
 
     const r = await ferrybus(['status', '--address', bus().address]);
     expect(r.stdout).toMatch(/^generation\s+2$/m);
     expect(r.stdout).toMatch(/^last handoff\s+\d{4}-\d\d-\d\dT\S+ \(pause \d+\.\d ms, into \/\)$/m);
+    expect(r.stdout).toMatch(/^pause, ms\s+old image \d+\.\d, node start-up \+ program loaded \d+\.\d, program started \d+\.\d, .*connections restored \d+\.\d$/m);
   });
 });

@@ -44,6 +44,15 @@ async function serveOnce(name: string, handoff = false): Promise<void> {
       const r = await runClient(process.execPath, [...flags, loader, 'handoff', '--address', address, '--json'], { timeoutMs: 30_000 });
       expect(r.exitCode, r.stderr).toBe(0);
       expect(JSON.parse(r.stdout).generation).toBe(2);
+      // The loader marks when node handed over to it: node's start and the program's loading are
+      // reported apart (a build run from dist/ has one phase for both).
+      const st = await runClient(process.execPath, [...flags, loader, 'status', '--address', address, '--json']);
+      expect(st.exitCode, st.stderr).toBe(0);
+      const phases = JSON.parse(st.stdout).lastHandoff.phasesMs as Record<string, number>;
+      expect(Object.keys(phases)).toEqual([
+        'old image', 'node start-up', 'program loaded', 'program started', 'document read', 'core built', 'connections restored',
+      ]);
+      expect(Object.values(phases).every((ms) => ms >= 0)).toBe(true);
     }
     const id = await runClient('dbus-send', [`--bus=${address}`, '--print-reply', '--dest=org.freedesktop.DBus', '/', 'org.freedesktop.DBus.GetId']);
     expect(id.exitCode, id.stderr).toBe(0);
