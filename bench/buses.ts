@@ -35,7 +35,7 @@ export interface StartOptions {
 
 /**
  * How the bench starts ferrybus. 'bundle' (the default of `npm run bench`): as deployed, the
- * bundle dist/bundle/ferrybus.mjs with the node flags of systemd/ferrybus.service's ExecStart;
+ * bundle dist/bundle/ferrybus.cjs with the node flags of systemd/ferrybus.service's ExecStart;
  * 'dist': dist/src/cli/main.js without node flags, as the test harness runs it.
  */
 export type FerrybusFrom = 'bundle' | 'dist';
@@ -50,7 +50,7 @@ export function getFerrybusFrom(): FerrybusFrom {
 }
 
 const UNIT_FILE = path.join(REPO_ROOT, 'systemd', 'ferrybus.service');
-const BUNDLE = path.join(REPO_ROOT, 'dist', 'bundle', 'ferrybus.mjs');
+const BUNDLE = path.join(REPO_ROOT, 'dist', 'bundle', 'ferrybus.cjs');
 
 /** The node flags of the unit's ExecStart (the words between node and the bundle that start with -). */
 export function unitNodeFlags(): string[] {
@@ -61,10 +61,10 @@ export function unitNodeFlags(): string[] {
   const rest = words[0]!.startsWith('@') ? words.slice(2) : words.slice(1);
   const flags: string[] = [];
   for (const w of rest) {
-    if (/\.m?js$/.test(w)) return flags;
+    if (/\.[cm]?js$/.test(w)) return flags;
     if (w.startsWith('-')) flags.push(w);
   }
-  throw new Error(`ExecStart= of ${UNIT_FILE} names no .mjs/.js script: cannot read its node flags`);
+  throw new Error(`ExecStart= of ${UNIT_FILE} names no .cjs/.mjs/.js script: cannot read its node flags`);
 }
 
 let bundleChecked = false;
@@ -79,7 +79,7 @@ function newest(dir: string): number {
   return t;
 }
 
-/** dist/bundle/ferrybus.mjs, (re)built with scripts/bundle.mjs when missing or older than src/. */
+/** dist/bundle/ferrybus.cjs, (re)built with scripts/bundle.mjs when missing or older than src/. */
 export function ensureBundle(): string {
   if (bundleChecked) return BUNDLE;
   if (!existsSync(BUNDLE) || statSync(BUNDLE).mtimeMs < Math.max(newest(path.join(REPO_ROOT, 'src')), statSync(path.join(REPO_ROOT, 'package.json')).mtimeMs)) {

@@ -68,7 +68,7 @@ cleanup() { if [ "$keep" = 1 ]; then say "kept $work"; else rm -rf "$work"; fi; 
 trap cleanup EXIT
 
 cd "$repo"
-[ -f dist/bundle/ferrybus.mjs ] || node scripts/bundle.mjs >&2
+[ -f dist/bundle/ferrybus.cjs ] || node scripts/bundle.mjs >&2
 node_modules/.bin/esbuild bench/initramfs.ts --bundle --platform=node --format=esm --target=node20 \
     --log-level=warning --outfile="$work/initramfs-report.mjs"
 node_bin=$(readlink -f "${FERRYBUS_NODE:-$(command -v node)}")

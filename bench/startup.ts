@@ -67,7 +67,7 @@ export async function measureStartup(rounds: number): Promise<StartupResult> {
   try {
     const bundleDir = path.join(dir, 'bundle');
     await timeOne(process.execPath, [path.join(REPO_ROOT, 'scripts', 'bundle.mjs'), '--outdir', bundleDir], true);
-    const bundle = path.join(bundleDir, 'ferrybus.mjs');
+    const bundle = path.join(bundleDir, 'ferrybus.cjs');
     const dist = path.join(REPO_ROOT, 'dist', 'src', 'cli', 'main.js');
     let n = 0;
     const address = () => `--address=unix:path=${path.join(dir, `bus-${n++}`)}`;

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Installs ferrybus from the bundle (npm run bundle) into a file system tree:
 //
-//   <prefix>/lib/ferrybus/ferrybus.mjs            the bundle's entry (units run it with node directly)
+//   <prefix>/lib/ferrybus/ferrybus.cjs            the bundle's entry (units run it with node directly)
+//   <prefix>/lib/ferrybus/ferrybus.mjs            the entry of earlier releases (runs ferrybus.cjs)
 //   <prefix>/lib/ferrybus/ferrybus-program.cjs    the program it loads, and ferrybus-program.cache,
 //                                                 its V8 code cache (when the bundle has one)
 //   <prefix>/lib/ferrybus/node_modules/koffi/...   koffi, linux-x64 only
@@ -68,8 +69,8 @@ try {
 
 const bundleDir = path.join(repo, 'dist/bundle');
 if (opts.bundle) execFileSync(process.execPath, [path.join(repo, 'scripts/bundle.mjs')], { stdio: 'inherit' });
-if (!fs.existsSync(path.join(bundleDir, 'ferrybus.mjs'))) {
-  process.stderr.write('install-files: dist/bundle/ferrybus.mjs is missing; run `npm run bundle` first\n');
+if (!fs.existsSync(path.join(bundleDir, 'ferrybus.cjs'))) {
+  process.stderr.write('install-files: dist/bundle/ferrybus.cjs is missing; run `npm run bundle` first\n');
   process.exit(1);
 }
 
@@ -102,6 +103,7 @@ function installTree(fromDir, toDir) {
 
 // The bundle and koffi. Replace the koffi tree whole so no file of an older version lingers.
 fs.rmSync(dest(path.posix.join(libdir, 'node_modules')), { recursive: true, force: true });
+install(path.join(bundleDir, 'ferrybus.cjs'), path.posix.join(libdir, 'ferrybus.cjs'), 0o644);
 install(path.join(bundleDir, 'ferrybus.mjs'), path.posix.join(libdir, 'ferrybus.mjs'), 0o644);
 install(path.join(bundleDir, 'ferrybus-program.cjs'), path.posix.join(libdir, 'ferrybus-program.cjs'), 0o644);
 // The code cache only helps the node it was made by (scripts/bundle.mjs): a bundle without one
@@ -115,7 +117,7 @@ install(path.join(repo, 'systemd/ferrybus-roots'), path.posix.join(libdir, 'ferr
 // The command for people. Units never use it: argv[1] must be the bundle itself.
 const wrapper = path.posix.join(opts.prefix, 'bin/ferrybus');
 fs.mkdirSync(path.dirname(dest(wrapper)), { recursive: true });
-fs.writeFileSync(dest(wrapper), `#!/bin/sh\nexec ${opts.node} ${libdir}/ferrybus.mjs "$@"\n`);
+fs.writeFileSync(dest(wrapper), `#!/bin/sh\nexec ${opts.node} ${libdir}/ferrybus.cjs "$@"\n`);
 fs.chmodSync(dest(wrapper), 0o755);
 installed.push(wrapper);
 

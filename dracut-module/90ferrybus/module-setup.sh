@@ -3,7 +3,7 @@
 # (the same image, unpacked into /run/initramfs by dracut-shutdown.service at poweroff).
 #
 # Installs: the Node.js runtime at /usr/bin/node (from ${FERRYBUS_NODE:-$(command -v node)}),
-# the bundle /usr/lib/ferrybus/ferrybus.mjs (with ferrybus-program.cjs, its code cache and koffi beside it), ferrybus.service and
+# the bundle /usr/lib/ferrybus/ferrybus.cjs (with ferrybus-program.cjs, its code cache and koffi beside it), ferrybus.service and
 # ferrybus.socket enabled as in the real root (the aliases dbus.service and dbus.socket), the
 # system bus configuration (system.conf, system.d, system-services, the messagebus user), a
 # pre-pivot hook that asks for a shutdown root, and a pre-shutdown hook that re-roots the bus into
@@ -35,7 +35,7 @@ _ferrybus_is_system_bus() {
 
 # called by dracut
 check() {
-    [[ -f $dracutsysrootdir$ferrybus_libdir/ferrybus.mjs ]] || return 1
+    [[ -f $dracutsysrootdir$ferrybus_libdir/ferrybus.cjs ]] || return 1
     [[ -f $dracutsysrootdir$ferrybus_libdir/ferrybus-program.cjs ]] || return 1
     [[ -n $(_ferrybus_node) ]] || return 1
     # Where ferrybus is the system bus, every initramfs gets it: the initrd's bus must be the
@@ -73,7 +73,10 @@ install() {
     inst_binary "$(readlink -f "$node")" /usr/bin/node
 
     # The entry, the program it loads and, when the bundle has one, the program's V8 code cache.
-    inst_simple "$ferrybus_libdir/ferrybus.mjs"
+    # ferrybus.mjs is the entry of earlier releases: an image started by such a command line
+    # execs it again in the shutdown root.
+    inst_simple "$ferrybus_libdir/ferrybus.cjs"
+    [[ -f $dracutsysrootdir$ferrybus_libdir/ferrybus.mjs ]] && inst_simple "$ferrybus_libdir/ferrybus.mjs"
     inst_simple "$ferrybus_libdir/ferrybus-program.cjs"
     if [[ -f $dracutsysrootdir$ferrybus_libdir/ferrybus-program.cache ]]; then
         inst_simple "$ferrybus_libdir/ferrybus-program.cache"

@@ -26,7 +26,7 @@ beforeAll(async () => {
   expect(built.exitCode, built.stderr).toBe(0);
   // A bundle without its cache still works; the build says so on stderr, and this test wants one.
   expect(built.stderr).toBe('');
-  loader = path.join(dir, 'bundle/ferrybus.mjs');
+  loader = path.join(dir, 'bundle/ferrybus.cjs');
   cacheFile = path.join(dir, 'bundle/ferrybus-program.cache');
 }, 150_000);
 afterAll(async () => {
@@ -34,9 +34,9 @@ afterAll(async () => {
 });
 
 /** Starts the bundled bus, asks it for its id (and hands it off when asked), stops it. */
-async function serveOnce(name: string, handoff = false): Promise<void> {
+async function serveOnce(name: string, handoff = false, entry = loader): Promise<void> {
   const daemon = startLongRunning(process.execPath, [
-    ...flags, loader, 'daemon', '--session', '--nofork', '--print-address=1', `--address=${unixPathAddress(path.join(dir, name))}`,
+    ...flags, entry, 'daemon', '--session', '--nofork', '--print-address=1', `--address=${unixPathAddress(path.join(dir, name))}`,
   ]);
   try {
     const address = await waitForAddressLine(daemon);
@@ -53,6 +53,8 @@ async function serveOnce(name: string, handoff = false): Promise<void> {
         'old image', 'node start-up', 'program loaded', 'program started', 'document read', 'core built', 'connections restored',
       ]);
       expect(Object.values(phases).every((ms) => ms >= 0)).toBe(true);
+      // The new image runs the entry the old one was started by.
+      expect(readFileSync(`/proc/${daemon.pid}/cmdline`, 'latin1').split('\0')).toContain(entry);
     }
     const id = await runClient('dbus-send', [`--bus=${address}`, '--print-reply', '--dest=org.freedesktop.DBus', '/', 'org.freedesktop.DBus.GetId']);
     expect(id.exitCode, id.stderr).toBe(0);
@@ -72,6 +74,14 @@ describe('the bundle', () => {
 
   it('serves a bus and hands it off to itself', async () => {
     await serveOnce('bus-intact', true);
+  }, 60_000);
+
+  it('serves from the entry of earlier releases (ferrybus.mjs), and hands off to it again', async () => {
+    const legacy = path.join(dir, 'bundle/ferrybus.mjs');
+    const v = await runClient(process.execPath, [legacy, '--version']);
+    expect(v.exitCode, v.stderr).toBe(0);
+    expect(v.stdout.trim()).toBe(version);
+    await serveOnce('bus-legacy', true, legacy);
   }, 60_000);
 
   it('serves with a damaged code cache (V8 verifies its checksum and compiles instead)', async () => {
