@@ -12,11 +12,14 @@ import './signal-guard.js';
 // Second: when the program started, for the handoff's phase report.
 import '../util/start-marks.js';
 import { parseHandoffArgv } from '../supervisor/handoff-controller.js';
+import { restoreHeldEnvironment } from '../handoff/exec-environment.js';
 import { quickDaemonFlags, runDaemonFlags } from './daemon-flags.js';
 
 // No top-level await: the bundle is a CommonJS script (loaded with a V8 code cache, see
 // scripts/bundle.mjs), and a rejection here still ends the process as an unhandled one.
 async function main(args: readonly string[]): Promise<void> {
+  // What the last handoff held back from node's start goes back before anything spawns.
+  restoreHeldEnvironment(process.env);
   const handoff = parseHandoffArgv(args);
   const quick = !handoff && args[0] === 'daemon' ? quickDaemonFlags(args.slice(1)) : undefined;
   if (handoff) {

@@ -1,5 +1,6 @@
 import { execve, getCloexec, setCloexec } from '../sys/libc.js';
 import type { ExecTarget } from './exec-target.js';
+import { execEnvironment } from './exec-environment.js';
 
 /**
  * The exec step: clear close-on-exec on exactly the fds to keep, execve, and if
@@ -13,7 +14,7 @@ export function reexec(target: ExecTarget, args: readonly string[], keepFds: rea
   try {
     for (const fd of keepFds) setCloexec(fd, false);
     for (const fd of ownFds) setCloexec(fd, false);
-    const env = Object.entries(process.env).map(([k, v]) => `${k}=${v ?? ''}`);
+    const env = execEnvironment(process.env);
     // argv[0] starting with '@' spares the process from systemd's killing sprees. Node's own
     // flags (e.g. --max-semi-space-size from the unit) carry over to every generation.
     execve(target.execPath, ['@ferrybus', ...process.execArgv, target.script, ...args], env);
