@@ -197,7 +197,7 @@ export class HandoffController {
     // Opened close-on-exec by the bus (accept4, recvmsg, node's open) or set so when restored.
     const own = [...doc.connections.map((c) => c.fd), ...messageFds, ...spoolFds, ...(handedPoller ? [handedPoller.fd] : [])];
     try {
-      reexec(this.target, handoffArgv({
+      reexec(this.target, () => handoffArgv({
         document: file,
         nonce,
         listenFds,
