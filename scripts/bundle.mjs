@@ -139,8 +139,11 @@ const programEnd = `//# ferrybus-build=${buildId}\n})\n`;
 if (!programText.endsWith(programEnd)) throw new Error(`${program} does not end with its build id: update scripts/bundle.mjs`);
 
 // The loader: the file every command line names.
-/** Node's modules a starting bus loads (process.moduleLoadList), the ones that load the rest. */
-const PRELOADED_BUILTINS = ['node:net', 'node:child_process', 'node:fs/promises', 'node:os', 'node:tty', 'node:cluster', 'node:string_decoder', 'node:stream', 'node:dgram'];
+/**
+ * Node's modules a starting bus loads (process.moduleLoadList), the ones that load the rest;
+ * child_process and net are loaded when first used (src/util/lazy-builtin.ts), tty not at all.
+ */
+const PRELOADED_BUILTINS = ['node:fs/promises', 'node:os', 'node:string_decoder', 'node:stream'];
 /** Where the bundle puts koffi's native build, relative to the loader. */
 const KOFFI_NATIVE = 'node_modules/koffi/build/koffi/linux_x64/koffi.node';
 /** The version of the koffi the bundle copies (its native build reports the same). */

@@ -1,6 +1,9 @@
-import { spawn } from 'node:child_process';
+import type * as ChildProcess from 'node:child_process';
 import { FerryError } from '../util/errors.js';
 import { WRITABLE_FORMATS } from './document.js';
+import { lazyBuiltin } from '../util/lazy-builtin.js';
+
+const childProcess = lazyBuiltin<typeof ChildProcess>('node:child_process');
 
 /** What a handoff executes: the node binary and ferrybus entry point, by path in the target root. */
 export interface ExecTarget {
@@ -30,7 +33,7 @@ export function preflight(target: ExecTarget, root: string): Promise<{ version: 
     const where = root === '/' ? '' : ` in root ${root}`;
     // stdin is a pipe, not 'ignore': that would open /dev/null inside the target root, and a
     // root without it made the child fail before exec with a misleading "spawn <node> ENOENT".
-    const child = spawn(target.execPath, [target.script, 'handoff-check', '--format', String(WRITABLE_FORMATS[0])], {
+    const child = childProcess().spawn(target.execPath, [target.script, 'handoff-check', '--format', String(WRITABLE_FORMATS[0])], {
       stdio: ['pipe', 'pipe', 'pipe'],
       timeout: PREFLIGHT_TIMEOUT_MS,
     });

@@ -1,4 +1,4 @@
-import { isatty } from 'node:tty';
+import { isTerminal } from '../sys/libc.js';
 import { StderrOrKmsg } from './log-sink.js';
 
 /**
@@ -61,9 +61,9 @@ function levelEnabled(configured: string, level: string): boolean {
 export { levelEnabled, SYSLOG_LEVELS };
 
 export function createLogger(options: { level?: string; prefix?: boolean } = {}): DaemonLogger {
-  // isatty, not process.stderr.isTTY: that getter builds node's stderr stream (~2.5 ms of every
-  // start and handoff), which the sink, writing to fd 2 itself, never uses.
-  const prefix = options.prefix ?? !isatty(2);
+  // isatty(3), not process.stderr.isTTY: that getter builds node's stderr stream (~2.5 ms of
+  // every start and handoff), which the sink, writing to fd 2 itself, never uses.
+  const prefix = options.prefix ?? !isTerminal(2);
   const level = options.level ?? process.env.FERRYBUS_LOG_LEVEL ?? 'info';
   const sink = new StderrOrKmsg();
   let started = false;

@@ -1,7 +1,7 @@
 // Starts the programs of Exec= activation and reports how they end. The bus core decides what
 // an exit means (src/bus/activation.ts); this edge only spawns, kills and watches.
 
-import { spawn } from 'node:child_process';
+import type * as ChildProcess from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -10,6 +10,9 @@ import { SpawnError } from '../bus/activation.js';
 import { BusError } from '../bus/errors.js';
 import { reapChild, type ChildStatus } from '../sys/libc.js';
 import type { Logger } from './logger.js';
+import { lazyBuiltin } from '../util/lazy-builtin.js';
+
+const childProcess = lazyBuiltin<typeof ChildProcess>('node:child_process');
 import { ServiceFileError, splitExec } from './service-file.js';
 import { lookupUser } from './user-database.js';
 
@@ -54,7 +57,7 @@ export class ProcessLauncher implements ServiceLauncher {
       if (user.uid !== process.getuid!() || user.gid !== process.getgid!()) ids = { uid: user.uid, gid: user.gid };
     }
     // stdout/stderr are the bus's (the journal under systemd), as with dbus-daemon.
-    const child = spawn(program, argv.slice(1), { argv0: argv[0], env, cwd: '/', stdio: ['ignore', 'inherit', 'inherit'], ...ids });
+    const child = childProcess().spawn(program, argv.slice(1), { argv0: argv[0], env, cwd: '/', stdio: ['ignore', 'inherit', 'inherit'], ...ids });
     if (child.pid === undefined) {
       child.on('error', () => {}); // reported below, synchronously
       throw new BusError(SpawnError.ExecFailed, `Failed to execute program ${entry.name}: cannot start ${program}`);

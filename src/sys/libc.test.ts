@@ -14,6 +14,7 @@ import {
   errnoName,
   execve,
   getCloexec,
+  isTerminal,
   loadLibc,
   peerCredentials,
   peerGroups,
@@ -158,6 +159,35 @@ describe('loadLibc', () => {
   it('loads every binding and can be called again', () => {
     expect(() => loadLibc()).not.toThrow();
     expect(() => loadLibc()).not.toThrow();
+  });
+});
+
+describe('isTerminal', () => {
+  it('is true for a pseudo-terminal and false for a pipe, a socket and a regular file', async () => {
+    // The master side of a new pseudo-terminal is a terminal to isatty(3).
+    const pty = fs.openSync('/dev/ptmx', fs.constants.O_RDWR | fs.constants.O_NOCTTY);
+    const file = fs.openSync(path.join(tmp, 'not-a-terminal'), 'w');
+    const server = net.createServer().listen(path.join(tmp, 'tty-test.sock'));
+    await new Promise((resolve) => server.once('listening', resolve));
+    try {
+      expect(isTerminal(pty)).toBe(true);
+      expect(isTerminal(file)).toBe(false);
+      expect(isTerminal(socketFd(server))).toBe(false);
+      // A pipe: a FIFO opened for reading and writing (Linux allows it, and it never blocks).
+      const fifo = path.join(tmp, 'tty-test.fifo');
+      expect(spawnSync('mkfifo', [fifo]).status).toBe(0);
+      const pipe = fs.openSync(fifo, fs.constants.O_RDWR);
+      expect(isTerminal(pipe)).toBe(false);
+      fs.closeSync(pipe);
+    } finally {
+      server.close();
+      fs.closeSync(file);
+      fs.closeSync(pty);
+    }
+  });
+
+  it('fails with EBADF for an invalid fd', () => {
+    expect(() => isTerminal(-1)).toThrow(/EBADF/);
   });
 });
 

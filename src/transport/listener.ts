@@ -1,5 +1,5 @@
 import * as fs from 'node:fs';
-import * as net from 'node:net';
+import type * as Net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { listenUnixStream, setCloexec, setNonBlocking, SysError } from '../sys/libc.js';
@@ -7,6 +7,10 @@ import { acceptFrom, closeFd } from '../sys/socket-io.js';
 import { FerryError } from '../util/errors.js';
 import type { ListenTarget } from './address.js';
 import { poller, type PollHandler } from './poller.js';
+import { lazyBuiltin } from '../util/lazy-builtin.js';
+
+/** Only to ask a socket file left behind whether a bus still answers there (see lazy-builtin.ts). */
+const net = lazyBuiltin<typeof Net>('node:net');
 
 /** Clients taken per turn of the event loop: a connect storm must not starve the connected. */
 const ACCEPTS_PER_TURN = 64;
@@ -138,7 +142,7 @@ async function prepareSocketPath(socketPath: string): Promise<void> {
 
 function answers(socketPath: string): Promise<boolean> {
   return new Promise((resolve) => {
-    const probe = net.connect({ path: socketPath });
+    const probe = net().connect({ path: socketPath });
     probe.once('connect', () => {
       probe.destroy();
       resolve(true);
