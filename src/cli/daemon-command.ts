@@ -83,9 +83,12 @@ export async function runDaemonCommand(args: DaemonArgs): Promise<void> {
   const methods = supervisorMethods(() => daemon!, controller);
 
   if (args.handoff) {
-    daemon = adoptDaemon(args.handoff, log, methods);
+    const adopted = adoptDaemon(args.handoff, log, methods);
+    daemon = adopted.daemon;
     installStopSignals(daemon);
-    await supervise(daemon, log);
+    await supervise(daemon, log, true);
+    // As a first start prints its address: once a change to the configuration would be seen.
+    adopted.answerCallers();
     releaseOptimizingCompiler();
   } else {
     warnUnsupportedFlags(args, log);
@@ -143,8 +146,11 @@ function residentSetSize(): number | undefined {
  * directories (ready before this resolves, so that no change after start-up goes unseen), and
  * the sweep of reply_timeout and service_start_timeout.
  */
-async function supervise(daemon: Daemon, log: Logger): Promise<void> {
+async function supervise(daemon: Daemon, log: Logger, handedOff = false): Promise<void> {
   daemon.bus.reloadConfig = () => reloadConfig(daemon, 'ReloadConfig', log);
+  // A new image first serves the clients that waited through the pause (one turn of the event
+  // loop), then sets up the watches: their set-up and first directory scans take milliseconds.
+  if (handedOff) await new Promise<void>((resolve) => setImmediate(resolve));
   const watchers = [watchConfig(daemon, log), daemon.services.watch()];
   const idleTrim = new IdleTrim({ turns: () => poller().turns, rss: residentSetSize, trim: releaseFreeMemory });
   // A quarter-second sweep: cheap when nothing is due.

@@ -118,12 +118,21 @@ function takeOverPoller(fd: number, doc: HandoffDocument | undefined, log: Logge
   if (isEpollSet(fd)) closeFd(fd);
 }
 
+/** An adopted daemon, and the answer to whoever asked for the handoff (see adoptDaemon). */
+export interface Adopted {
+  daemon: Daemon;
+  /** Replies to the Handoff callers: (generation, pause). */
+  answerCallers(): void;
+}
+
 /**
  * The new image's side of a handoff: take over the inherited listening sockets
  * and connections described by the document. A document that cannot be read
  * still leaves a serving bus: the listeners come from the command line.
+ * The callers are answered when the caller of this says so: once the new image watches its
+ * configuration, so that a file written after the answer is never missed.
  */
-export function adoptDaemon(args: HandoffArgs, log: Logger, extraMethods: readonly DriverMethod[]): Daemon {
+export function adoptDaemon(args: HandoffArgs, log: Logger, extraMethods: readonly DriverMethod[]): Adopted {
   const adoptNs = process.hrtime.bigint();
   // The old image cleared close-on-exec on everything it handed over; no program this image
   // starts may inherit a client's socket. One call for all of them where the kernel can.
@@ -182,7 +191,7 @@ export function adoptDaemon(args: HandoffArgs, log: Logger, extraMethods: readon
   daemon.generation = args.generation;
   if (!doc) {
     closeStrays(new Set(args.listenFds), log);
-    return daemon;
+    return { daemon, answerCallers: () => {} };
   }
   const coreNs = process.hrtime.bigint();
   const report = restore(doc, bus, connections, cloexecDone);
@@ -221,9 +230,11 @@ export function adoptDaemon(args: HandoffArgs, log: Logger, extraMethods: readon
     pendingCalls: report.pendingCalls,
     dropped: report.dropped.length,
   });
-  for (const c of doc.handoffCallers) {
-    const peer = bus.peers.get(c.peerId);
-    if (peer) bus.sendReply(peer, c.serial, 'ut', [daemon.generation, BigInt(pauseUs)]);
-  }
-  return daemon;
+  const answerCallers = () => {
+    for (const c of doc.handoffCallers) {
+      const peer = bus.peers.get(c.peerId);
+      if (peer) bus.sendReply(peer, c.serial, 'ut', [daemon.generation, BigInt(pauseUs)]);
+    }
+  };
+  return { daemon, answerCallers };
 }
