@@ -14,7 +14,7 @@ import type { RunningBus } from '../harness/running-bus.js';
 import { makeTempDir, removeTempDir } from '../harness/temp-dir.js';
 import { useCleanup } from '../harness/use-bus.js';
 import { type BuildSnapshot, snapshotBuild, startSnapshotBus } from './support/build-snapshot.js';
-import { busStatus, handoffByMethod, SUPERVISOR } from './support/ferrybus.js';
+import { busStatus, handoffByMethod, SUPERVISOR, writePermissiveConfig } from './support/ferrybus.js';
 
 const defer = useCleanup();
 let build: BuildSnapshot;
@@ -42,13 +42,7 @@ Exec=${gated(path.join(dir, 'open-fd'), `exec ${SYSTEM_PYTHON} ${fixturePath('fd
 Name=org.ferrybus.Test.Fails
 Exec=${gated(path.join(dir, 'open-fails'), 'exit 4')}
 `);
-  const config = path.join(dir, 'bus.conf');
-  writeFileSync(config, `<busconfig>
-  <type>session</type>
-  <servicedir>${services}</servicedir>
-  <policy context="default"><allow send_destination="*"/><allow receive_sender="*"/><allow own="*"/></policy>
-  <limit name="service_start_timeout">60000</limit>
-</busconfig>`);
+  const config = writePermissiveConfig(dir, [services], '<limit name="service_start_timeout">60000</limit>');
   bus = await startSnapshotBus(build, [`--config-file=${config}`]);
   watcher = await NextClient.connect(bus.address);
 });

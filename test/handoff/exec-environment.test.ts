@@ -10,7 +10,7 @@ import { runClient } from '../harness/run-client.js';
 import type { RunningBus } from '../harness/running-bus.js';
 import { makeTempDir, removeTempDir } from '../harness/temp-dir.js';
 import { type BuildSnapshot, snapshotBuild, startSnapshotBus } from './support/build-snapshot.js';
-import { handoffByMethod } from './support/ferrybus.js';
+import { handoffByMethod, writePermissiveConfig } from './support/ferrybus.js';
 
 let build: BuildSnapshot;
 let bus: RunningBus;
@@ -33,12 +33,7 @@ Name=org.ferrybus.Test.Env${n}
 Exec=/bin/sh -c 'env > ${path.join(dir, `env-${n}`)}; exit 3'
 `);
   }
-  const config = path.join(dir, 'bus.conf');
-  writeFileSync(config, `<busconfig>
-  <type>session</type>
-  <servicedir>${services}</servicedir>
-  <policy context="default"><allow send_destination="*"/><allow receive_sender="*"/><allow own="*"/></policy>
-</busconfig>`);
+  const config = writePermissiveConfig(dir, [services]);
   process.env.NODE_EXTRA_CA_CERTS = certs;
   try {
     bus = await startSnapshotBus(build, [`--config-file=${config}`]);

@@ -9,7 +9,7 @@ import { runClient } from '../harness/run-client.js';
 import type { RunningBus } from '../harness/running-bus.js';
 import { makeTempDir, removeTempDir } from '../harness/temp-dir.js';
 import { type BuildSnapshot, snapshotBuild, startSnapshotBus } from './support/build-snapshot.js';
-import { handoffByMethod, logLines } from './support/ferrybus.js';
+import { handoffByMethod, logLines, writePermissiveConfig } from './support/ferrybus.js';
 
 let build: BuildSnapshot;
 let bus: RunningBus;
@@ -25,13 +25,7 @@ beforeAll(async () => {
   const fs = await import('node:fs/promises');
   await fs.mkdir(services);
   await fs.mkdir(policies);
-  const config = path.join(dir, 'bus.conf');
-  writeFileSync(config, `<busconfig>
-  <type>session</type>
-  <servicedir>${services}</servicedir>
-  <policy context="default"><allow send_destination="*"/><allow receive_sender="*"/><allow own="*"/></policy>
-  <includedir>${policies}</includedir>
-</busconfig>`);
+  const config = writePermissiveConfig(dir, [services], `<includedir>${policies}</includedir>`);
   bus = await startSnapshotBus(build, [`--config-file=${config}`]);
   client = await NextClient.connect(bus.address);
 });

@@ -1,4 +1,5 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Socket } from 'node:net';
 import { expect } from 'vitest';
@@ -108,4 +109,17 @@ export function logLines(proc: LongRunning, event: string, from = 0): string[] {
     .text('stderr', from)
     .split('\n')
     .filter((l) => l.includes(`]: ${event}: `));
+}
+
+/**
+ * Writes dir/bus.conf, a session bus that lets everyone send, receive and own anything, reading
+ * service files from `serviceDirs`; `after` goes after that policy (later rules win). Its path.
+ */
+export function writePermissiveConfig(dir: string, serviceDirs: readonly string[], after = ''): string {
+  const config = path.join(dir, 'bus.conf');
+  writeFileSync(config, `<busconfig>
+  <type>session</type>
+${serviceDirs.map((d) => `  <servicedir>${d}</servicedir>\n`).join('')}  <policy context="default"><allow send_destination="*"/><allow receive_sender="*"/><allow own="*"/></policy>
+${after ? `  ${after}\n` : ''}</busconfig>`);
+  return config;
 }
