@@ -143,7 +143,8 @@ export interface InitramfsResult {
 /** Which part of a bus a file is; the first rule that matches wins. */
 const GROUPS: [string, RegExp][] = [
   ['node binary', /^usr\/bin\/node$/],
-  ['ferrybus bundle', /^usr\/lib\/ferrybus\/ferrybus\.mjs$/],
+  // The entry (ferrybus.cjs, and ferrybus.mjs for earlier command lines), the program and its code cache.
+  ['ferrybus bundle', /^usr\/lib\/ferrybus\/ferrybus(-program)?\.(cjs|mjs|cache)$/],
   ['koffi (native + JS)', /^usr\/lib\/ferrybus\/node_modules\//],
   ['ferrybus helpers and dracut hooks', /^usr\/lib\/ferrybus\/|^var\/lib\/dracut\/hooks\/|^usr\/lib\/dracut\/hooks\//],
   ['bus binaries', /^usr\/(s?bin|lib\/systemd)\/(dbus-broker[^/]*|dbus-daemon)$/],
