@@ -6,6 +6,9 @@
 //                                      name it (an older initrd's units): it runs ferrybus.cjs
 //   dist/bundle/ferrybus-program.cjs   the program, every dependency inlined except koffi
 //   dist/bundle/ferrybus-program.cache V8's code cache for it (optional: see below)
+//   dist/bundle/ferrybus-vendor.cjs    the packages the program loads only after the bus serves
+//                                      or for an operator's command (yargs, winston): read on
+//                                      first use, so a start or a handoff reads half the text
 //   dist/bundle/node_modules/koffi     only what linux-x64/glibc needs (its package.json, its JS
 //                                      entry points and the linux_x64 native build)
 // No other node_modules tree is needed.
@@ -97,46 +100,92 @@ const entry = path.join(outdir, 'ferrybus.cjs');
 const legacyEntry = path.join(outdir, 'ferrybus.mjs');
 const program = path.join(outdir, 'ferrybus-program.cjs');
 const cacheFile = path.join(outdir, 'ferrybus-program.cache');
+const vendor = path.join(outdir, 'ferrybus-vendor.cjs');
+const vendorCacheFile = path.join(outdir, 'ferrybus-vendor.cache');
 // Ties the loader, the program and the cache of one build together (V8 itself checks only the
 // source's length, its own version and the flags).
 const buildId = randomBytes(16).toString('hex');
-await build({
-  entryPoints: [path.join(repo, 'src/cli/ferrybus.ts')],
-  outfile: program,
-  bundle: true,
-  platform: 'node',
-  format: 'cjs',
-  target: 'node20',
-  external: ['koffi'],
-  plugins: [versionConstant()],
-  legalComments: 'none',
-  logLevel: 'warning',
-  // ES modules inlined into a CommonJS file (yargs and its parser) ask import.meta for their
-  // own URL; they get the program's, as they got the bundle's when it was one ES module.
-  define: { 'import.meta.url': '__ferrybusImportMetaUrl', 'import.meta.resolve': '__ferrybusImportMetaResolve' },
-  // The program is one function expression, as Node wraps a CommonJS module: the loader
-  // compiles the file's text as it is (no second copy of 1.1 MB in the heap).
-  banner: {
-    js: [
-      '(function (exports, require, module, __filename, __dirname) {',
-      // Strict throughout, as when the bundle was an ES module.
-      "'use strict';",
-      '// ferrybus ' + pkg.version + ' (bundled by scripts/bundle.mjs; run by ferrybus.cjs)',
-      "const __ferrybusImportMetaUrl = require('node:url').pathToFileURL(__filename).href;",
-      "const __ferrybusImportMetaResolve = (s) => require('node:url').pathToFileURL(require.resolve(s)).href;",
-    ].join('\n'),
-  },
-  footer: { js: `//# ferrybus-build=${buildId}\n})` },
-});
-// ferrybus.ts starts with "#!/usr/bin/env node", which esbuild keeps first: before the
-// function it would be a syntax error.
-// The loader reads it as latin1 (a one-byte string at once, no UTF-8 decoding; a string with one
-// character beyond latin1 would take twice the memory): it must be ASCII. esbuild escapes every
-// other character in code (charset: 'ascii'); what is left is in comments, where '?' does as well.
-const programText = withPlainBuiltins(fs.readFileSync(program, 'utf8').replace(/^#!/, '//').replace(/[^\x00-\x7f]/g, '?'));
-fs.writeFileSync(program, programText);
+/**
+ * Packages the program loads only after the bus serves or for an operator's command: yargs (the
+ * command-line parser: commands.ts) and winston (loaded by the first line logged once the bus
+ * serves: logger.ts). They are half of the bundle's text, and every start and every handoff
+ * reads the program whole before it runs (~7.5 ms per MB here, most of it page faults): they sit
+ * in ferrybus-vendor.cjs, which the loader reads on the first require of one of them.
+ */
+const VENDOR_PACKAGES = ['yargs', 'winston', 'winston-transport'];
+/**
+ * The vendor file's exports: what the program's default import of each package gets (a default
+ * import of a CommonJS package is its module.exports; yargs is an ES module, its default export).
+ * Getters: a package is evaluated when first asked for, not when the file is loaded.
+ */
+const vendorEntry = [
+  `module.exports = {`,
+  `  get yargs() { return require('yargs').default; },`,
+  `  get winston() { return require('winston'); },`,
+  `  get 'winston-transport'() { return require('winston-transport'); },`,
+  `};`,
+  '',
+].join('\n');
+if (!VENDOR_PACKAGES.every((id) => vendorEntry.includes(`'${id}'`))) throw new Error('scripts/bundle.mjs: the vendor entry does not export every vendor package');
+
+/** Builds one script of the bundle: a function expression over CommonJS's arguments, ASCII only, ending with the build id. */
+async function buildScript({ outfile, entryPoints, stdin, external, plugins = [], title }) {
+  await build({
+    entryPoints,
+    stdin,
+    outfile,
+    bundle: true,
+    platform: 'node',
+    format: 'cjs',
+    target: 'node20',
+    external,
+    // import() of an external package becomes a require() the loader answers: the program is
+    // compiled by vm.Script, where a real import() has no loader to call.
+    supported: { 'dynamic-import': false },
+    plugins,
+    legalComments: 'none',
+    logLevel: 'warning',
+    // ES modules inlined into a CommonJS file (yargs and its parser) ask import.meta for their
+    // own URL; they get the file's, as they got the bundle's when it was one ES module.
+    define: { 'import.meta.url': '__ferrybusImportMetaUrl', 'import.meta.resolve': '__ferrybusImportMetaResolve' },
+    // The script is one function expression, as Node wraps a CommonJS module: the loader
+    // compiles the file's text as it is (no second copy of it in the heap).
+    banner: {
+      js: [
+        '(function (exports, require, module, __filename, __dirname) {',
+        // Strict throughout, as when the bundle was an ES module.
+        "'use strict';",
+        `// ferrybus ${pkg.version}: ${title} (bundled by scripts/bundle.mjs; run by ferrybus.cjs)`,
+        "const __ferrybusImportMetaUrl = require('node:url').pathToFileURL(__filename).href;",
+        "const __ferrybusImportMetaResolve = (s) => require('node:url').pathToFileURL(require.resolve(s)).href;",
+      ].join('\n'),
+    },
+    footer: { js: `//# ferrybus-build=${buildId}\n})` },
+  });
+  // ferrybus.ts starts with "#!/usr/bin/env node", which esbuild keeps first: before the
+  // function it would be a syntax error.
+  // The loader reads it as latin1 (a one-byte string at once, no UTF-8 decoding; a string with one
+  // character beyond latin1 would take twice the memory): it must be ASCII. esbuild escapes every
+  // other character in code (charset: 'ascii'); what is left is in comments, where '?' does as well.
+  const text = withPlainBuiltins(fs.readFileSync(outfile, 'utf8').replace(/^#!/, '//').replace(/[^\x00-\x7f]/g, '?'));
+  fs.writeFileSync(outfile, text);
+  if (!text.endsWith(programEnd)) throw new Error(`${outfile} does not end with its build id: update scripts/bundle.mjs`);
+  return text;
+}
 const programEnd = `//# ferrybus-build=${buildId}\n})\n`;
-if (!programText.endsWith(programEnd)) throw new Error(`${program} does not end with its build id: update scripts/bundle.mjs`);
+await buildScript({
+  outfile: program,
+  entryPoints: [path.join(repo, 'src/cli/ferrybus.ts')],
+  external: ['koffi', ...VENDOR_PACKAGES],
+  plugins: [versionConstant()],
+  title: 'the program',
+});
+await buildScript({
+  outfile: vendor,
+  stdin: { contents: vendorEntry, resolveDir: repo, sourcefile: 'ferrybus-vendor-entry.cjs', loader: 'js' },
+  external: ['koffi'],
+  title: `the packages the program loads late (${VENDOR_PACKAGES.join(', ')})`,
+});
 
 // The loader: the file every command line names.
 /**
@@ -193,7 +242,10 @@ if (!process.execArgv.some((a) => /semi-space/.test(a))) {
   v8.setFlagsFromString('--semi-space-growth-factor=1');
 }
 // No optimizing compiler until the bus serves (src/util/start-up-compiler.ts turns it back on).
-if (!process.execArgv.some((a) => /^--(no-)?(opt|turbofan|maglev)(=|$)|^--max-opt(=|$)/.test(a))) {
+// An operator's command runs as node would run it (and compiles ferrybus-vendor.cjs under the
+// flags its cache was written with: see vendorExports).
+const OPT_ON_COMMAND_LINE = process.execArgv.some((a) => /^--(no-)?(opt|turbofan|maglev)(=|$)|^--max-opt(=|$)/.test(a));
+if (process.argv[2] === 'daemon' && !OPT_ON_COMMAND_LINE) {
   v8.setFlagsFromString('--no-opt');
 }
 /**
@@ -206,6 +258,7 @@ function programRequire(file) {
   const require = createRequire(file);
   let koffi;
   return Object.assign((id) => {
+    if (VENDOR.has(id)) return vendorExports()[id];
     if (id !== 'koffi') return require(id);
     if (koffi === undefined) {
       const native = { exports: {} };
@@ -214,6 +267,39 @@ function programRequire(file) {
     }
     return koffi;
   }, require);
+}
+const VENDOR = new Set(${JSON.stringify(VENDOR_PACKAGES)});
+let vendor;
+let vendorScript;
+/** ferrybus-vendor.cjs, read and run on the first require of one of its packages (see scripts/bundle.mjs). */
+function vendorExports() {
+  if (vendor !== undefined) return vendor.exports;
+  const file = path.join(dir, 'ferrybus-vendor.cjs');
+  // An operator's command reports this as one line (src/cli/cli-error.ts); the bus logs it and
+  // logs on without winston (src/supervisor/logger.ts).
+  const incomplete = (why) => Object.assign(new Error(\`\${file} \${why}: this installation of ferrybus is incomplete; reinstall it\`), { code: 'BundleIncomplete' });
+  let text;
+  try {
+    text = fs.readFileSync(file, 'latin1');
+  } catch (err) {
+    throw incomplete(\`cannot be read (\${err.code ?? err.message})\`);
+  }
+  if (!text.endsWith(${JSON.stringify(programEnd)})) throw incomplete(\`is not from the build of \${program}\`);
+  // Its code cache was written as a bus that serves runs (the optimizing compiler on, the young
+  // generation capped), which is how a serving bus and an operator's command compile it.
+  let cachedData;
+  try {
+    const cache = fs.readFileSync(path.join(dir, 'ferrybus-vendor.cache'));
+    if (cache.toString('latin1', 0, BUILD.length) === BUILD) cachedData = cache.subarray(BUILD.length);
+  } catch {
+    // no cache: compiled as without one
+  }
+  v8.setFlagsFromString('--verify-snapshot-checksum');
+  vendorScript = new vm.Script(text, { filename: file, cachedData });
+  v8.setFlagsFromString('--no-verify-snapshot-checksum');
+  vendor = { exports: {}, filename: file, id: file };
+  vendorScript.runInThisContext()(vendor.exports, createRequire(file), vendor, file, dir);
+  return vendor.exports;
 }
 const programModule = { exports: {}, filename: program, id: '.' };
 ${extra}script.runInThisContext()(programModule.exports, programRequire(program), programModule, program, dir);
@@ -302,6 +388,13 @@ async function writeCodeCache() {
     "  v8.setFlagsFromString('--verify-snapshot-checksum');\n" +
     '  const data = script.createCachedData();\n' +
     "  fs.writeFileSync(cacheFile, Buffer.concat([Buffer.from(BUILD, 'latin1'), data]));\n" +
+    // The late packages, evaluated if the run did not, under the flags of a serving bus.
+    (flags.some((f) => /semi-space/.test(f)) ? '' : "  v8.setFlagsFromString('--semi-space-growth-factor=1');\n") +
+    "  if (!OPT_ON_COMMAND_LINE) v8.setFlagsFromString('--opt');\n" +
+    '  const late = vendorExports();\n' +
+    '  for (const id of VENDOR) void late[id];\n' +
+    "  v8.setFlagsFromString('--verify-snapshot-checksum');\n" +
+    "  fs.writeFileSync(path.join(dir, 'ferrybus-vendor.cache'), Buffer.concat([Buffer.from(BUILD, 'latin1'), vendorScript.createCachedData()]));\n" +
     '});\n'));
   try {
     const child = spawn(process.execPath, [...flags, writer, 'daemon', '--nofork', '--print-address=1', `--address=unix:path=${path.join(tmp, 'bus')}`], {
@@ -321,7 +414,7 @@ async function writeCodeCache() {
         resolve(signal ?? c);
       });
     });
-    if (code !== 0 || !fs.existsSync(cacheFile)) throw new Error(`the program exited with ${code}: ${err.trim().split('\n').slice(-3).join(' | ')}`);
+    if (code !== 0 || !fs.existsSync(cacheFile) || !fs.existsSync(vendorCacheFile)) throw new Error(`the program exited with ${code}: ${err.trim().split('\n').slice(-3).join(' | ')}`);
     // V8 must take it under the unit's flags (it says so only by compiling with it).
     const check = [
       "const fs = require('node:fs'); const vm = require('node:vm');",
@@ -332,6 +425,16 @@ async function writeCodeCache() {
     ].join('\n');
     const verified = await new Promise((resolve) => spawn(process.execPath, [...flags, '-e', check], { stdio: 'ignore' }).on('exit', (c) => resolve(c === 0)));
     if (!verified) throw new Error('V8 refuses the cache it wrote (a V8 flag changed during the run?)');
+    const checkVendor = [
+      "const fs = require('node:fs'); const vm = require('node:vm'); const v8 = require('node:v8');",
+      ...(flags.some((f) => /semi-space/.test(f)) ? [] : ["v8.setFlagsFromString('--semi-space-growth-factor=1');"]),
+      "v8.setFlagsFromString('--verify-snapshot-checksum');",
+      `const cache = fs.readFileSync(${JSON.stringify(vendorCacheFile)}).subarray(${buildId.length});`,
+      `const s = new vm.Script(fs.readFileSync(${JSON.stringify(vendor)}, 'latin1'), { filename: ${JSON.stringify(vendor)}, cachedData: cache });`,
+      'process.exit(s.cachedDataRejected ? 1 : 0);',
+    ].join('\n');
+    const vendorVerified = await new Promise((resolve) => spawn(process.execPath, [...flags, '-e', checkVendor], { stdio: 'ignore' }).on('exit', (c) => resolve(c === 0)));
+    if (!vendorVerified) throw new Error('V8 refuses the cache of ferrybus-vendor.cjs it wrote');
     return flags;
   } finally {
     fs.rmSync(writer, { force: true });
@@ -343,10 +446,11 @@ let cacheNote = 'no code cache (--no-code-cache)';
 if (withCodeCache) {
   try {
     const flags = await writeCodeCache();
-    cacheNote = `code cache ${(fs.statSync(cacheFile).size / 1024).toFixed(0)} KiB for node ${process.version}${flags.length ? ' ' + flags.join(' ') : ''}`;
+    cacheNote = `code caches ${(fs.statSync(cacheFile).size / 1024).toFixed(0)} + ${(fs.statSync(vendorCacheFile).size / 1024).toFixed(0)} KiB for node ${process.version}${flags.length ? ' ' + flags.join(' ') : ''}`;
   } catch (err) {
     // The bundle works without it, only slower to start.
     fs.rmSync(cacheFile, { force: true });
+    fs.rmSync(vendorCacheFile, { force: true });
     cacheNote = 'no code cache';
     process.stderr.write(`bundle: could not write the code cache (${err.message}); the bundle starts without it\n`);
   }

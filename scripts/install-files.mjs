@@ -5,6 +5,7 @@
 //   <prefix>/lib/ferrybus/ferrybus.mjs            the entry of earlier releases (runs ferrybus.cjs)
 //   <prefix>/lib/ferrybus/ferrybus-program.cjs    the program it loads, and ferrybus-program.cache,
 //                                                 its V8 code cache (when the bundle has one)
+//   <prefix>/lib/ferrybus/ferrybus-vendor.cjs     the packages the program loads late (yargs, winston)
 //   <prefix>/lib/ferrybus/node_modules/koffi/...   koffi, linux-x64 only
 //   <prefix>/lib/ferrybus/ferrybus-roots           root-transition helper for units and hooks
 //   <prefix>/bin/ferrybus                          sh wrapper for people: exec node <bundle> "$@"
@@ -106,6 +107,7 @@ fs.rmSync(dest(path.posix.join(libdir, 'node_modules')), { recursive: true, forc
 install(path.join(bundleDir, 'ferrybus.cjs'), path.posix.join(libdir, 'ferrybus.cjs'), 0o644);
 install(path.join(bundleDir, 'ferrybus.mjs'), path.posix.join(libdir, 'ferrybus.mjs'), 0o644);
 install(path.join(bundleDir, 'ferrybus-program.cjs'), path.posix.join(libdir, 'ferrybus-program.cjs'), 0o644);
+install(path.join(bundleDir, 'ferrybus-vendor.cjs'), path.posix.join(libdir, 'ferrybus-vendor.cjs'), 0o644);
 // The code cache only helps the node it was made by (scripts/bundle.mjs): a bundle without one
 // must not leave an older one behind (it would be refused, but read at every start).
 const cache = path.posix.join(libdir, 'ferrybus-program.cache');

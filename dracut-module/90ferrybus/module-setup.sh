@@ -3,7 +3,8 @@
 # (the same image, unpacked into /run/initramfs by dracut-shutdown.service at poweroff).
 #
 # Installs: the Node.js runtime at /usr/bin/node (from ${FERRYBUS_NODE:-$(command -v node)}),
-# the bundle /usr/lib/ferrybus/ferrybus.cjs (with ferrybus-program.cjs, its code cache and koffi beside it), ferrybus.service and
+# the bundle /usr/lib/ferrybus/ferrybus.cjs (with ferrybus-program.cjs, its code cache, ferrybus-vendor.cjs and koffi beside
+# it), ferrybus.service and
 # ferrybus.socket enabled as in the real root (the aliases dbus.service and dbus.socket), the
 # system bus configuration (system.conf, system.d, system-services, the messagebus user), a
 # pre-pivot hook that asks for a shutdown root, and a pre-shutdown hook that re-roots the bus into
@@ -37,6 +38,7 @@ _ferrybus_is_system_bus() {
 check() {
     [[ -f $dracutsysrootdir$ferrybus_libdir/ferrybus.cjs ]] || return 1
     [[ -f $dracutsysrootdir$ferrybus_libdir/ferrybus-program.cjs ]] || return 1
+    [[ -f $dracutsysrootdir$ferrybus_libdir/ferrybus-vendor.cjs ]] || return 1
     [[ -n $(_ferrybus_node) ]] || return 1
     # Where ferrybus is the system bus, every initramfs gets it: the initrd's bus must be the
     # same unit as the real root's. Elsewhere only when asked for (-m, --add, or through "dbus").
@@ -72,12 +74,14 @@ install() {
     # The units call /usr/bin/node, so that is where it goes, wherever it came from.
     inst_binary "$(readlink -f "$node")" /usr/bin/node
 
-    # The entry, the program it loads and, when the bundle has one, the program's V8 code cache.
+    # The entry, the program it loads, when the bundle has one the program's V8 code cache, and
+    # the packages the program loads late (the command-line parser, the logger).
     # ferrybus.mjs is the entry of earlier releases: an image started by such a command line
     # execs it again in the shutdown root.
     inst_simple "$ferrybus_libdir/ferrybus.cjs"
     [[ -f $dracutsysrootdir$ferrybus_libdir/ferrybus.mjs ]] && inst_simple "$ferrybus_libdir/ferrybus.mjs"
     inst_simple "$ferrybus_libdir/ferrybus-program.cjs"
+    inst_simple "$ferrybus_libdir/ferrybus-vendor.cjs"
     if [[ -f $dracutsysrootdir$ferrybus_libdir/ferrybus-program.cache ]]; then
         inst_simple "$ferrybus_libdir/ferrybus-program.cache"
     fi

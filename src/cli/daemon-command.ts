@@ -11,7 +11,7 @@ import { stopIdleTimeMetrics } from '../sys/event-loop.js';
 import { adoptDaemon } from '../supervisor/adopt.js';
 import { Daemon, printToFd, type DaemonSettings } from '../supervisor/daemon.js';
 import { HandoffController, type HandoffArgs } from '../supervisor/handoff-controller.js';
-import { createLogger, type Logger } from '../supervisor/logger.js';
+import { createLogger, type DaemonLogger, type Logger } from '../supervisor/logger.js';
 import { initAnchors } from '../supervisor/anchors.js';
 import { notifySystemd } from '../supervisor/notify.js';
 import { removePidFile, writePidFile } from '../supervisor/pid-file.js';
@@ -128,7 +128,7 @@ export async function runDaemonCommand(args: DaemonArgs): Promise<void> {
   controller.daemon = daemon;
   installSignalHandlers(daemon, controller, log);
   notifySystemd({ READY: 1, STATUS: `serving ${daemon.addresses.join(' ')} (generation ${daemon.generation})` }, log);
-  // Serving: the next line logged loads winston, which the start-up lines did without (logger.ts).
+  // Serving: winston is loaded at the first quiet sweep from now on (logger.ts, supervise).
   log.serving();
 }
 
@@ -146,17 +146,21 @@ function residentSetSize(): number | undefined {
  * directories (ready before this resolves, so that no change after start-up goes unseen), and
  * the sweep of reply_timeout and service_start_timeout.
  */
-async function supervise(daemon: Daemon, log: Logger, handedOff = false): Promise<void> {
+async function supervise(daemon: Daemon, log: DaemonLogger, handedOff = false): Promise<void> {
   daemon.bus.reloadConfig = () => reloadConfig(daemon, 'ReloadConfig', log);
   // A new image first serves the clients that waited through the pause (one turn of the event
   // loop), then sets up the watches: their set-up and first directory scans take milliseconds.
   if (handedOff) await new Promise<void>((resolve) => setImmediate(resolve));
   const watchers = [watchConfig(daemon, log), daemon.services.watch()];
   const idleTrim = new IdleTrim({ turns: () => poller().turns, rss: residentSetSize, trim: releaseFreeMemory });
+  let turnsAtLastSweep = poller().turns;
   // A quarter-second sweep: cheap when nothing is due.
   setInterval(() => {
     daemon.bus.expireCalls();
     if (daemon.bus.activator.pending.size > 0) daemon.bus.activator.expire();
+    const turns = poller().turns;
+    if (turns === turnsAtLastSweep) log.idle();
+    turnsAtLastSweep = turns;
     idleTrim.sweep();
   }, 250).unref();
   // A watch that never gets ready (a hung file system) must not hold the bus back.

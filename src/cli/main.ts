@@ -32,7 +32,9 @@ async function main(args: readonly string[]): Promise<void> {
       (await import('./cli-error.js')).exitWithError(err);
     }
   } else {
-    await (await import('./commands.js')).runCommands(args);
+    // The command parser's package may fail to load (a bundle installed incompletely): one line.
+    const commands = await import('./commands.js').catch(async (err: unknown) => (await import('./cli-error.js')).exitWithError(err));
+    await commands.runCommands(args);
   }
 }
 

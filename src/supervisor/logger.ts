@@ -9,9 +9,11 @@ import { StderrOrKmsg } from './log-sink.js';
  *
  * winston is the logger, but it is not loaded at start: initialising it (logform's formats,
  * readable-stream, colors) took ~17 ms of every start and so of every handoff pause, and ~1.3 MiB
- * of RSS. Once the daemon serves, the first line it logs loads winston; until winston has
- * taken over, lines are rendered by the same function winston's format calls and written
- * through the same sink, so they are the same bytes either way.
+ * of RSS. It is loaded once the daemon serves and the bus is idle (a quarter second without a
+ * message): loading blocks the event loop for ~20–40 ms, which must not fall on the clients
+ * that waited through a handoff. Until winston has taken over, lines are rendered by the same
+ * function winston's format calls and written through the same sink, so they are the same bytes
+ * either way.
  */
 export type LogFields = Record<string, unknown>;
 
@@ -24,8 +26,10 @@ export interface Logger {
 }
 
 export interface DaemonLogger extends Logger {
-  /** Start-up is over: the next line logged loads winston (lines go through it once loaded). */
+  /** Start-up is over: winston may be loaded from now on (see idle). */
   serving(): void;
+  /** The bus has been idle for a while: once serving, the time to load winston. */
+  idle(): void;
   /** Loads winston and logs through it from then on; resolves once it does (never rejects). */
   loadWinston(): Promise<void>;
 }
@@ -71,12 +75,12 @@ export function createLogger(options: { level?: string; prefix?: boolean } = {})
     // Cheap when filtered out: client connect/disconnect events are frequent and debug-level.
     if (!levelEnabled(level, lvl)) return;
     sink.write(`${formatLine(prefix, lvl, event, message, fields)}\n`);
-    if (started) void loadWinston();
   };
   let loading: Promise<void> | undefined;
   const loadWinston = () => (loading ??= startWinston(prefix, level, sink).then(
-    (winstonLog) => {
+    ({ log: winstonLog, ms }) => {
       log = winstonLog;
+      log('debug', 'logger-winston', 'winston has taken over the log', { loadMs: Math.round(ms * 10) / 10 });
     },
     (err: unknown) => {
       log('warning', 'logger-fallback', 'winston could not be loaded; logging without it', { error: String(err) });
@@ -86,11 +90,24 @@ export function createLogger(options: { level?: string; prefix?: boolean } = {})
   const serving = () => {
     started = true;
   };
-  return { debug: at('debug'), info: at('info'), notice: at('notice'), warning: at('warning'), error: at('error'), serving, loadWinston };
+  const idle = () => {
+    if (started) void loadWinston();
+  };
+  return { debug: at('debug'), info: at('info'), notice: at('notice'), warning: at('warning'), error: at('error'), serving, idle, loadWinston };
 }
 
-async function startWinston(prefix: boolean, level: string, sink: StderrOrKmsg): Promise<(lvl: string, event: string, message: string, fields?: LogFields) => void> {
-  const [{ default: winston }, { StderrOrKmsgTransport }] = await Promise.all([import('winston'), import('./log-transport.js')]);
+/** winston's log function, and the ms from the start of its loading to its logger configured. */
+async function startWinston(prefix: boolean, level: string, sink: StderrOrKmsg): Promise<{ log: (lvl: string, event: string, message: string, fields?: LogFields) => void; ms: number }> {
+  // In the bundle both are required within microtasks, so this is the time the load held the
+  // event loop; from dist/, node's ES module loader reads files in between.
+  let started: number | undefined;
+  const [{ default: winston }, { StderrOrKmsgTransport }] = await Promise.all([
+    Promise.resolve().then(() => {
+      started = performance.now();
+      return import('winston');
+    }),
+    import('./log-transport.js'),
+  ]);
   const line = winston.format.printf((info) => {
     const { level: lvl, message, event, fields } = info as unknown as { level: string; message: string; event: string; fields?: LogFields };
     return formatLine(prefix, lvl, event, message, fields);
@@ -101,7 +118,11 @@ async function startWinston(prefix: boolean, level: string, sink: StderrOrKmsg):
     format: line,
     transports: [new StderrOrKmsgTransport(sink)],
   });
-  return (lvl, event, message, fields) => {
-    if (logger.isLevelEnabled(lvl)) logger.log({ level: lvl, message, event, fields });
+  const ms = performance.now() - (started ?? performance.now());
+  return {
+    log: (lvl, event, message, fields) => {
+      if (logger.isLevelEnabled(lvl)) logger.log({ level: lvl, message, event, fields });
+    },
+    ms,
   };
 }

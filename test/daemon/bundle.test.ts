@@ -65,6 +65,26 @@ async function serveOnce(name: string, handoff = false, entry = loader): Promise
   expect(daemon.describe()).not.toMatch(/Error|panic|Fatal/);
 }
 
+/**
+ * Starts the bundled bus logging at debug level (a client's lines come after it serves, and the
+ * first of them loads winston), has one client call it and one operator command ask it, stops it.
+ */
+async function serveWithClients(name: string) {
+  const daemon = startLongRunning(process.execPath, [
+    ...flags, loader, 'daemon', '--session', '--nofork', '--print-address=1', `--address=${unixPathAddress(path.join(dir, name))}`,
+  ], { env: { FERRYBUS_LOG_LEVEL: 'debug' } });
+  try {
+    const address = await waitForAddressLine(daemon);
+    const id = await runClient('dbus-send', [`--bus=${address}`, '--print-reply', '--dest=org.freedesktop.DBus', '/', 'org.freedesktop.DBus.GetId']);
+    // Idle from here: the bus loads winston at its next quiet sweep, or says why it could not.
+    await daemon.waitFor(/logger-winston|logger-fallback/, { stream: 'stderr', timeoutMs: 10_000 });
+    const status = await runClient(process.execPath, [...flags, loader, 'status', '--address', address]);
+    return { id, status, daemon };
+  } finally {
+    await daemon.stop();
+  }
+}
+
 describe('the bundle', () => {
   it('prints its version', async () => {
     const r = await runClient(process.execPath, [...flags, loader, '--version']);
@@ -106,6 +126,37 @@ describe('the bundle', () => {
       await serveOnce('bus-foreign');
     } finally {
       writeFileSync(cacheFile, cache);
+    }
+  }, 60_000);
+
+  it('loads the command parser and the logger from ferrybus-vendor.cjs once asked for, and serves without the file', async () => {
+    const vendorFile = path.join(dir, 'bundle/ferrybus-vendor.cjs');
+    const vendor = readFileSync(vendorFile);
+    const whole = await serveWithClients('bus-vendor');
+    expect(whole.id.exitCode, whole.id.stderr).toBe(0);
+    expect(whole.status.exitCode, whole.status.stderr).toBe(0);
+    expect(whole.status.stdout).toMatch(/^generation\s+1$/m);
+    // winston took over the log once the bus was idle, after the client's lines.
+    expect(whole.daemon.stderr).toMatch(/client-disconnected[^]*<7>ferrybus\[\d+\]: logger-winston: winston has taken over the log loadMs=[\d.]+\n/);
+    expect(whole.daemon.stderr).not.toMatch(/logger-fallback/);
+    try {
+      rmSync(vendorFile);
+      const without = await serveWithClients('bus-no-vendor');
+      expect(without.id.exitCode, without.id.stderr).toBe(0);
+      expect(without.id.stdout).toMatch(/string "[0-9a-f]{32}"/);
+      expect(without.daemon.stderr).toMatch(/<4>ferrybus\[\d+\]: logger-fallback: winston could not be loaded; logging without it error=".*ferrybus-vendor\.cjs cannot be read \(ENOENT\)/);
+      // After the fallback, the bus still logs (the stop) and exits cleanly.
+      expect(without.daemon.stderr).toMatch(/stopping: bus is stopping/);
+      expect(without.daemon.exit).toEqual({ exitCode: 0, signal: undefined });
+      expect(without.status.exitCode).toBe(1);
+      expect(without.status.stderr).toBe(`ferrybus: ${vendorFile} cannot be read (ENOENT): this installation of ferrybus is incomplete; reinstall it\n`);
+      // A file from another build is refused as such.
+      writeFileSync(vendorFile, vendor.toString('latin1').replace(/ferrybus-build=[0-9a-f]{32}/, `ferrybus-build=${'0'.repeat(32)}`), 'latin1');
+      const r = await runClient(process.execPath, [...flags, loader, 'names', '--address', 'unix:path=/nonexistent']);
+      expect(r.exitCode).toBe(1);
+      expect(r.stderr).toMatch(/^ferrybus: .*ferrybus-vendor\.cjs is not from the build of .*ferrybus-program\.cjs: this installation of ferrybus is incomplete; reinstall it\n$/);
+    } finally {
+      writeFileSync(vendorFile, vendor);
     }
   }, 60_000);
 });
