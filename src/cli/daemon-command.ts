@@ -128,7 +128,7 @@ export async function runDaemonCommand(args: DaemonArgs): Promise<void> {
   controller.daemon = daemon;
   installSignalHandlers(daemon, controller, log);
   notifySystemd({ READY: 1, STATUS: `serving ${daemon.addresses.join(' ')} (generation ${daemon.generation})` }, log);
-  // Serving: winston is loaded at the first quiet sweep from now on (logger.ts, supervise).
+  // Serving: the next line logged asks for winston, loaded at the next quiet sweep (logger.ts, supervise).
   log.serving();
 }
 

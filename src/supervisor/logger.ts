@@ -9,11 +9,12 @@ import { StderrOrKmsg } from './log-sink.js';
  *
  * winston is the logger, but it is not loaded at start: initialising it (logform's formats,
  * readable-stream, colors) took ~17 ms of every start and so of every handoff pause, and ~1.3 MiB
- * of RSS. It is loaded once the daemon serves and the bus is idle (a quarter second without a
- * message): loading blocks the event loop for ~20–40 ms, which must not fall on the clients
- * that waited through a handoff. Until winston has taken over, lines are rendered by the same
- * function winston's format calls and written through the same sink, so they are the same bytes
- * either way.
+ * of RSS. The first line logged once the daemon serves asks for it, and it is loaded when the
+ * bus is next idle (a quarter second without a message): loading holds the event loop ~20 ms,
+ * which must not fall on the clients that waited through a handoff (whose first line after
+ * serving is handoff-complete). A bus that logs nothing after its start never loads it. Until
+ * winston has taken over, lines are rendered by the same function winston's format calls and
+ * written through the same sink, so they are the same bytes either way.
  */
 export type LogFields = Record<string, unknown>;
 
@@ -26,9 +27,9 @@ export interface Logger {
 }
 
 export interface DaemonLogger extends Logger {
-  /** Start-up is over: winston may be loaded from now on (see idle). */
+  /** Start-up is over: the next line logged asks for winston (loaded at the next idle()). */
   serving(): void;
-  /** The bus has been idle for a while: once serving, the time to load winston. */
+  /** The bus has been idle for a while: the time to load winston, if a line asked for it. */
   idle(): void;
   /** Loads winston and logs through it from then on; resolves once it does (never rejects). */
   loadWinston(): Promise<void>;
@@ -71,10 +72,12 @@ export function createLogger(options: { level?: string; prefix?: boolean } = {})
   const level = options.level ?? process.env.FERRYBUS_LOG_LEVEL ?? 'info';
   const sink = new StderrOrKmsg();
   let started = false;
+  let wanted = false;
   let log = (lvl: string, event: string, message: string, fields?: LogFields): void => {
     // Cheap when filtered out: client connect/disconnect events are frequent and debug-level.
     if (!levelEnabled(level, lvl)) return;
     sink.write(`${formatLine(prefix, lvl, event, message, fields)}\n`);
+    wanted ||= started;
   };
   let loading: Promise<void> | undefined;
   const loadWinston = () => (loading ??= startWinston(prefix, level, sink).then(
@@ -91,7 +94,7 @@ export function createLogger(options: { level?: string; prefix?: boolean } = {})
     started = true;
   };
   const idle = () => {
-    if (started) void loadWinston();
+    if (wanted) void loadWinston();
   };
   return { debug: at('debug'), info: at('info'), notice: at('notice'), warning: at('warning'), error: at('error'), serving, idle, loadWinston };
 }

@@ -1,7 +1,8 @@
 /**
- * winston is loaded once the bus serves and is idle (src/supervisor/logger.ts): loading it holds
- * the event loop for tens of milliseconds, which must not fall on clients that keep the bus
- * busy — least of all right after a handoff, when the clients that waited are being served.
+ * winston is asked for by the first line logged once the bus serves and loaded when the bus is
+ * idle (src/supervisor/logger.ts): loading it holds the event loop for tens of milliseconds,
+ * which must not fall on clients that keep the bus busy — least of all right after a handoff,
+ * when the clients that waited are being served. A bus that logs nothing never loads it.
  */
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -25,7 +26,7 @@ while time.monotonic() < end:
 print("done", calls, flush=True)
 `;
 
-const WINSTON = /logger-winston: winston has taken over the log/g;
+const WINSTON = /logger-winston: winston has taken over the log/;
 
 describe('the logger', () => {
   let dir: string;
@@ -46,8 +47,18 @@ describe('the logger', () => {
     await removeTempDir(dir);
   });
 
+  it('loads winston only when a line asked for it', async () => {
+    // Idle, nothing logged since it serves: a second of quiet sweeps, and no winston.
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    expect(daemon.stderr).not.toMatch(WINSTON);
+    // A client's lines (debug) ask for it; the bus, idle again, loads it.
+    const id = await runClient('dbus-send', [`--bus=${address}`, '--print-reply', '--dest=org.freedesktop.DBus', '/', 'org.freedesktop.DBus.GetId']);
+    expect(id.exitCode, id.stderr).toBe(0);
+    await daemon.waitFor(WINSTON, { stream: 'stderr' });
+    expect(daemon.stderr).toMatch(/client-authenticated[^]*logger-winston/);
+  });
+
   it('loads winston only once the bus is idle: not while a client keeps calling through a handoff', async () => {
-    // The first image, idle after its start, loads it at once.
     await daemon.waitFor(WINSTON, { stream: 'stderr' });
     const caller = startLongRunning(SYSTEM_PYTHON, ['-c', CALLER, address, '6']);
     try {
@@ -65,7 +76,7 @@ describe('the logger', () => {
       const afterHandoff = daemon.stderr.slice(daemon.stderr.indexOf('handoff-complete'));
       expect(afterHandoff.indexOf(disconnected)).toBeGreaterThan(0);
       expect(afterHandoff.slice(0, afterHandoff.indexOf(disconnected))).not.toMatch(WINSTON);
-      expect(daemon.stderr.match(WINSTON)).toHaveLength(2);
+      expect(daemon.stderr.match(new RegExp(WINSTON.source, 'g'))).toHaveLength(2);
     } finally {
       await caller.stop();
     }
