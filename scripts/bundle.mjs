@@ -370,6 +370,18 @@ function unitNodeFlags() {
   return words.slice(from + 1, to);
 }
 
+/** Whether a node started with `nodeFlags`, after setting `runtimeFlags`, compiles `script` with `cache` (past its build id). */
+function cacheAccepted(nodeFlags, runtimeFlags, script, cache) {
+  const check = [
+    "const fs = require('node:fs'); const vm = require('node:vm'); const v8 = require('node:v8');",
+    ...[...runtimeFlags, '--verify-snapshot-checksum'].map((f) => `v8.setFlagsFromString(${JSON.stringify(f)});`),
+    `const cache = fs.readFileSync(${JSON.stringify(cache)}).subarray(${buildId.length});`,
+    `const s = new vm.Script(fs.readFileSync(${JSON.stringify(script)}, 'latin1'), { filename: ${JSON.stringify(script)}, cachedData: cache });`,
+    'process.exit(s.cachedDataRejected ? 1 : 0);',
+  ].join('\n');
+  return new Promise((resolve) => spawn(process.execPath, [...nodeFlags, '-e', check], { stdio: 'ignore' }).on('exit', (c) => resolve(c === 0)));
+}
+
 /**
  * Runs the program once as the unit would (a bus on a temporary socket, started, asked for
  * nothing, stopped with SIGTERM) through a loader that writes the cache on exit: what was
@@ -415,26 +427,11 @@ async function writeCodeCache() {
       });
     });
     if (code !== 0 || !fs.existsSync(cacheFile) || !fs.existsSync(vendorCacheFile)) throw new Error(`the program exited with ${code}: ${err.trim().split('\n').slice(-3).join(' | ')}`);
-    // V8 must take it under the unit's flags (it says so only by compiling with it).
-    const check = [
-      "const fs = require('node:fs'); const vm = require('node:vm');",
-      "require('node:v8').setFlagsFromString('--verify-snapshot-checksum');",
-      `const cache = fs.readFileSync(${JSON.stringify(cacheFile)}).subarray(${buildId.length});`,
-      `const s = new vm.Script(fs.readFileSync(${JSON.stringify(program)}, 'latin1'), { filename: ${JSON.stringify(program)}, cachedData: cache });`,
-      'process.exit(s.cachedDataRejected ? 1 : 0);',
-    ].join('\n');
-    const verified = await new Promise((resolve) => spawn(process.execPath, [...flags, '-e', check], { stdio: 'ignore' }).on('exit', (c) => resolve(c === 0)));
-    if (!verified) throw new Error('V8 refuses the cache it wrote (a V8 flag changed during the run?)');
-    const checkVendor = [
-      "const fs = require('node:fs'); const vm = require('node:vm'); const v8 = require('node:v8');",
-      ...(flags.some((f) => /semi-space/.test(f)) ? [] : ["v8.setFlagsFromString('--semi-space-growth-factor=1');"]),
-      "v8.setFlagsFromString('--verify-snapshot-checksum');",
-      `const cache = fs.readFileSync(${JSON.stringify(vendorCacheFile)}).subarray(${buildId.length});`,
-      `const s = new vm.Script(fs.readFileSync(${JSON.stringify(vendor)}, 'latin1'), { filename: ${JSON.stringify(vendor)}, cachedData: cache });`,
-      'process.exit(s.cachedDataRejected ? 1 : 0);',
-    ].join('\n');
-    const vendorVerified = await new Promise((resolve) => spawn(process.execPath, [...flags, '-e', checkVendor], { stdio: 'ignore' }).on('exit', (c) => resolve(c === 0)));
-    if (!vendorVerified) throw new Error('V8 refuses the cache of ferrybus-vendor.cjs it wrote');
+    // V8 must take each cache under the flags it is compiled with (it says so only by compiling
+    // with it): the program's at start, the vendor file's as a serving bus runs.
+    if (!(await cacheAccepted(flags, [], program, cacheFile))) throw new Error('V8 refuses the cache it wrote (a V8 flag changed during the run?)');
+    const servingFlags = flags.some((f) => /semi-space/.test(f)) ? [] : ['--semi-space-growth-factor=1'];
+    if (!(await cacheAccepted(flags, servingFlags, vendor, vendorCacheFile))) throw new Error('V8 refuses the cache of ferrybus-vendor.cjs it wrote');
     return flags;
   } finally {
     fs.rmSync(writer, { force: true });
