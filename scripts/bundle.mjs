@@ -107,8 +107,8 @@ const vendorCacheFile = path.join(outdir, 'ferrybus-vendor.cache');
 const buildId = randomBytes(16).toString('hex');
 /**
  * Packages the program loads only after the bus serves or for an operator's command: yargs (the
- * command-line parser: commands.ts) and winston (loaded by the first line logged once the bus
- * serves: logger.ts). They are half of the bundle's text, and every start and every handoff
+ * command-line parser: commands.ts) and winston (loaded once the bus serves, when it is idle:
+ * logger.ts). They are half of the bundle's text, and every start and every handoff
  * reads the program whole before it runs (~7.5 ms per MB here, most of it page faults): they sit
  * in ferrybus-vendor.cjs, which the loader reads on the first require of one of them.
  */
@@ -173,13 +173,17 @@ async function buildScript({ outfile, entryPoints, stdin, external, plugins = []
   return text;
 }
 const programEnd = `//# ferrybus-build=${buildId}\n})\n`;
-await buildScript({
+const programText = await buildScript({
   outfile: program,
   entryPoints: [path.join(repo, 'src/cli/ferrybus.ts')],
   external: ['koffi', ...VENDOR_PACKAGES],
   plugins: [versionConstant()],
   title: 'the program',
 });
+// esbuild leaves a package's subpaths external too; the loader answers only the names above.
+for (const [, id] of programText.matchAll(/require\("([^"]+)"\)/g)) {
+  if (VENDOR_PACKAGES.some((p) => id.startsWith(`${p}/`))) throw new Error(`the program requires ${id}: add it to VENDOR_PACKAGES and the vendor entry in scripts/bundle.mjs`);
+}
 await buildScript({
   outfile: vendor,
   stdin: { contents: vendorEntry, resolveDir: repo, sourcefile: 'ferrybus-vendor-entry.cjs', loader: 'js' },
