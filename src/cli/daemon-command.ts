@@ -153,15 +153,12 @@ async function supervise(daemon: Daemon, log: DaemonLogger, handedOff = false): 
   if (handedOff) await new Promise<void>((resolve) => setImmediate(resolve));
   const watchers = [watchConfig(daemon, log), daemon.services.watch()];
   const idleTrim = new IdleTrim({ turns: () => poller().turns, rss: residentSetSize, trim: releaseFreeMemory });
-  let turnsAtLastSweep = poller().turns;
   // A quarter-second sweep: cheap when nothing is due.
   setInterval(() => {
     daemon.bus.expireCalls();
     if (daemon.bus.activator.pending.size > 0) daemon.bus.activator.expire();
-    const turns = poller().turns;
-    if (turns === turnsAtLastSweep) log.idle();
-    turnsAtLastSweep = turns;
     idleTrim.sweep();
+    if (idleTrim.quiet) log.idle();
   }, 250).unref();
   // A watch that never gets ready (a hung file system) must not hold the bus back.
   const ready = Promise.all(watchers.map((w) => (w ? new Promise<void>((resolve) => w.once('ready', () => resolve())) : undefined)));

@@ -17,6 +17,18 @@ function fakeBus(rss: number) {
 }
 
 describe('IdleTrim', () => {
+  it('tells whether the last sweep found the bus idle (no poller turn since the sweep before)', () => {
+    const { bus, trim } = fakeBus(50 << 20);
+    expect(trim.quiet).toBe(false);
+    trim.sweep();
+    expect(trim.quiet).toBe(true);
+    bus.turns++;
+    trim.sweep();
+    expect(trim.quiet).toBe(false);
+    trim.sweep();
+    expect(trim.quiet).toBe(true);
+  });
+
   it('does not trim, nor fail, while the resident set cannot be read (a root without procfs)', () => {
     const bus = { turns: 0, readable: false, trims: 0 };
     const trim = new IdleTrim({

@@ -26,6 +26,8 @@ export class IdleTrim {
   private rssAfterTrim: number | undefined;
   /** How many trims ran. */
   trims = 0;
+  /** Whether the last sweep saw no poller turn since the one before (the bus was idle). */
+  quiet = false;
 
   constructor(private readonly probes: IdleTrimProbes) {
     this.lastTurns = probes.turns();
@@ -36,6 +38,7 @@ export class IdleTrim {
   sweep(): boolean {
     const turns = this.probes.turns();
     const quiet = turns === this.lastTurns;
+    this.quiet = quiet;
     this.lastTurns = turns;
     if (!quiet) {
       this.activeSinceLook = true;
