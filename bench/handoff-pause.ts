@@ -69,6 +69,8 @@ export interface HandoffOptions {
   startup?: StartupResult;
   /** Plots are written to `${plotBase}.png` and `${plotBase}-queued.png`. */
   plotBase: string;
+  /** Node flags for ferrybus (--ferrybus-node-flags): they carry over to every image a handoff starts. */
+  nodeFlags?: string[];
 }
 
 export interface HandoffSample {
@@ -319,9 +321,9 @@ async function drain(subscribers: RawClient[], received: number[], signals: numb
   return received.flatMap((n, i) => (n === signals ? [] : [`subscriber ${i + 1} received ${n} of ${signals} signals after the handoffs`]));
 }
 
-async function runCell(cell: HandoffCell, log: (s: string) => void): Promise<HandoffCellResult> {
+async function runCell(cell: HandoffCell, nodeFlags: string[], log: (s: string) => void): Promise<HandoffCellResult> {
   const t0 = performance.now();
-  const bus: BenchBus = await startBenchBus('ferrybus', { config });
+  const bus: BenchBus = await startBenchBus('ferrybus', { config, nodeFlags });
   const clients: RawClient[] = [];
   const errors: string[] = [];
   const samples: HandoffSample[] = [];
@@ -425,7 +427,7 @@ export async function measureHandoffPause(o: HandoffOptions, log: (s: string) =>
   const cells = handoffCells(o);
   log(`\nhandoff pause: ${cells.length} cells, ${cells.reduce((a, c) => a + c.handoffs, 0)} handoffs`);
   const results: HandoffCellResult[] = [];
-  for (const cell of cells) results.push(await runCell(cell, log));
+  for (const cell of cells) results.push(await runCell(cell, o.nodeFlags ?? [], log));
   const startup = o.startup ?? (await measureStartup(o.quick ? 3 : 10));
   const node = startup.summary['node -e 0'];
   const target = results.find((c) => c.connections === HANDOFF_TARGET.connections && c.queuedBytes === HANDOFF_TARGET.queuedBytes);

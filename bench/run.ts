@@ -415,7 +415,7 @@ async function benchmark(o: Options): Promise<void> {
   const memory = !o.only || o.only.includes('memory') ? await measureMemory({ reps: o.reps, buses: o.buses, nodeFlags: o.nodeFlags }) : undefined;
   // Handoff pause (bench/handoff-pause.ts), ferrybus only; against this run's node -e 0 start-up.
   const handoffPause = !o.only || o.only.includes('handoff')
-    ? await measureHandoffPause({ quick: o.quick, cells: o.handoffCells, reps: o.handoffReps, startup, plotBase: path.join(path.dirname(o.out), o.quick ? 'handoff-pause-quick' : 'handoff-pause') })
+    ? await measureHandoffPause({ quick: o.quick, cells: o.handoffCells, reps: o.handoffReps, startup, nodeFlags: o.nodeFlags, plotBase: path.join(path.dirname(o.out), o.quick ? 'handoff-pause-quick' : 'handoff-pause') })
     : undefined;
   const results = scenarios.map((s, i) => {
     const rs = runs.get(s.id)!;
