@@ -82,6 +82,9 @@ const base64Bytes: TakeBytes = (v) => {
   return bytes.length === (v.length / 4) * 3 - padding ? bytes : 'bad byte fields';
 };
 
+/** Every empty byte field: a zero-length Buffer holds nothing to share (most connections' input). */
+const NO_BYTES = Buffer.alloc(0);
+
 /** Why a range of the binary section is unusable, or undefined. */
 function rangeProblem(v: unknown, section: ByteSection): string | undefined {
   if (!isObj(v) || !isInt(v.offset) || !isInt(v.length) || v.file !== undefined) return 'bad byte fields';
@@ -103,27 +106,35 @@ function rangeSource(format: number, section: ByteSection, openFile: ByteSource[
       fatal(`cannot read the binary section: ${(err as Error).message}`);
     }
   };
+  /** One range of an outbound field into `parts`, or why it is unusable. */
+  const takeRange = (range: unknown, files: readonly SpoolFileEntry[], parts: QueuedPart[]): string | undefined => {
+    if (isObj(range) && range.file !== undefined && format === HANDOFF_FORMAT) {
+      if (!isInt(range.offset) || !isInt(range.length) || !isInt(range.file)) return 'bad byte fields';
+      const file = files[range.file];
+      if (file === undefined) return `bytes in file ${range.file}, which the document does not list`;
+      if (typeof file === 'string') return file;
+      if (range.offset + range.length > file.size) {
+        return `bytes at ${range.offset} (${range.length} of them) lie outside spool file ${range.file} (${file.size} bytes)`;
+      }
+      if (range.length > 0) parts.push(new SpooledBytes(file.spool, range.offset, range.length));
+      return undefined;
+    }
+    const why = rangeProblem(range, section);
+    if (why) return why;
+    if ((range as ByteRange).length > 0) parts.push(read(() => section.queued(range as ByteRange)));
+    return undefined;
+  };
+  // A thousand connections in a busy handoff, most with nothing queued either way: no closure,
+  // Buffer or list is made per field for them (each would be garbage to collect inside the pause).
   return {
     openFile,
-    bytes: (v) => rangeProblem(v, section) ?? read(() => section.bytes(v as ByteRange)),
+    bytes: (v) => rangeProblem(v, section) ?? ((v as ByteRange).length === 0 ? NO_BYTES : read(() => section.bytes(v as ByteRange))),
     queued: (v, files) => {
-      const ranges = Array.isArray(v) && format === HANDOFF_FORMAT ? v : [v];
       const parts: QueuedPart[] = [];
-      for (const range of ranges) {
-        if (isObj(range) && range.file !== undefined && format === HANDOFF_FORMAT) {
-          if (!isInt(range.offset) || !isInt(range.length) || !isInt(range.file)) return 'bad byte fields';
-          const file = files[range.file];
-          if (file === undefined) return `bytes in file ${range.file}, which the document does not list`;
-          if (typeof file === 'string') return file;
-          if (range.offset + range.length > file.size) {
-            return `bytes at ${range.offset} (${range.length} of them) lie outside spool file ${range.file} (${file.size} bytes)`;
-          }
-          if (range.length > 0) parts.push(new SpooledBytes(file.spool, range.offset, range.length));
-          continue;
-        }
-        const why = rangeProblem(range, section);
+      if (!Array.isArray(v) || format !== HANDOFF_FORMAT) return takeRange(v, files, parts) ?? parts;
+      for (const range of v) {
+        const why = takeRange(range, files, parts);
         if (why) return why;
-        if ((range as ByteRange).length > 0) parts.push(read(() => section.queued(range as ByteRange)));
       }
       return parts;
     },
@@ -152,10 +163,15 @@ export function openInheritedFile(fd: number): SpoolFileEntry {
   return { spool: new SpoolFile(fd), size: st.size };
 }
 
-/** Notes keys this reader does not know: logged and ignored, never fatal (newer writers add keys). */
-function unknownKeys(where: string | (() => string), o: Obj, known: readonly string[] | ReadonlySet<string>, warnings: string[]): void {
-  const has = Array.isArray(known) ? (k: string) => known.includes(k) : (k: string) => (known as ReadonlySet<string>).has(k);
-  for (const k in o) if (!has(k)) warnings.push(`${typeof where === 'string' ? where : where()}: unknown key "${k}" ignored`);
+/**
+ * Notes keys this reader does not know: logged and ignored, never fatal (newer writers add keys).
+ * `index`: the record's place in the list `where` names (its text is made only for a warning).
+ */
+function unknownKeys(where: string, o: Obj, known: readonly string[] | ReadonlySet<string>, warnings: string[], index?: number): void {
+  for (const k in o) {
+    if (known instanceof Set ? known.has(k) : (known as readonly string[]).includes(k)) continue;
+    warnings.push(`${index === undefined ? where : `${where}[${index}]`}: unknown key "${k}" ignored`);
+  }
 }
 
 /** A connection record's keys (a thousand records in a busy handoff: looked up, not searched). */
@@ -304,8 +320,10 @@ function readParsed(
   const uniqueNames = new Set<string>();
   let nextUniqueId = bus.nextUniqueId;
   const connections: ConnectionDoc[] = [];
+  const takeQueued = (v: unknown) => source.queued(v, files);
+  const partialCredentials = raw.format === HANDOFF_FORMAT;
   list(raw.connections, 'connections', warnings).forEach((c, i) => {
-    const checked = checkConnection(c, takeBytes, (v) => source.queued(v, files), raw.format === HANDOFF_FORMAT);
+    const checked = checkConnection(c, takeBytes, takeQueued, partialCredentials);
     if (typeof checked === 'string') return warnings.push(`connections[${i}]: ${checked}; connection dropped`);
     // The parsed record is this reader's own: its fields are replaced by their bytes in place.
     const conn = Object.assign(c as Obj, checked) as unknown as ConnectionDoc;
@@ -315,7 +333,7 @@ function readParsed(
     if (conn.uniqueName !== undefined && uniqueNames.has(conn.uniqueName)) {
       return warnings.push(`connections[${i}]: unique name ${conn.uniqueName} used twice; dropped`);
     }
-    unknownKeys(() => `connections[${i}]`, c as Obj, CONNECTION_KEYS, warnings);
+    unknownKeys('connections', c as Obj, CONNECTION_KEYS, warnings, i);
     if (conn.inboundFds || conn.outboundFds) {
       const messageFds = [...(conn.inboundFds ?? []), ...(conn.outboundFds ?? []).flatMap((m) => m.fds)];
       const reused = messageFds.find((fd) => usedFds.has(fd) || fd === conn.fd || messageFds.indexOf(fd) !== messageFds.lastIndexOf(fd));

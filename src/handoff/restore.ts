@@ -153,7 +153,8 @@ export function restore(doc: HandoffDocument, bus: Bus, connections: ConnectionS
       continue;
     }
     connections.adopt(conn);
-    replays.push([conn, c.inbound, c.inboundFds ?? []]);
+    // Most connections were between messages: nothing to replay.
+    if (c.inbound.length > 0 || c.inboundFds?.length) replays.push([conn, c.inbound, c.inboundFds ?? []]);
     report.connections++;
   }
 

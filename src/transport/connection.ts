@@ -9,7 +9,7 @@ import { Framer } from '../wire/framer.js';
 import { buildMessage, MessageFlag, MessageType, parseMessage, type Message } from '../wire/message.js';
 import { marshal } from '../wire/marshal.js';
 import { BusError } from '../bus/errors.js';
-import { SaslServer, type SaslState } from '../wire/sasl.js';
+import { SaslServer, type SaslOptions, type SaslState } from '../wire/sasl.js';
 import { validateBody } from '../wire/validate.js';
 import { InboundFds } from './inbound-fds.js';
 import { OutboundQueue } from './outbound-queue.js';
@@ -112,7 +112,25 @@ export class Connection implements PollHandler {
     this.framer = new Framer(limits.maxMessageSize);
     // First, so that a socket the poller refuses leaves nothing behind (no timer, nothing queued).
     poller().watch(fd, this);
-    const saslOptions = {
+    if (adopted) {
+      this.sasl = adopted.sasl ? SaslServer.fromState(this.saslOptions(), adopted.sasl) : null;
+      this.peer = adopted.peer;
+      this.adoptOutbound(adopted);
+    } else {
+      this.sasl = new SaslServer(this.saslOptions());
+    }
+    if (this.sasl) {
+      this.authTimer = setTimeout(() => {
+        if (this.sasl) this.close(`authentication did not finish within auth_timeout (${limits.authTimeoutMs} ms)`, true);
+      }, limits.authTimeoutMs);
+      this.authTimer.unref();
+    }
+  }
+
+  /** What the SASL conversation needs (made only for one: a handoff adopts most connections past it). */
+  private saslOptions(): SaslOptions {
+    const { bus, credentials, hooks } = this;
+    return {
       peerUid: credentials.uid,
       guid: bus.options.guid,
       unixFds: true,
@@ -122,19 +140,6 @@ export class Connection implements PollHandler {
         return false;
       },
     };
-    if (adopted) {
-      this.sasl = adopted.sasl ? SaslServer.fromState(saslOptions, adopted.sasl) : null;
-      this.peer = adopted.peer;
-      this.adoptOutbound(adopted);
-    } else {
-      this.sasl = new SaslServer(saslOptions);
-    }
-    if (this.sasl) {
-      this.authTimer = setTimeout(() => {
-        if (this.sasl) this.close(`authentication did not finish within auth_timeout (${limits.authTimeoutMs} ms)`, true);
-      }, limits.authTimeoutMs);
-      this.authTimer.unref();
-    }
   }
 
   /** Still in SASL: counts against max_incomplete_connections. */
@@ -425,14 +430,14 @@ export class Connection implements PollHandler {
   }
 
   private adoptOutbound(adopted: AdoptedState): void {
-    const marks = [...(adopted.outboundFds ?? [])].sort((a, b) => a.at - b.at);
-    if (marks.length === 0) {
+    if (!adopted.outboundFds?.length) {
       // Spooled bytes stay in their file until sent (sendfile needs a non-blocking socket,
       // as an inherited one should be already).
       if (adopted.outbound.some((p) => p instanceof SpooledBytes)) setNonBlocking(this.fd);
       for (const part of adopted.outbound) this.send(part, true);
       return;
     }
+    const marks = [...adopted.outboundFds].sort((a, b) => a.at - b.at);
     // Messages with fds are cut where they start (their fds go with their first byte): in memory.
     const bytes = readParts(adopted.outbound);
     let from = 0;
