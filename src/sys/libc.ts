@@ -268,19 +268,29 @@ export function fixedMemory(bytes: number): { bytes: Buffer; address: number } {
   return { bytes: buffer, address: Number(libc().io.addressOf(buffer)) };
 }
 
-/** struct ucred (pid, uid, gid: 12 bytes), then its length (4): marshalled by nobody. */
-let credentialsScratch: { bytes: Buffer; address: number } | undefined;
+/**
+ * struct ucred (pid, uid, gid: 12 bytes), then its length (4): marshalled by nobody. Read as
+ * 32-bit words, addresses taken once: Buffer's read methods and an address sum per call made
+ * ~300 bytes of boxed numbers per connection in a handoff's restore, which runs uncompiled.
+ */
+let credentialsScratch: { signed: Int32Array; unsigned: Uint32Array; address: number; lengthAddress: number } | undefined;
 
 /** The credentials the kernel recorded for the peer of a connected unix socket (SO_PEERCRED). */
 export function peerCredentials(fd: number): PeerCredentials {
   checkFd('getsockopt(SO_PEERCRED)', fd);
-  const scratch = (credentialsScratch ??= fixedMemory(16));
-  scratch.bytes.writeUInt32LE(12, 12);
-  if (libc().io.getsockoptAt(fd, SOL_SOCKET, SO_PEERCRED, scratch.address, scratch.address + 12) !== 0) {
+  const scratch = (credentialsScratch ??= credentialsMemory());
+  scratch.unsigned[3] = 12;
+  if (libc().io.getsockoptAt(fd, SOL_SOCKET, SO_PEERCRED, scratch.address, scratch.lengthAddress) !== 0) {
     fail('getsockopt(SO_PEERCRED)');
   }
-  // pid is signed, uid and gid are not: read as they are, no decoding.
-  return { pid: scratch.bytes.readInt32LE(0), uid: scratch.bytes.readUInt32LE(4), gid: scratch.bytes.readUInt32LE(8) };
+  // pid is signed, uid and gid are not.
+  return { pid: scratch.signed[0]!, uid: scratch.unsigned[1]!, gid: scratch.unsigned[2]! };
+}
+
+function credentialsMemory(): NonNullable<typeof credentialsScratch> {
+  const { bytes, address } = fixedMemory(16);
+  const words = new Uint32Array(bytes.buffer, bytes.byteOffset, 4);
+  return { signed: new Int32Array(words.buffer, words.byteOffset, 4), unsigned: words, address, lengthAddress: address + 12 };
 }
 
 /** The peer's supplementary group ids (SO_PEERGROUPS), as the kernel lists them (sorted). */
