@@ -16,9 +16,20 @@ function chosenOnCommandLine(): boolean {
 }
 
 export function holdOptimizingCompiler(): void {
-  if (!chosenOnCommandLine()) v8.setFlagsFromString('--no-opt');
+  if (chosenOnCommandLine()) return;
+  v8.setFlagsFromString('--no-opt');
+  held = true;
 }
 
 export function releaseOptimizingCompiler(): void {
-  if (!chosenOnCommandLine()) v8.setFlagsFromString('--opt');
+  if (chosenOnCommandLine()) return;
+  v8.setFlagsFromString('--opt');
+  held = false;
+}
+
+let held = false;
+
+/** holdOptimizingCompiler is in force (a built-in loaded meanwhile lifts it for a moment: lazy-builtin.ts). */
+export function optimizingCompilerHeld(): boolean {
+  return held;
 }

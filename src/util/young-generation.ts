@@ -12,12 +12,20 @@ import * as v8 from 'node:v8';
  * child_process, streams, …) was compiled from source, ~15–20 ms of every start and handoff.
  * So the bus starts with V8's defaults and stops the young generation from growing once those
  * modules are loaded: V8 reads --semi-space-growth-factor each time it would grow it. A built-in
- * loaded later is compiled from source (the flag hash changed); a handed-off image starts again
- * without the flag and sets it again.
+ * loaded later is loaded with the flag at V8's value for a moment (underNodeFlags in
+ * lazy-builtin.ts); a handed-off image starts again without the flag and sets it again.
  *
  * A young generation sized on node's command line is left alone.
  */
 export function capYoungGeneration(): void {
   if (process.execArgv.some((a) => /semi-space/.test(a))) return;
   v8.setFlagsFromString('--semi-space-growth-factor=1');
+  capped = true;
+}
+
+let capped = false;
+
+/** capYoungGeneration set the cap (a built-in loaded later lifts it for a moment: lazy-builtin.ts). */
+export function youngGenerationCapped(): boolean {
+  return capped;
 }
