@@ -194,9 +194,10 @@ await buildScript({
 // The loader: the file every command line names.
 /**
  * Node's modules a starting bus loads (process.moduleLoadList), the ones that load the rest;
- * child_process and net are loaded when first used (src/util/lazy-builtin.ts), tty not at all.
+ * child_process and net are loaded when first used (src/util/lazy-builtin.ts), fs/promises with
+ * chokidar once the bus serves (src/supervisor/file-watch.ts), tty not at all.
  */
-const PRELOADED_BUILTINS = ['node:fs/promises', 'node:os', 'node:string_decoder', 'node:stream'];
+const PRELOADED_BUILTINS = ['node:os', 'node:string_decoder', 'node:stream'];
 /** Where the bundle puts koffi's native build, relative to the loader. */
 const KOFFI_NATIVE = 'node_modules/koffi/build/koffi/linux_x64/koffi.node';
 /** The version of the koffi the bundle copies (its native build reports the same). */

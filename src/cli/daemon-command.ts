@@ -19,6 +19,7 @@ import { handleHandoffSignal } from './signal-guard.js';
 import { settingsFromConfig } from '../supervisor/settings.js';
 import { supervisorMethods } from '../supervisor/supervisor-methods.js';
 import { reloadConfig, watchConfig } from '../supervisor/reload.js';
+import { loadFileWatch } from '../supervisor/file-watch.js';
 
 export interface DaemonArgs {
   address?: string;
@@ -151,6 +152,7 @@ async function supervise(daemon: Daemon, log: DaemonLogger, handedOff = false): 
   // A new image first serves the clients that waited through the pause (one turn of the event
   // loop), then sets up the watches: their set-up and first directory scans take milliseconds.
   if (handedOff) await new Promise<void>((resolve) => setImmediate(resolve));
+  await loadFileWatch();
   const watchers = [watchConfig(daemon, log), daemon.services.watch()];
   const idleTrim = new IdleTrim({ turns: () => poller().turns, rss: residentSetSize, trim: releaseFreeMemory });
   // A quarter-second sweep: cheap when nothing is due.

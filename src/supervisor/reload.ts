@@ -1,4 +1,5 @@
-import { watch, type FSWatcher } from 'chokidar';
+import type { FSWatcher } from 'chokidar';
+import { watchFiles } from './file-watch.js';
 import { DEFAULT_LIMITS } from '../bus/bus.js';
 import { connectionLimits, type Daemon, type DaemonSettings } from './daemon.js';
 import type { Logger } from './logger.js';
@@ -56,7 +57,8 @@ export function reloadConfig(daemon: Daemon, trigger: string, log: Logger): stri
 export function watchConfig(daemon: Daemon, log: Logger): FSWatcher | undefined {
   const paths = daemon.settings.watch ?? [];
   if (paths.length === 0) return undefined;
-  const watcher = watch(paths, { ignoreInitial: true, depth: 0 });
+  const watcher = watchFiles(paths, { ignoreInitial: true, depth: 0 });
+  if (!watcher) return undefined; // not loaded yet: the daemon watches once it is
   let timer: NodeJS.Timeout | undefined;
   const changed = (event: string, file: string) => {
     if (timer) clearTimeout(timer);

@@ -2,7 +2,8 @@
 // catalog read from them, the launcher that runs Exec= lines, and the watch that rescans the
 // directories when they change. The decisions are the bus core's (src/bus/activation.ts).
 
-import { watch, type FSWatcher } from 'chokidar';
+import type { FSWatcher } from 'chokidar';
+import { watchFiles } from './file-watch.js';
 import type { Bus } from '../bus/bus.js';
 import type { ServiceDirConfig } from './config-types.js';
 import type { Logger } from './logger.js';
@@ -56,7 +57,8 @@ export class Services {
     this.watcher = undefined;
     const dirs = this.catalog.directories;
     if (dirs.length === 0) return undefined;
-    const watcher = watch([...dirs], { ignoreInitial: true, depth: 0 });
+    const watcher = watchFiles([...dirs], { ignoreInitial: true, depth: 0 });
+    if (!watcher) return undefined; // not loaded yet: the daemon watches once it is
     let timer: NodeJS.Timeout | undefined;
     watcher.on('all', () => {
       if (timer) clearTimeout(timer);
