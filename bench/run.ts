@@ -672,12 +672,12 @@ function profiledCost(s: Scenario, units: number, cpu: number): string {
  */
 async function syscalls(o: Options): Promise<void> {
   const scenarios = SCENARIOS.filter((s) => !o.only || o.only.includes(s.id));
-  const rows: Record<string, Record<string, { syscalls: number; contextSwitches: number }>> = {};
+  const rows: Record<string, Record<string, { syscalls: number; contextSwitches: number; pageFaults: number }>> = {};
   for (const s of scenarios) {
     const params = scaledParams(s, o.scale);
     rows[s.id] = {};
     console.log(`\n${s.title} — per ${s.unit === 'msg' ? 'routed message' : 'connection'}`);
-    console.log(`  ${pad('', 14)}${lpad('syscalls', 10)}${lpad('ctx switches', 14)}`);
+    console.log(`  ${pad('', 14)}${lpad('syscalls', 10)}${lpad('ctx switches', 14)}${lpad('page faults', 13)}`);
     for (const bus of o.buses) {
       if (s.buses && !s.buses.includes(bus)) continue;
       const b = await startBenchBus(bus, { nodeFlags: o.nodeFlags, config: s.config, limits: s.limits });
@@ -685,7 +685,7 @@ async function syscalls(o: Options): Promise<void> {
         const prepared = await s.prepare(b, params);
         try {
           await prepared.drive(Math.max(1, Math.round(params.count! * WARMUP_FRACTION)));
-          const stat = startLongRunning('perf', ['stat', '-x,', '-e', 'raw_syscalls:sys_enter,context-switches', '-p', String(b.pid)]);
+          const stat = startLongRunning('perf', ['stat', '-x,', '-e', 'raw_syscalls:sys_enter,context-switches,page-faults', '-p', String(b.pid)]);
           await sleep(300); // perf attaches
           const r = await prepared.drive(params.count!);
           await sleep(100);
@@ -695,9 +695,10 @@ async function syscalls(o: Options): Promise<void> {
           const row = {
             syscalls: round(count('raw_syscalls:sys_enter') / r.units, 3),
             contextSwitches: round(count('context-switches') / r.units, 3),
+            pageFaults: round(count('page-faults') / r.units, 3),
           };
           rows[s.id]![bus] = row;
-          console.log(`  ${pad(bus, 14)}${lpad(fmt(row.syscalls, 3), 10)}${lpad(fmt(row.contextSwitches, 3), 14)}`);
+          console.log(`  ${pad(bus, 14)}${lpad(fmt(row.syscalls, 3), 10)}${lpad(fmt(row.contextSwitches, 3), 14)}${lpad(fmt(row.pageFaults, 3), 13)}`);
         } finally {
           await prepared.cleanup();
         }
