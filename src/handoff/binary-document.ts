@@ -2,18 +2,22 @@ import { Buffer } from 'node:buffer';
 import * as fs from 'node:fs';
 import { SpooledBytes, SpoolFile, type QueuedPart } from '../transport/spooled-bytes.js';
 import {
+  CONNECTION_UNIX_FDS,
   DOCUMENT_HEADER_BYTES,
   DOCUMENT_MAGIC,
   HANDOFF_FORMAT,
   HANDOFF_FORMAT_BINARY,
+  HANDOFF_FORMAT_SPOOLED,
   type ByteRange,
+  type ConnectionDoc,
   type HandoffDocument,
 } from './document.js';
 
 /**
- * The format-2 and format-3 file (see document.ts): header, JSON, binary section. Bytes are
+ * The format-2, -3 and -4 file (see document.ts): header, JSON, binary section. Bytes are
  * never encoded: the writer hands the old image's own buffers to writev, the reader takes each
- * range out of the section as it is. Format 3 passes spooled bytes on as ranges of their file.
+ * range out of the section as it is. Formats 3 and 4 pass spooled bytes on as ranges of their
+ * file; format 4 writes the connections as a table.
  */
 
 /** The pieces of a document file, in order, to be written as they are (no concatenation). */
@@ -27,11 +31,13 @@ export interface EncodedDocument {
 }
 
 /**
- * `doc`: as read, or as snapshot() takes it (outbound bytes in parts). `format`: 3, or 2 for a
- * target that reads no 3 (spooled bytes are then read back into the section).
+ * `doc`: as read, or as snapshot() takes it (outbound bytes in parts). `format`: 4, or 3 or 2
+ * for a target that reads no 4 (format 2: spooled bytes are read back into the section).
  */
 export function encodeDocument(doc: HandoffDocument, format: number = HANDOFF_FORMAT): EncodedDocument {
-  if (format !== HANDOFF_FORMAT && format !== HANDOFF_FORMAT_BINARY) throw new Error(`cannot write handoff format ${format}`);
+  if (format !== HANDOFF_FORMAT && format !== HANDOFF_FORMAT_SPOOLED && format !== HANDOFF_FORMAT_BINARY) {
+    throw new Error(`cannot write handoff format ${format}`);
+  }
   const section: Buffer[] = [];
   let offset = 0;
   const put = (bytes: Buffer | readonly Buffer[]): ByteRange => {
@@ -69,11 +75,13 @@ export function encodeDocument(doc: HandoffDocument, format: number = HANDOFF_FO
     endRun();
     return ranges.length === 1 && ranges[0]!.file === undefined ? ranges[0]! : ranges.length === 0 ? put([]) : ranges;
   };
-  const connections = doc.connections.map((c) => ({ ...c, inbound: put(c.inbound), outbound: putOutbound(c.outbound) }));
+  const { connections: records, ...rest } = doc;
   const onDisk = {
-    ...doc,
+    ...rest,
     format,
-    connections,
+    ...(format === HANDOFF_FORMAT
+      ? connectionTable(records, put, putOutbound)
+      : { connections: records.map((c) => ({ ...c, inbound: put(c.inbound), outbound: putOutbound(c.outbound) })) }),
     ...(files.size > 0 ? { files: [...files.keys()].map((f) => ({ fd: f.fd })) } : {}),
     ...(doc.activation
       ? {
@@ -96,6 +104,47 @@ export function encodeDocument(doc: HandoffDocument, format: number = HANDOFF_FO
     jsonBytes: json.length,
     spoolFds: [...files.keys()].map((f) => f.fd),
   };
+}
+
+/** ":1.N" as N (a row's unique name), or undefined for a name a row cannot hold. */
+function uniqueNumber(name: string): number | undefined {
+  const n = name.startsWith(':1.') ? Number(name.slice(3)) : NaN;
+  return Number.isSafeInteger(n) && n > 0 && name === `:1.${n}` ? n : undefined;
+}
+
+/**
+ * Format 4's connections: a row of CONNECTION_ROW integers each, and details for those that
+ * have more to carry. An idle connection costs the writer no object at all.
+ */
+function connectionTable(
+  records: readonly ConnectionDoc[],
+  put: (bytes: Buffer) => ByteRange,
+  putOutbound: (parts: ConnectionDoc['outbound']) => ByteRange | ByteRange[],
+): { connectionTable: number[]; connectionDetails: Array<Record<string, unknown>> } {
+  const table: number[] = [];
+  const details: Array<Record<string, unknown>> = [];
+  records.forEach((c, at) => {
+    const unique = c.uniqueName === undefined ? 0 : uniqueNumber(c.uniqueName);
+    const { pid, uid, gid, groups, securityLabel } = c.credentials;
+    table.push(c.fd, c.peerId, pid, uid, gid, unique ?? 0, c.unixFds ? CONNECTION_UNIX_FDS : 0);
+    const idle = unique !== undefined && !c.sasl && groups === undefined && securityLabel === undefined &&
+      c.inbound.length === 0 && c.outbound.length === 0 && !c.inboundFds && !c.outboundFds && c.matches.length === 0 && !c.monitorRules;
+    if (idle) return;
+    details.push({
+      at,
+      ...(unique === undefined ? { uniqueName: c.uniqueName } : {}),
+      ...(groups !== undefined ? { groups } : {}),
+      ...(securityLabel !== undefined ? { securityLabel } : {}),
+      ...(c.sasl ? { sasl: c.sasl } : {}),
+      ...(c.inbound.length > 0 ? { inbound: put(c.inbound) } : {}),
+      ...(c.inboundFds ? { inboundFds: c.inboundFds } : {}),
+      ...(c.outbound.length > 0 ? { outbound: putOutbound(c.outbound) } : {}),
+      ...(c.outboundFds ? { outboundFds: c.outboundFds } : {}),
+      ...(c.matches.length > 0 ? { matches: c.matches } : {}),
+      ...(c.monitorRules ? { monitorRules: c.monitorRules } : {}),
+    });
+  });
+  return { connectionTable: table, connectionDetails: details };
 }
 
 /** Writes every piece at the file's start, in order, whatever writev takes per call. */

@@ -14,10 +14,10 @@ export function handoffDirectory(uid: number, env: NodeJS.ProcessEnv): string {
 }
 
 /**
- * Writes the document (format 3, or 2 for a target that reads no 3: header, JSON, binary
+ * Writes the document (format 4, or 3 or 2 for a target that reads no 4: header, JSON, binary
  * section; see document.ts) atomically: temp file, rename; mode 0600 in a 0700 directory. The
  * queued bytes go to writev as the old image holds them: never encoded, never gathered into one
- * buffer; those still in an earlier document's file stay there (format 3: `spoolFds`, the files
+ * buffer; those still in an earlier document's file stay there (formats 3, 4: `spoolFds`, the files
  * to keep open across exec).
  * The name carries the pid: every bus run by one user shares the directory, and two of them
  * handing off to the same generation at once must not replace each other's document.

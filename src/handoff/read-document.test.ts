@@ -8,8 +8,10 @@ import { partsLength, readParts, SpooledBytes, type QueuedPart } from '../transp
 import { encodeDocument } from './binary-document.js';
 import {
   DOCUMENT_HEADER_BYTES,
+  CONNECTION_ROW,
   HANDOFF_FORMAT,
   HANDOFF_FORMAT_JSON,
+  HANDOFF_FORMAT_SPOOLED,
   MAX_DOCUMENT_BYTES,
   type HandoffDocument,
 } from './document.js';
@@ -107,9 +109,9 @@ function decoded(doc: JsonDocument): HandoffDocument {
   } as HandoffDocument;
 }
 
-/** The same state as an image of this version holds it and writes it (format 3). */
+/** The same state as an image of this version holds it and writes it (format 4). */
 const memoryDoc = (): HandoffDocument => ({ ...decoded(validDoc()), format: HANDOFF_FORMAT });
-const binary = (doc: HandoffDocument = memoryDoc()): Buffer => Buffer.concat(encodeDocument(doc).pieces);
+const binary = (doc: HandoffDocument = memoryDoc(), format = HANDOFF_FORMAT): Buffer => Buffer.concat(encodeDocument(doc, format).pieces);
 
 /** A document read from a file, its spooled outbound bytes read into memory (one Buffer per connection). */
 const inMemory = (doc: HandoffDocument): HandoffDocument => ({
@@ -154,8 +156,8 @@ function expectConsistent({ doc }: ReadResult): void {
     expect(peers.has(c.peerId), `peer ${c.peerId} used twice`).toBe(false);
     peers.add(c.peerId);
     expect(typeof c.credentials.uid).toBe('number');
-    // Format 3 leaves out groups not read yet (the new image reads them from the socket).
-    expect(Array.isArray(c.credentials.groups) || (doc.format === HANDOFF_FORMAT && c.credentials.groups === undefined)).toBe(true);
+    // Formats 3 and 4 leave out groups not read yet (the new image reads them from the socket).
+    expect(Array.isArray(c.credentials.groups) || (doc.format >= HANDOFF_FORMAT_SPOOLED && c.credentials.groups === undefined)).toBe(true);
     expect(c.credentials.securityLabel === undefined || c.credentials.securityLabel === null || typeof c.credentials.securityLabel === 'string').toBe(true);
     expect(Buffer.isBuffer(c.inbound)).toBe(true);
     expect(c.outbound.every((p) => Buffer.isBuffer(p) || p instanceof SpooledBytes)).toBe(true);
@@ -417,10 +419,20 @@ describe('readDocument: the binary format (header, JSON, binary section)', () =>
   });
 
   it('holds the bytes in the section, ranges in the JSON: nothing in base64', () => {
-    const { json, section } = parts(binary());
-    expect(json.connections[1].outbound).toEqual({ offset: expect.any(Number), length: 6 });
-    expect(json.activation.pending[0].held[0].message).toEqual({ offset: expect.any(Number), length: 9 });
-    expect(section.toString('latin1')).toContain('queued');
+    for (const format of [HANDOFF_FORMAT, HANDOFF_FORMAT_SPOOLED]) {
+      const { json, section } = parts(binary(memoryDoc(), format));
+      expect(record(json, 1).outbound).toEqual({ offset: expect.any(Number), length: 6 });
+      expect(json.activation.pending[0].held[0].message).toEqual({ offset: expect.any(Number), length: 9 });
+      expect(section.toString('latin1')).toContain('queued');
+    }
+  });
+
+  it('accepts, unchanged, what an image writes for a target that reads no format 4 (format 3)', () => {
+    const doc = memoryDoc();
+    const result = read(binary(doc, HANDOFF_FORMAT_SPOOLED));
+    expect(result.warnings).toEqual([]);
+    expect(result.doc).toEqual({ ...memoryDoc(), format: HANDOFF_FORMAT_SPOOLED });
+    expect(parts(binary(memoryDoc(), HANDOFF_FORMAT_SPOOLED)).json.connections).toHaveLength(3);
   });
 
   it('a file with a bad magic is refused as such', () => {
@@ -455,27 +467,126 @@ describe('readDocument: the binary format (header, JSON, binary section)', () =>
   });
 
   it('a byte range outside the section drops its record alone, with a warning that says so', () => {
-    const { json, section } = parts(binary());
-    json.connections[0].inbound = { offset: section.length - 2, length: 3 };
-    json.activation.pending[0].held[1].message = { offset: section.length, length: 1 };
-    json.connections[2].outbound = { offset: -1, length: 0 };
-    const result = read(container(json, section));
-    expect(result.warnings).toEqual([
-      `connections[0]: bytes at ${section.length - 2} (3 of them) lie outside the ${section.length}-byte binary section; connection dropped`,
-      'connections[2]: bad byte fields; connection dropped',
-      'names[0] (org.example.Service): 1 unknown owners dropped',
-      'pendingCalls: a malformed or orphaned entry dropped',
-      'activation.pending[0].held[0]: malformed or orphaned, dropped',
-      `activation.pending[0].held[1]: bytes at ${section.length} (1 of them) lie outside the ${section.length}-byte binary section, dropped`,
-    ]);
-    expect(result.doc.connections.map((c) => c.peerId)).toEqual([2]);
-    expectConsistent(result);
+    for (const format of [HANDOFF_FORMAT, HANDOFF_FORMAT_SPOOLED]) {
+      const { json, section } = parts(binary(memoryDoc(), format));
+      record(json, 0).inbound = { offset: section.length - 2, length: 3 };
+      json.activation.pending[0].held[1].message = { offset: section.length, length: 1 };
+      record(json, 2).outbound = { offset: -1, length: 0 };
+      const result = read(container(json, section, format));
+      const list = format === HANDOFF_FORMAT ? 'connectionTable' : 'connections';
+      expect(result.warnings).toEqual([
+        `${list}[0]: bytes at ${section.length - 2} (3 of them) lie outside the ${section.length}-byte binary section; connection dropped`,
+        `${list}[2]: bad byte fields; connection dropped`,
+        'names[0] (org.example.Service): 1 unknown owners dropped',
+        'pendingCalls: a malformed or orphaned entry dropped',
+        'activation.pending[0].held[0]: malformed or orphaned, dropped',
+        `activation.pending[0].held[1]: bytes at ${section.length} (1 of them) lie outside the ${section.length}-byte binary section, dropped`,
+      ]);
+      expect(result.doc.connections.map((c) => c.peerId)).toEqual([2]);
+      expectConsistent(result);
+    }
   });
 
   it('fds marked past the end of the queued bytes drop the connection', () => {
     const doc = memoryDoc();
     doc.connections[1]!.outboundFds = [{ at: 6, fds: [50] }];
-    expect(read(binary(doc)).warnings[0]).toBe('connections[1]: bad outbound fds; connection dropped');
+    expect(read(binary(doc)).warnings[0]).toBe('connectionTable[1]: bad outbound fds; connection dropped');
+    expect(read(binary(doc, HANDOFF_FORMAT_SPOOLED)).warnings[0]).toBe('connections[1]: bad outbound fds; connection dropped');
+  });
+});
+
+/** Connection `i` as the JSON of a binary file holds it: its record (format 3) or its details (format 4). */
+function record(json: Record<string, any>, i: number): Record<string, any> {
+  return json.connectionTable ? json.connectionDetails.find((d: { at: number }) => d.at === i) : json.connections[i];
+}
+
+describe('readDocument: format 4, the connections as a table', () => {
+  /** n connections between messages: no bytes, no rules, credentials as accepted (nothing read since). */
+  const idleDoc = (n: number): HandoffDocument => ({
+    ...memoryDoc(),
+    connections: Array.from({ length: n }, (_, i) => ({
+      fd: 20 + i, peerId: i + 1, credentials: { uid: 1000 + i, gid: 100, pid: 300 + i },
+      ...(i % 3 === 2 ? {} : { uniqueName: `:1.${i + 1}` }), // authenticated, no Hello yet
+      ...(i % 2 === 0 ? { unixFds: true } : {}),
+      inbound: Buffer.alloc(0), outbound: [], matches: [],
+    })),
+    names: [], pendingCalls: [], handoffCallers: [], activation: undefined,
+  });
+  const cell = (json: Record<string, any>, row: number, column: number, value: unknown) =>
+    (json.connectionTable[row * CONNECTION_ROW + column] = value);
+
+  it('writes an idle connection as its row alone and reads it back as it was', () => {
+    const doc = idleDoc(5);
+    const file = binary(doc);
+    const { json } = parts(file);
+    expect(json.connections).toBeUndefined();
+    expect(json.connectionDetails).toEqual([]);
+    expect(json.connectionTable.slice(0, CONNECTION_ROW)).toEqual([20, 1, 300, 1000, 100, 1, 1]);
+    expect(json.connectionTable.slice(2 * CONNECTION_ROW, 3 * CONNECTION_ROW)).toEqual([22, 3, 302, 1002, 100, 0, 1]);
+    expect(json.connectionTable).toHaveLength(5 * CONNECTION_ROW);
+    const result = read(file);
+    expect(result.warnings).toEqual([]);
+    expect(result.doc.connections).toEqual(doc.connections);
+    expectConsistent(result);
+  });
+
+  it('a damaged row drops its connection alone, and says why; a table cut inside a row loses that row only', () => {
+    const { json, section } = parts(binary(idleDoc(8)));
+    cell(json, 0, 0, -1);
+    cell(json, 1, 1, 0);
+    cell(json, 2, 3, 'root');
+    cell(json, 3, 5, 1.5);
+    cell(json, 4, 6, 2);
+    json.connectionTable.push(99, 99);
+    const result = read(container(json, section));
+    expect(result.warnings).toEqual([
+      `connectionTable: ${8 * CONNECTION_ROW + 2} numbers, not rows of ${CONNECTION_ROW}; the last 2 ignored`,
+      'connectionTable[0]: bad fd; connection dropped',
+      'connectionTable[1]: bad peer id; connection dropped',
+      'connectionTable[2]: bad credentials; connection dropped',
+      'connectionTable[3]: bad unique name; connection dropped',
+      'connectionTable[4]: bad flags; connection dropped',
+    ]);
+    expect(result.doc.connections.map((c) => c.peerId)).toEqual([6, 7, 8]);
+    expectConsistent(result);
+  });
+
+  it('details that name no row are dropped; a row described twice, or given two unique names, is dropped', () => {
+    const { json, section } = parts(binary(idleDoc(4)));
+    json.connectionDetails = [
+      { at: 9, matches: ['type=signal'] },
+      { at: 'one' },
+      { at: 1, matches: ["type='signal'"] },
+      { at: 1, matches: [] },
+      { at: 0, uniqueName: ':1.77' },
+      { at: 2, uniqueName: ':1.50', future: true },
+    ];
+    const result = read(container(json, section));
+    expect(result.warnings).toEqual([
+      'connectionDetails[0]: names no connection row; dropped',
+      'connectionDetails[1]: names no connection row; dropped',
+      'connectionDetails[3]: row 1 described twice; its connection dropped',
+      'connectionTable[0]: two unique names; connection dropped',
+      'connectionTable[1]: described twice; connection dropped',
+      'connectionTable[2]: unknown key "future" ignored',
+      "bus: nextUniqueId 9 is not above :1.50 (a connection's unique name); raised to 51",
+    ]);
+    expect(result.doc.connections.map((c) => [c.peerId, c.uniqueName])).toEqual([[3, ':1.50'], [4, ':1.4']]);
+    expectConsistent(result);
+  });
+
+  it('two rows claiming one fd, peer id or unique name: the later one is dropped', () => {
+    const { json, section } = parts(binary(idleDoc(4)));
+    cell(json, 1, 0, 20);
+    cell(json, 2, 1, 1);
+    cell(json, 3, 5, 1);
+    const result = read(container(json, section));
+    expect(result.warnings).toEqual([
+      'connectionTable[1]: fd 20 used twice; dropped',
+      'connectionTable[2]: peer id 1 used twice; dropped',
+      'connectionTable[3]: unique name :1.1 used twice; dropped',
+    ]);
+    expect(result.doc.connections.map((c) => c.peerId)).toEqual([1]);
   });
 });
 
@@ -683,8 +794,8 @@ describe('readDocument never throws anything but HandoffError, never hangs, neve
   });
 });
 
-describe('readDocument on the binary format never throws anything but HandoffError, never hangs, never returns an inconsistent document', () => {
-  const file = binary();
+describe.each([HANDOFF_FORMAT, HANDOFF_FORMAT_SPOOLED])('readDocument on binary format %i never throws anything but HandoffError, never hangs, never returns an inconsistent document', (format) => {
+  const file = binary(memoryDoc(), format);
   const { json, section } = parts(file);
   const jsonValue = JSON.parse(JSON.stringify(json)) as Json;
 
@@ -714,7 +825,7 @@ describe('readDocument on the binary format never throws anything but HandoffErr
             if (all.length === 0) break;
             doc = mutate(doc, all[at % all.length]!, value);
           }
-          readsSafely(container(doc, section));
+          readsSafely(container(doc, section, format));
         },
       ),
       { numRuns: 2000 },

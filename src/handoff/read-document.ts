@@ -6,10 +6,13 @@ import { FerryError } from '../util/errors.js';
 import { isValidBusName, isValidWellKnownName } from '../wire/names.js';
 import { bufferSection, fileSection, looksBinary, readHeader, sizeProblem, type ByteSection, type ContainerHeader } from './binary-document.js';
 import {
+  CONNECTION_ROW,
+  CONNECTION_UNIX_FDS,
   DOCUMENT_HEADER_BYTES,
   HANDOFF_FORMAT,
   HANDOFF_FORMAT_BINARY,
   HANDOFF_FORMAT_JSON,
+  HANDOFF_FORMAT_SPOOLED,
   MAX_DOCUMENT_BYTES,
   READABLE_FORMATS,
   type ActivationDoc,
@@ -108,7 +111,7 @@ function rangeSource(format: number, section: ByteSection, openFile: ByteSource[
   };
   /** One range of an outbound field into `parts`, or why it is unusable. */
   const takeRange = (range: unknown, files: readonly SpoolFileEntry[], parts: QueuedPart[]): string | undefined => {
-    if (isObj(range) && range.file !== undefined && format === HANDOFF_FORMAT) {
+    if (isObj(range) && range.file !== undefined && format >= HANDOFF_FORMAT_SPOOLED) {
       if (!isInt(range.offset) || !isInt(range.length) || !isInt(range.file)) return 'bad byte fields';
       const file = files[range.file];
       if (file === undefined) return `bytes in file ${range.file}, which the document does not list`;
@@ -131,7 +134,7 @@ function rangeSource(format: number, section: ByteSection, openFile: ByteSource[
     bytes: (v) => rangeProblem(v, section) ?? ((v as ByteRange).length === 0 ? NO_BYTES : read(() => section.bytes(v as ByteRange))),
     queued: (v, files) => {
       const parts: QueuedPart[] = [];
-      if (!Array.isArray(v) || format !== HANDOFF_FORMAT) return takeRange(v, files, parts) ?? parts;
+      if (!Array.isArray(v) || format < HANDOFF_FORMAT_SPOOLED) return takeRange(v, files, parts) ?? parts;
       for (const range of v) {
         const why = takeRange(range, files, parts);
         if (why) return why;
@@ -243,7 +246,7 @@ function header(head: Buffer, fileBytes: number): ContainerHeader {
   const h = readHeader(head, fileBytes);
   if (typeof h === 'string') fatal(h);
   checkReadable(h.format);
-  if (h.format !== HANDOFF_FORMAT && h.format !== HANDOFF_FORMAT_BINARY) fatal(`format ${h.format} is JSON text, but this file has a binary header`);
+  if (h.format === HANDOFF_FORMAT_JSON) fatal(`format ${h.format} is JSON text, but this file has a binary header`);
   const why = sizeProblem(h, fileBytes);
   if (why) fatal(why);
   return h;
@@ -294,10 +297,13 @@ function readParsed(
     fatal('document has invalid bus counters');
   }
   unknownKeys('bus', bus, ['guid', 'machineId', 'kind', 'nextUniqueId', 'nextPeerId', 'driverSerial', 'startedAt'], warnings);
+  const spooled = raw.format >= HANDOFF_FORMAT_SPOOLED;
+  const tabled = raw.format >= HANDOFF_FORMAT;
   unknownKeys('document', raw, [
     'format', 'nonce', 'pid', 'generation', 'stoppedAtNs', 'writtenAt', 'bus', 'settings', 'listeners',
-    'connections', 'names', 'pendingCalls', 'handoffCallers', 'lastHandoff', 'activation',
-    ...(raw.format === HANDOFF_FORMAT ? ['files', 'poller'] : []),
+    'names', 'pendingCalls', 'handoffCallers', 'lastHandoff', 'activation',
+    ...(tabled ? ['connectionTable', 'connectionDetails'] : ['connections']),
+    ...(spooled ? ['files', 'poller'] : []),
   ], warnings);
 
   const listeners = list(raw.listeners, 'listeners', warnings).filter((l, i): l is ListenerDoc => {
@@ -308,7 +314,7 @@ function readParsed(
   });
   const usedFds = new Set<number>(listeners.map((l) => l.fd));
   // Earlier documents' files, still holding queued bytes: a bad one drops the connections with bytes in it.
-  const files: SpoolFileEntry[] = raw.format !== HANDOFF_FORMAT ? [] : list(raw.files, 'files', warnings).map((f, i) => {
+  const files: SpoolFileEntry[] = !spooled ? [] : list(raw.files, 'files', warnings).map((f, i) => {
     if (!isObj(f) || !isInt(f.fd, 0, 1 << 30)) return `files[${i}] is malformed`;
     if (usedFds.has(f.fd)) return `files[${i}]: fd ${f.fd} used twice`;
     usedFds.add(f.fd);
@@ -321,23 +327,22 @@ function readParsed(
   let nextUniqueId = bus.nextUniqueId;
   const connections: ConnectionDoc[] = [];
   const takeQueued = (v: unknown) => source.queued(v, files);
-  const partialCredentials = raw.format === HANDOFF_FORMAT;
-  list(raw.connections, 'connections', warnings).forEach((c, i) => {
-    const checked = checkConnection(c, takeBytes, takeQueued, partialCredentials);
-    if (typeof checked === 'string') return warnings.push(`connections[${i}]: ${checked}; connection dropped`);
-    // The parsed record is this reader's own: its fields are replaced by their bytes in place.
-    const conn = Object.assign(c as Obj, checked) as unknown as ConnectionDoc;
-    if (usedFds.has(conn.fd)) return warnings.push(`connections[${i}]: fd ${conn.fd} used twice; dropped`);
-    if (peerIds.has(conn.peerId)) return warnings.push(`connections[${i}]: peer id ${conn.peerId} used twice; dropped`);
+  /**
+   * A checked record joins the others unless it claims what another already holds. Where it
+   * was (`list[index]`) is put into words only for a warning: a thousand records, no strings.
+   */
+  const admit: Admit = (conn, list, index, record, known) => {
+    if (usedFds.has(conn.fd)) return void warnings.push(`${list}[${index}]: fd ${conn.fd} used twice; dropped`);
+    if (peerIds.has(conn.peerId)) return void warnings.push(`${list}[${index}]: peer id ${conn.peerId} used twice; dropped`);
     // Two peers answering to one unique name would receive each other's messages.
     if (conn.uniqueName !== undefined && uniqueNames.has(conn.uniqueName)) {
-      return warnings.push(`connections[${i}]: unique name ${conn.uniqueName} used twice; dropped`);
+      return void warnings.push(`${list}[${index}]: unique name ${conn.uniqueName} used twice; dropped`);
     }
-    unknownKeys('connections', c as Obj, CONNECTION_KEYS, warnings, i);
+    if (record && known) unknownKeys(list, record, known, warnings, index);
     if (conn.inboundFds || conn.outboundFds) {
       const messageFds = [...(conn.inboundFds ?? []), ...(conn.outboundFds ?? []).flatMap((m) => m.fds)];
       const reused = messageFds.find((fd) => usedFds.has(fd) || fd === conn.fd || messageFds.indexOf(fd) !== messageFds.lastIndexOf(fd));
-      if (reused !== undefined) return warnings.push(`connections[${i}]: fd ${reused} used twice; dropped`);
+      if (reused !== undefined) return void warnings.push(`${list}[${index}]: fd ${reused} used twice; dropped`);
       for (const fd of messageFds) usedFds.add(fd);
     }
     usedFds.add(conn.fd);
@@ -352,7 +357,19 @@ function readParsed(
       }
     }
     connections.push(conn);
-  });
+  };
+  /** A record as format 3 and before write it (or a row with its details): checked, its bytes taken. */
+  const admitRecord: AdmitRecord = (c, list, index, known) => {
+    const checked = checkConnection(c, takeBytes, takeQueued, spooled);
+    if (typeof checked === 'string') return void warnings.push(`${list}[${index}]: ${checked}; connection dropped`);
+    // The parsed record is this reader's own: its fields are replaced by their bytes in place.
+    admit(Object.assign(c as Obj, checked) as unknown as ConnectionDoc, list, index, c as Obj, known);
+  };
+  if (tabled) {
+    readConnectionTable(raw.connectionTable, raw.connectionDetails, warnings, admit, admitRecord);
+  } else {
+    list(raw.connections, 'connections', warnings).forEach((c, i) => admitRecord(c, 'connections', i, CONNECTION_KEYS));
+  }
   const names: NameDoc[] = [];
   const seenNames = new Set<string>();
   list(raw.names, 'names', warnings).forEach((n, i) => {
@@ -392,7 +409,7 @@ function readParsed(
     : undefined;
   if (last !== undefined && !lastHandoff) warnings.push('lastHandoff: malformed, dropped');
   const activation = raw.activation === undefined ? undefined : readActivation(raw.activation, peerIds, usedFds, takeBytes, warnings);
-  const poller = raw.format === HANDOFF_FORMAT && raw.poller !== undefined ? readPoller(raw.poller, warnings) : undefined;
+  const poller = spooled && raw.poller !== undefined ? readPoller(raw.poller, warnings) : undefined;
   const doc: HandoffDocument = {
     format: raw.format,
     nonce: raw.nonce,
@@ -487,6 +504,76 @@ function readActivation(
     });
   });
   return { environment, pending, ...(children.length > 0 ? { children } : {}) };
+}
+
+/** Adds a checked connection unless it clashes with one before it; `record`'s keys not `known` are noted. */
+type Admit = (conn: ConnectionDoc, list: string, index: number, record?: Obj, known?: ReadonlySet<string>) => void;
+/** Checks a connection record (its byte fields still ranges) and admits it, or notes why not. */
+type AdmitRecord = (c: unknown, list: string, index: number, known: ReadonlySet<string>) => void;
+
+const NO_RULES: readonly string[] = Object.freeze([]);
+const EMPTY_RANGE = (): ByteRange => ({ offset: 0, length: 0 });
+
+/**
+ * Format 4's connections: rows of CONNECTION_ROW integers, details for those with more. A row
+ * without details is checked here, integer by integer, and becomes its record with nothing
+ * else to read; a row with details becomes the record format 3 would hold, checked as one.
+ */
+/** Why the row at `r` cannot be a connection, or undefined. */
+function rowProblem(cells: readonly unknown[], r: number): string | undefined {
+  if (!isInt(cells[r], 0, 1 << 30)) return 'bad fd';
+  if (!isInt(cells[r + 1], 1)) return 'bad peer id';
+  if (!isInt(cells[r + 2], 0) || !isInt(cells[r + 3], 0, 0xffffffff) || !isInt(cells[r + 4], 0, 0xffffffff)) return 'bad credentials';
+  if (!isInt(cells[r + 5], 0)) return 'bad unique name';
+  if (!isInt(cells[r + 6], 0, CONNECTION_UNIX_FDS)) return 'bad flags';
+  return undefined;
+}
+
+function readConnectionTable(table: unknown, rawDetails: unknown, warnings: string[], admit: Admit, admitRecord: AdmitRecord): void {
+  const cells = list(table, 'connectionTable', warnings);
+  const rows = Math.floor(cells.length / CONNECTION_ROW);
+  if (cells.length % CONNECTION_ROW !== 0) {
+    warnings.push(`connectionTable: ${cells.length} numbers, not rows of ${CONNECTION_ROW}; the last ${cells.length % CONNECTION_ROW} ignored`);
+  }
+  const details = new Map<number, Obj | undefined>();
+  list(rawDetails, 'connectionDetails', warnings).forEach((d, k) => {
+    if (!isObj(d) || !isInt(d.at, 0, rows - 1)) return warnings.push(`connectionDetails[${k}]: names no connection row; dropped`);
+    if (details.has(d.at)) warnings.push(`connectionDetails[${k}]: row ${d.at} described twice; its connection dropped`);
+    // A row described twice has no details one can trust: undefined drops it below.
+    details.set(d.at, details.has(d.at) ? undefined : d);
+  });
+  for (let i = 0; i < rows; i++) {
+    const r = i * CONNECTION_ROW;
+    const why = rowProblem(cells, r) ?? (details.has(i) && details.get(i) === undefined ? 'described twice' : undefined);
+    if (why) {
+      warnings.push(`connectionTable[${i}]: ${why}; connection dropped`);
+      continue;
+    }
+    // Checked above: integers in range.
+    const fd = cells[r] as number, peerId = cells[r + 1] as number, pid = cells[r + 2] as number;
+    const uid = cells[r + 3] as number, gid = cells[r + 4] as number, unique = cells[r + 5] as number, flags = cells[r + 6] as number;
+    const detail = details.get(i);
+    if (detail === undefined) {
+      const conn: ConnectionDoc = { fd, peerId, credentials: { uid, gid, pid }, inbound: NO_BYTES, outbound: [], matches: NO_RULES as string[] };
+      if (unique > 0) conn.uniqueName = `:1.${unique}`;
+      if (flags & CONNECTION_UNIX_FDS) conn.unixFds = true;
+      admit(conn, 'connectionTable', i);
+      continue;
+    }
+    const { at: _, uniqueName, groups, securityLabel, ...rest } = detail;
+    if (uniqueName !== undefined && unique > 0) {
+      warnings.push(`connectionTable[${i}]: two unique names; connection dropped`);
+      continue;
+    }
+    const credentials: Obj = { uid, gid, pid };
+    if (groups !== undefined) credentials.groups = groups;
+    if (securityLabel !== undefined) credentials.securityLabel = securityLabel;
+    const record: Obj = { fd, peerId, credentials, inbound: EMPTY_RANGE(), outbound: EMPTY_RANGE(), matches: [], ...rest };
+    if (unique > 0 || uniqueName !== undefined) record.uniqueName = unique > 0 ? `:1.${unique}` : uniqueName;
+    if (flags & CONNECTION_UNIX_FDS) record.unixFds = true;
+    // Keys neither the row nor the details explain are noted as the record's.
+    admitRecord(record, 'connectionTable', i, CONNECTION_KEYS);
+  }
 }
 
 function list(v: unknown, where: string, warnings: string[]): unknown[] {

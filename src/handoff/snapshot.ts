@@ -8,7 +8,7 @@ import { HANDOFF_FORMAT, type ConnectionDoc, type CredentialsDoc, type HandoffDo
 import { snapshotActivation } from './activation-state.js';
 
 /**
- * The credentials as the document keeps them: what was read so far (format 3: the new image
+ * The credentials as the document keeps them: what was read so far (formats 3, 4: the new image
  * reads the rest from the socket, so a handoff makes no system call for them), or all of them
  * for a document an older image reads (`complete`, format 2: an absent label means none).
  */

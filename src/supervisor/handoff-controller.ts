@@ -3,7 +3,7 @@ import { currentExecTarget, preflight, type ExecTarget } from '../handoff/exec-t
 import { createSpoolFile, handoffDirectory, removeHandoffFile, writeHandoffFile } from '../handoff/handoff-file.js';
 import { SpoolWriter } from '../transport/spooled-bytes.js';
 import { poller } from '../transport/poller.js';
-import { HANDOFF_FORMAT, type HandoffDocument } from '../handoff/document.js';
+import { HANDOFF_FORMAT, HANDOFF_FORMAT_SPOOLED, type HandoffDocument } from '../handoff/document.js';
 import { encodeDocument } from '../handoff/binary-document.js';
 import { reexec } from '../handoff/reexec.js';
 import { RootSwitch } from '../handoff/root-switch.js';
@@ -35,7 +35,7 @@ export interface HandoffArgs {
   execPath?: string;
   /** The systemd notify socket, inherited (see anchors.ts). */
   notifyFd?: number;
-  /** The old image's epoll set, inherited (format 3; the document says what it watches). */
+  /** The old image's epoll set, inherited (formats 3 and 4; the document says what it watches). */
   pollFd?: number;
   /** When the old image called execve (CLOCK_MONOTONIC ns): where the pause's first phase ends. */
   execNs?: bigint;
@@ -208,7 +208,7 @@ export class HandoffController {
       stoppedAtNs,
       handoffCallers: this.running?.callers ?? [],
       lastHandoff: { at: new Date().toISOString(), pauseUs: 0, root },
-      complete: format !== HANDOFF_FORMAT,
+      complete: format < HANDOFF_FORMAT_SPOOLED,
     });
   }
 
@@ -220,8 +220,8 @@ export class HandoffController {
     holdOptimizingCompiler();
     const nonce = randomBytes(16).toString('hex');
     const doc = this.snapshotNow(root, format, nonce, process.hrtime.bigint());
-    // The epoll set goes over as it is (format 3): the new image registers no socket again.
-    const handedPoller = format === HANDOFF_FORMAT ? poller().inheritance() : undefined;
+    // The epoll set goes over as it is (formats 3 and 4): the new image registers no socket again.
+    const handedPoller = format >= HANDOFF_FORMAT_SPOOLED ? poller().inheritance() : undefined;
     if (handedPoller) doc.poller = { watched: [...handedPoller.watched], writable: [...handedPoller.writable] };
     const { file, spoolFds } = writeHandoffFile(handoffDirectory(process.getuid!(), process.env), doc, format);
     const listenFds = doc.listeners.map((l) => l.fd);

@@ -113,7 +113,7 @@ describe('ferrybus inspect of a document the snapshot code wrote', () => {
     const r = await ferrybus(['inspect', file, '--json']);
     expect(r.exitCode, describeResult(r)).toBe(0);
     const doc = JSON.parse(r.stdout) as InspectJson;
-    expect(doc).toMatchObject({ file, format: 3, generation: 1, pid: process.pid, warnings: [] });
+    expect(doc).toMatchObject({ file, format: 4, generation: 1, pid: process.pid, warnings: [] });
     expect(doc.bus.guid).toBe(daemon.identity.guid);
     expect(doc.bus.nextUniqueName).toMatch(/^:1\.\d+$/);
     expect(doc.listeners).toEqual([{ fd: expect.any(Number), path: path.join(dir, 'bus'), address: daemon.addresses[0] }]);
@@ -140,7 +140,7 @@ describe('ferrybus inspect of a document the snapshot code wrote', () => {
     expect(r.exitCode, describeResult(r)).toBe(0);
     const [summary, listeners, connections, names, calls] = r.stdout.trimEnd().split('\n\n');
     expect(summary).toMatch(/^file\s+\S+generation-2\.json$/m);
-    expect(summary).toMatch(/^format\s+3$/m);
+    expect(summary).toMatch(/^format\s+4$/m);
     expect(summary).toMatch(/^generation\s+1 \(read by the next image as generation 2\)$/m);
     expect(summary).toMatch(new RegExp(`^pid\\s+${process.pid}$`, 'm'));
     expect(summary).toMatch(new RegExp(`^bus guid\\s+${daemon.identity.guid}$`, 'm'));
@@ -259,7 +259,7 @@ describe('ferrybus inspect of what is not a usable document', () => {
     const file = write('future.json', JSON.stringify(handWritten({ format: 99 })));
     const r = await ferrybus(['inspect', file]);
     expect(r.exitCode, describeResult(r)).toBe(1);
-    expect(r.stderr).toBe(`ferrybus: ${file} is a handoff document this ferrybus cannot read: document format 99 is not readable by this image (reads 3, 2, 1)\n`);
+    expect(r.stderr).toBe(`ferrybus: ${file} is a handoff document this ferrybus cannot read: document format 99 is not readable by this image (reads 4, 3, 2, 1)\n`);
   });
 
   it('says where documents live when the file does not exist, and what a directory holds', async () => {

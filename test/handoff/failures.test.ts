@@ -19,7 +19,7 @@ import { ECHO_INTERFACE, ECHO_PATH, startEchoService } from '../harness/python-c
 import { describeResult, runClient } from '../harness/run-client.js';
 import type { RunningBus } from '../harness/running-bus.js';
 import { makeTempDir, removeTempDir } from '../harness/temp-dir.js';
-import { DOCUMENT_HEADER_BYTES, DOCUMENT_MAGIC, HANDOFF_FORMAT, HANDOFF_FORMAT_JSON, MAX_DOCUMENT_BYTES } from '../../src/handoff/document.js';
+import { DOCUMENT_HEADER_BYTES, DOCUMENT_MAGIC, HANDOFF_FORMAT, HANDOFF_FORMAT_JSON, HANDOFF_FORMAT_SPOOLED, MAX_DOCUMENT_BYTES } from '../../src/handoff/document.js';
 import { handoffDirectory } from '../../src/handoff/handoff-file.js';
 import { encodeMessage } from '../../src/wire/message.js';
 import { marshal } from '../../src/wire/marshal.js';
@@ -290,13 +290,14 @@ function validDocument(socketPath: string, connections: unknown[], names: unknow
 }
 
 /**
- * The same as this image writes it (format 2): header, the JSON (byte fields are ranges of the
- * section), the binary section. The header is left as given: a test may announce more than follows.
+ * The same as an image writes it for a target that reads no format 4 (format 3): header, the
+ * JSON (byte fields are ranges of the section), the binary section. The header is left as
+ * given: a test may announce more than follows.
  */
 function binaryDocument(json: string, section: Buffer, announced = section.length): Buffer {
   const header = Buffer.alloc(DOCUMENT_HEADER_BYTES);
   DOCUMENT_MAGIC.copy(header);
-  header.writeUInt32LE(HANDOFF_FORMAT, 8);
+  header.writeUInt32LE(HANDOFF_FORMAT_SPOOLED, 8);
   header.writeUInt32LE(Buffer.byteLength(json), 12);
   header.writeBigUInt64LE(BigInt(announced), 16);
   return Buffer.concat([header, Buffer.from(json), section]);
@@ -406,14 +407,14 @@ describe('a new image whose document is unusable keeps serving and drops the old
   it('binary, its section cut short', async () => {
     const d = await fresh('section-truncated');
     const queued = Buffer.alloc(4096, 1);
-    const json = validDocument(path.join(d, 'bus'), [connectionDoc(0, { outbound: { offset: 0, length: 4096 } }), connectionDoc(1)], [], { format: HANDOFF_FORMAT });
+    const json = validDocument(path.join(d, 'bus'), [connectionDoc(0, { outbound: { offset: 0, length: 4096 } }), connectionDoc(1)], [], { format: HANDOFF_FORMAT_SPOOLED });
     const a = await launchNewImage(d, 2, { bytes: binaryDocument(json, queued.subarray(0, 1000), queued.length) });
     await expectServesWithoutState(a, /truncated: the header announces \d+ bytes \(\d+ of JSON, 4096 of binary section\), the file has \d+/);
   });
 
   it('binary, with a bad magic', async () => {
     const d = await fresh('bad-magic');
-    const bytes = binaryDocument(validDocument(path.join(d, 'bus'), [connectionDoc(0), connectionDoc(1)], [], { format: HANDOFF_FORMAT }), Buffer.alloc(0));
+    const bytes = binaryDocument(validDocument(path.join(d, 'bus'), [connectionDoc(0), connectionDoc(1)], [], { format: HANDOFF_FORMAT_SPOOLED }), Buffer.alloc(0));
     bytes[5] = 0x21;
     const a = await launchNewImage(d, 2, { bytes });
     await expectServesWithoutState(a, /bad magic: not a ferrybus handoff document/);
@@ -520,7 +521,7 @@ describe('a new image restores what it can from a damaged binary document and dr
         { name: 'org.ferrybus.Test.Kept', queue: [{ peerId: 1, flags: 0 }] },
         { name: 'org.ferrybus.Test.Orphaned', queue: [{ peerId: 2, flags: 0 }] },
       ],
-      { format: HANDOFF_FORMAT },
+      { format: HANDOFF_FORMAT_SPOOLED },
     );
     const a = await launchNewImage(dir, 3, { bytes: binaryDocument(json, queued) });
     scope(() => a.proc.stop());

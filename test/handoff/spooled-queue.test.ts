@@ -107,15 +107,24 @@ describe('bytes queued for a client that does not read, across handoffs', () => 
     expect((await busStatus(watcher)).queuedBytes).toBe(0n);
   });
 
-  it('are written into the document itself for a target image that reads only the format before', async () => {
-    // A target image as an older ferrybus answers the preflight: it reads formats 2 and 1 only.
+  it('stay in the spool file for a target image that reads no format 4 (format 3: every connection one record)', async () => {
+    await handoffToOlderImage([3, 2, 1], 3);
+  });
+
+  it('are written into the document itself for a target image that reads only format 2', async () => {
+    await handoffToOlderImage([2, 1], 2);
+  });
+
+  /** A handoff to an image that reads `reads` only: the document is of format `writes`, and nothing is lost. */
+  async function handoffToOlderImage(reads: number[], writes: number): Promise<void> {
+    // A target image as an older ferrybus answers the preflight: it names the formats it reads.
     const main = build.main;
     const real = path.join(path.dirname(main), 'main-real.js');
     renameSync(main, real);
     writeFileSync(main, [
       "const args = process.argv.slice(2);",
-      "if (args[0] === 'handoff-check' && args[2] !== '2' && args[2] !== '1') {",
-      "  process.stdout.write(JSON.stringify({ ok: false, formats: [2, 1], version: '0.0.1' }) + '\\n');",
+      `if (args[0] === 'handoff-check' && !${JSON.stringify(reads.map(String))}.includes(args[2])) {`,
+      `  process.stdout.write(JSON.stringify({ ok: false, formats: ${JSON.stringify(reads)}, version: '0.0.1' }) + '\\n');`,
       '  process.exit(1);',
       '}',
       "await import('./main-real.js');",
@@ -129,9 +138,9 @@ describe('bytes queued for a client that does not read, across handoffs', () => 
     const from = bus.process.mark('stderr');
 
     expect((await handoffByMethod(watcher, '', bus)).generation).toBe(2);
-    expect(logLines(bus.process, 'handoff-preflight', from).join('\n')).toMatch(/ format=2 /);
+    expect(logLines(bus.process, 'handoff-preflight', from).join('\n')).toMatch(new RegExp(` format=${writes} `));
     expect(logLines(bus.process, 'handoff-complete', from).join('\n')).toMatch(/ dropped=0$/);
     await expectAllDelivered(subscriber, sent);
     await until('the document to close', () => openDocuments(bus).length === 0);
-  });
+  }
 });
