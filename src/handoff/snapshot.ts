@@ -44,24 +44,27 @@ export function snapshot(input: SnapshotInput): SnapshotDocument {
   const conns: ConnectionDoc[] = [];
   for (const conn of connections.all) {
     const peer = conn.peer;
-    const sasl = conn.saslState();
     const unsent = conn.unsentParts();
-    const inboundFds = conn.pendingInboundFds();
-    conns.push({
+    // Absent fields stay absent, set one by one: a thousand records inside the pause, and a
+    // literal spreading conditional objects made the snapshot of 1000 idle ones 2.4–3.7 ms, now 1.0–1.7.
+    const c: ConnectionDoc = {
       fd: conn.fd,
       peerId: peer?.id ?? 0,
       credentials: credentialsDoc(conn.credentials, input.complete === true),
-      ...(sasl ? { sasl } : {}),
-      ...(peer?.uniqueName ? { uniqueName: peer.uniqueName } : {}),
-      ...(peer?.acceptsFds ? { unixFds: true } : {}),
       // Views, not copies: nothing runs between here and the write (see above).
       inbound: conn.framer.pending(),
-      ...(inboundFds.length > 0 ? { inboundFds } : {}),
       outbound: unsent.parts,
-      ...(unsent.fds.length > 0 ? { outboundFds: unsent.fds.map((m) => ({ at: m.at, fds: [...m.fds] })) } : {}),
       matches: peer ? peer.matches.map((r) => r.text) : [],
-      ...(peer?.monitorRules ? { monitorRules: peer.monitorRules.map((r) => r.text) } : {}),
-    });
+    };
+    const sasl = conn.saslState();
+    if (sasl) c.sasl = sasl;
+    if (peer?.uniqueName) c.uniqueName = peer.uniqueName;
+    if (peer?.acceptsFds) c.unixFds = true;
+    const inboundFds = conn.pendingInboundFds();
+    if (inboundFds.length > 0) c.inboundFds = inboundFds;
+    if (unsent.fds.length > 0) c.outboundFds = unsent.fds.map((m) => ({ at: m.at, fds: [...m.fds] }));
+    if (peer?.monitorRules) c.monitorRules = peer.monitorRules.map((r) => r.text);
+    conns.push(c);
   }
   // Connections still authenticating have no peer yet: give them ids the new image will not reuse.
   let spareId = bus.peerIdHighWater();

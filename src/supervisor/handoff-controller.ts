@@ -226,10 +226,13 @@ export class HandoffController {
     const { file, spoolFds } = writeHandoffFile(handoffDirectory(process.getuid!(), process.env), doc, format);
     const listenFds = doc.listeners.map((l) => l.fd);
     const { notifyFd } = anchors();
-    const messageFds = [
-      ...doc.connections.flatMap((c) => [...(c.inboundFds ?? []), ...(c.outboundFds ?? []).flatMap((m) => m.fds)]),
-      ...activationFds(doc.activation),
-    ];
+    // Most connections carry no fds: nothing is made for them.
+    const messageFds: number[] = [];
+    for (const c of doc.connections) {
+      if (c.inboundFds) messageFds.push(...c.inboundFds);
+      for (const m of c.outboundFds ?? []) messageFds.push(...m.fds);
+    }
+    messageFds.push(...activationFds(doc.activation));
     // Opened close-on-exec by the bus (accept4, recvmsg, node's open) or set so when restored.
     const own = [...doc.connections.map((c) => c.fd), ...messageFds, ...spoolFds, ...(handedPoller ? [handedPoller.fd] : [])];
     try {

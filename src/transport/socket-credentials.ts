@@ -57,11 +57,10 @@ export class SocketCredentials implements Credentials {
 
   /** What has been read so far, reading nothing more. */
   known(): KnownCredentials {
-    return {
-      pid: this.pid, uid: this.uid, gid: this.gid,
-      ...(this.cachedGroups ? { groups: [...this.cachedGroups] } : {}),
-      ...(this.labelRead ? { securityLabel: this.cachedLabel ?? null } : {}),
-    };
+    const known: KnownCredentials = { pid: this.pid, uid: this.uid, gid: this.gid };
+    if (this.cachedGroups) known.groups = [...this.cachedGroups];
+    if (this.labelRead) known.securityLabel = this.cachedLabel ?? null;
+    return known;
   }
 }
 
