@@ -575,6 +575,15 @@ describe('readDocument: format 4, the connections as a table', () => {
     expectConsistent(result);
   });
 
+  it('details cannot change what their row says', () => {
+    const { json, section } = parts(binary(idleDoc(2)));
+    json.connectionDetails = [{ at: 1, fd: 20, peerId: 1, credentials: { uid: 0, gid: 0, pid: 1 }, unixFds: true, matches: ["type='signal'"] }];
+    const result = read(container(json, section));
+    expect(result.warnings).toEqual([]);
+    expect(result.doc.connections[1]).toMatchObject({ fd: 21, peerId: 2, credentials: { uid: 1001, gid: 100, pid: 301 }, matches: ["type='signal'"] });
+    expect(result.doc.connections[1]!.unixFds).toBeUndefined();
+  });
+
   it('two rows claiming one fd, peer id or unique name: the later one is dropped', () => {
     const { json, section } = parts(binary(idleDoc(4)));
     cell(json, 1, 0, 20);

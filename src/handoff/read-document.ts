@@ -514,11 +514,6 @@ type AdmitRecord = (c: unknown, list: string, index: number, known: ReadonlySet<
 const NO_RULES: readonly string[] = Object.freeze([]);
 const EMPTY_RANGE = (): ByteRange => ({ offset: 0, length: 0 });
 
-/**
- * Format 4's connections: rows of CONNECTION_ROW integers, details for those with more. A row
- * without details is checked here, integer by integer, and becomes its record with nothing
- * else to read; a row with details becomes the record format 3 would hold, checked as one.
- */
 /** Why the row at `r` cannot be a connection, or undefined. */
 function rowProblem(cells: readonly unknown[], r: number): string | undefined {
   if (!isInt(cells[r], 0, 1 << 30)) return 'bad fd';
@@ -529,6 +524,11 @@ function rowProblem(cells: readonly unknown[], r: number): string | undefined {
   return undefined;
 }
 
+/**
+ * Format 4's connections: rows of CONNECTION_ROW integers, details for those with more. A row
+ * without details is checked here, integer by integer, and becomes its record with nothing
+ * else to read; a row with details becomes the record format 3 would hold, checked as one.
+ */
 function readConnectionTable(table: unknown, rawDetails: unknown, warnings: string[], admit: Admit, admitRecord: AdmitRecord): void {
   const cells = list(table, 'connectionTable', warnings);
   const rows = Math.floor(cells.length / CONNECTION_ROW);
@@ -568,7 +568,9 @@ function readConnectionTable(table: unknown, rawDetails: unknown, warnings: stri
     const credentials: Obj = { uid, gid, pid };
     if (groups !== undefined) credentials.groups = groups;
     if (securityLabel !== undefined) credentials.securityLabel = securityLabel;
-    const record: Obj = { fd, peerId, credentials, inbound: EMPTY_RANGE(), outbound: EMPTY_RANGE(), matches: [], ...rest };
+    // What the row says, the details cannot change.
+    const record: Obj = { inbound: EMPTY_RANGE(), outbound: EMPTY_RANGE(), matches: [], ...rest, fd, peerId, credentials };
+    delete record.unixFds;
     if (unique > 0 || uniqueName !== undefined) record.uniqueName = unique > 0 ? `:1.${unique}` : uniqueName;
     if (flags & CONNECTION_UNIX_FDS) record.unixFds = true;
     // Keys neither the row nor the details explain are noted as the record's.
