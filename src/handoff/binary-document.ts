@@ -123,26 +123,29 @@ function connectionTable(
 ): { connectionTable: number[]; connectionDetails: Array<Record<string, unknown>> } {
   const table: number[] = [];
   const details: Array<Record<string, unknown>> = [];
+  // The row being written, and its details once it has any: made on the first field to carry.
+  let row = 0;
+  let detail: Record<string, unknown> | undefined;
+  const add = (key: string, value: unknown): void => {
+    (detail ??= { at: row })[key] = value;
+  };
   records.forEach((c, at) => {
+    row = at;
+    detail = undefined;
     const unique = c.uniqueName === undefined ? 0 : uniqueNumber(c.uniqueName);
     const { pid, uid, gid, groups, securityLabel } = c.credentials;
     table.push(c.fd, c.peerId, pid, uid, gid, unique ?? 0, c.unixFds ? CONNECTION_UNIX_FDS : 0);
-    const idle = unique !== undefined && !c.sasl && groups === undefined && securityLabel === undefined &&
-      c.inbound.length === 0 && c.outbound.length === 0 && !c.inboundFds && !c.outboundFds && c.matches.length === 0 && !c.monitorRules;
-    if (idle) return;
-    details.push({
-      at,
-      ...(unique === undefined ? { uniqueName: c.uniqueName } : {}),
-      ...(groups !== undefined ? { groups } : {}),
-      ...(securityLabel !== undefined ? { securityLabel } : {}),
-      ...(c.sasl ? { sasl: c.sasl } : {}),
-      ...(c.inbound.length > 0 ? { inbound: put(c.inbound) } : {}),
-      ...(c.inboundFds ? { inboundFds: c.inboundFds } : {}),
-      ...(c.outbound.length > 0 ? { outbound: putOutbound(c.outbound) } : {}),
-      ...(c.outboundFds ? { outboundFds: c.outboundFds } : {}),
-      ...(c.matches.length > 0 ? { matches: c.matches } : {}),
-      ...(c.monitorRules ? { monitorRules: c.monitorRules } : {}),
-    });
+    if (unique === undefined) add('uniqueName', c.uniqueName);
+    if (groups !== undefined) add('groups', groups);
+    if (securityLabel !== undefined) add('securityLabel', securityLabel);
+    if (c.sasl) add('sasl', c.sasl);
+    if (c.inbound.length > 0) add('inbound', put(c.inbound));
+    if (c.inboundFds) add('inboundFds', c.inboundFds);
+    if (c.outbound.length > 0) add('outbound', putOutbound(c.outbound));
+    if (c.outboundFds) add('outboundFds', c.outboundFds);
+    if (c.matches.length > 0) add('matches', c.matches);
+    if (c.monitorRules) add('monitorRules', c.monitorRules);
+    if (detail) details.push(detail);
   });
   return { connectionTable: table, connectionDetails: details };
 }
